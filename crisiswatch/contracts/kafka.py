@@ -1,0 +1,120 @@
+"""Kafka connection settings and client factories shared by the services.
+
+Defaults keep consumer-group timeouts at or under ten seconds so a group forms
+quickly on any Kafka-protocol broker; production overrides them through the
+environment (``KAFKA_*``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class KafkaSettings(BaseSettings):
+    """Where the brokers are and how clients behave; read from ``KAFKA_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    security_protocol: str = "PLAINTEXT"
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    max_poll_interval_ms: int = Field(default=10_000, ge=1000)
+    request_timeout_ms: int = Field(default=15_000, ge=1000)
+    connect_deadline_s: float = Field(default=60.0, gt=0, description="give up (and exit) when brokers stay unreachable")
+
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap list as kafka-python wants it."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+
+T = TypeVar("T")
+
+
+def _retry_until(deadline_s: float, what: str, attempt: Callable[[], T]) -> T:
+    """Call ``attempt`` until a broker answers or ``deadline_s`` passes (then raise, so the pod restarts)."""
+    start = time.monotonic()
+    while True:
+        try:
+            return attempt()
+        except (KafkaConnectionError, KafkaTimeoutError):
+            if time.monotonic() - start > deadline_s:
+                raise ConnectionError(f"no Kafka broker answered for {what} within {deadline_s:.0f}s") from None
+            time.sleep(0.5)
+
+
+def make_producer(settings: KafkaSettings, client_id: str) -> KafkaProducer:
+    """An idempotent-minded producer: ``acks=all``, retries, ordered per partition."""
+    return _retry_until(
+        settings.connect_deadline_s,
+        "the producer",
+        lambda: KafkaProducer(
+            bootstrap_servers=settings.servers,
+            client_id=client_id,
+            security_protocol=settings.security_protocol,
+            acks="all",
+            retries=10,
+            max_in_flight_requests_per_connection=1,
+            linger_ms=5,
+            request_timeout_ms=settings.request_timeout_ms,
+        ),
+    )
+
+
+def make_consumer(settings: KafkaSettings, group_id: str, topics: Iterable[str], client_id: str) -> KafkaConsumer:
+    """A group consumer with manual commits, reading from the earliest offset on first start."""
+    consumer = _retry_until(
+        settings.connect_deadline_s,
+        "the consumer",
+        lambda: KafkaConsumer(
+            bootstrap_servers=settings.servers,
+            group_id=group_id,
+            client_id=client_id,
+            security_protocol=settings.security_protocol,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        ),
+    )
+    consumer.subscribe(list(topics))
+    return consumer
+
+
+def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: int = 1) -> list[str]:
+    """Create the missing topics; returns the names it created."""
+    admin = _retry_until(
+        settings.connect_deadline_s,
+        "the admin client",
+        lambda: KafkaAdminClient(bootstrap_servers=settings.servers, client_id="crisiswatch-admin"),
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in topics if t not in existing]
+        created: list[str] = []
+        for topic in wanted:
+            try:
+                admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
+                created.append(topic)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    except KafkaError as error:
+        raise ConnectionError(f"could not create topics {list(topics)}: {error}") from error
+    finally:
+        admin.close()

@@ -1,0 +1,224 @@
+"""Messages the services exchange over Kafka.
+
+Every record on the wire is one of these models serialised as JSON and carries
+``schema_version`` so a consumer can refuse a record from an incompatible
+producer with a clear reason instead of misreading it.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+MAX_TEXT_CHARS = 10_000
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Interpret naive timestamps as UTC and convert aware ones to UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class Sentiment(enum.StrEnum):
+    """The three sentiment classes every model is mapped onto."""
+
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+    POSITIVE = "positive"
+
+
+SENTIMENT_ORDER: tuple[Sentiment, ...] = (Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE)
+
+
+class WireModel(BaseModel):
+    """Base for every Kafka message: strict about unknown shapes, stamped with a version."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {value} is newer than this service understands ({SCHEMA_VERSION})"
+            )
+        return value
+
+    def to_bytes(self) -> bytes:
+        """Serialise for the wire."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> WireModel:
+        """Parse and validate a wire payload; raises ``ValueError`` with the reason."""
+        return cls.model_validate_json(payload)
+
+
+class Engagement(BaseModel):
+    """Public interaction counts on a post at the time it was collected."""
+
+    model_config = ConfigDict(frozen=True)
+
+    likes: int = Field(default=0, ge=0)
+    reposts: int = Field(default=0, ge=0)
+    replies: int = Field(default=0, ge=0)
+
+
+class Mention(WireModel):
+    """A normalised public post that mentions one configured brand."""
+
+    id: str = Field(min_length=1, max_length=256)
+    source: str = Field(min_length=1, max_length=64)
+    brand: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    lang: str = Field(default="und", max_length=16)
+    author_handle: str = Field(default="", max_length=128)
+    author_followers: int = Field(default=0, ge=0)
+    created_at: UtcDatetime
+    url: str | None = Field(default=None, max_length=2048)
+    engagement: Engagement = Field(default_factory=Engagement)
+    ingested_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is blank")
+        return value
+
+    @property
+    def reach(self) -> int:
+        """Rough audience estimate: the author's followers plus one for the post itself."""
+        return self.author_followers + 1
+
+
+class SentimentScores(BaseModel):
+    """Class probabilities; they sum to one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    negative: float = Field(ge=0.0, le=1.0)
+    neutral: float = Field(ge=0.0, le=1.0)
+    positive: float = Field(ge=0.0, le=1.0)
+
+    @property
+    def label(self) -> Sentiment:
+        """The most probable class."""
+        best = max(SENTIMENT_ORDER, key=lambda s: getattr(self, s.value))
+        return best
+
+
+class ScoredMention(Mention):
+    """A mention with the sentiment model's verdict attached."""
+
+    label: Sentiment
+    scores: SentimentScores
+    model: str = Field(min_length=1)
+    scored_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class Severity(enum.StrEnum):
+    """How loudly the service team should be told."""
+
+    WATCH = "watch"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Ordering used to tell an escalation from a repeat."""
+        return {"watch": 0, "warning": 1, "critical": 2}[self.value]
+
+
+class IncidentEventType(enum.StrEnum):
+    """Lifecycle step an incident event records."""
+
+    OPENED = "opened"
+    UPDATED = "updated"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+class SampleMention(BaseModel):
+    """A post shown to the service team as evidence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    text: str
+    author_handle: str
+    author_followers: int
+    url: str | None
+    created_at: UtcDatetime
+    negative_score: float
+
+
+class Incident(WireModel):
+    """One event in an incident's life; ``(incident_id, revision)`` is unique and idempotent."""
+
+    incident_id: str
+    revision: int = Field(ge=1)
+    event: IncidentEventType
+    brand: str
+    severity: Severity
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    opened_at: UtcDatetime
+    observed_negative: int = Field(ge=0)
+    expected_negative: float = Field(ge=0.0)
+    observed_total: int = Field(ge=0)
+    expected_total: float = Field(ge=0.0)
+    negative_share: float = Field(ge=0.0, le=1.0)
+    baseline_negative_share: float = Field(ge=0.0, le=1.0)
+    surprise: float = Field(ge=0.0, description="-log10 of the tail probability of the observed count")
+    reach: int = Field(default=0, ge=0)
+    rule: str = Field(description="which detector rule produced this event")
+    sample_mentions: list[SampleMention] = Field(default_factory=list)
+    peak_negative: int = Field(default=0, ge=0)
+    total_negative: int = Field(default=0, ge=0)
+    emitted_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Unique per delivered event: re-delivery of the same key must be a no-op."""
+        return f"{self.incident_id}:{self.revision}"
+
+
+DeadLetterStage = Literal["listener", "classifier", "alerter"]
+
+
+class DeadLetter(WireModel):
+    """A rejected input kept with the reason it was rejected, so nothing is lost silently."""
+
+    stage: DeadLetterStage
+    source: str
+    reason: str
+    payload: str = Field(description="the rejected input, decoded leniently and truncated")
+    payload_bytes: int = Field(ge=0)
+    rejected_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @classmethod
+    def for_payload(
+        cls, stage: DeadLetterStage, source: str, reason: str, payload: bytes | str, limit: int = 4096
+    ) -> DeadLetter:
+        """Build a dead letter, keeping at most ``limit`` characters of the payload."""
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        text = raw.decode("utf-8", errors="backslashreplace")
+        return cls(
+            stage=stage, source=source, reason=reason[:1000], payload=text[:limit], payload_bytes=len(raw)
+        )

@@ -1,0 +1,41 @@
+"""Topic names, configurable with a prefix so a replay can run beside live traffic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RAW = "mentions.raw"
+SCORED = "mentions.scored"
+ALERTS = "crisis.alerts"
+DLQ = "mentions.dlq"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The four topics of one pipeline namespace (``prefix`` is prepended verbatim, e.g. ``replay.``)."""
+
+    prefix: str = ""
+
+    @property
+    def raw(self) -> str:
+        """Validated, normalised mentions from the listener."""
+        return self.prefix + RAW
+
+    @property
+    def scored(self) -> str:
+        """Mentions with sentiment, keyed by brand."""
+        return self.prefix + SCORED
+
+    @property
+    def alerts(self) -> str:
+        """Incident events: the durable record of what was alerted."""
+        return self.prefix + ALERTS
+
+    @property
+    def dlq(self) -> str:
+        """Rejected input with the reason."""
+        return self.prefix + DLQ
+
+    def all(self) -> tuple[str, ...]:
+        """Every topic of the namespace."""
+        return (self.raw, self.scored, self.alerts, self.dlq)

@@ -1,0 +1,152 @@
+"""``make demo``: the whole pipeline on one machine with no account, network or download.
+
+Starts the embedded broker and the three services as separate processes (as
+they run in production), plays the built-in scenario fast, shows a live status
+line per brand and the alerts as they fire, then stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaConsumer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from crisiswatch.broker import EmbeddedBroker, free_port
+from crisiswatch.contracts.schemas import Incident, ScoredMention
+from crisiswatch.contracts.topics import Topics
+from crisiswatch.listener.scenario import demo_scenario, generate
+
+DEMO_DIR = Path(".crisiswatch/demo")
+console = Console()
+
+
+@dataclass
+class BrandStatus:
+    """Running counts for the status table."""
+
+    scored: int = 0
+    negative: int = 0
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=50))
+    latest: str = ""
+
+
+def _service(module: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _status_table(status: dict[str, BrandStatus], alerts: list[Incident], expected: int) -> Table:
+    table = Table(title=f"crisiswatch demo · {sum(s.scored for s in status.values())}/{expected} mentions scored")
+    for column in ("brand", "scored", "negative", "negative share (last 50)", "scenario time", "incident"):
+        table.add_column(column)
+    open_by_brand = {a.brand: a for a in alerts}
+    for brand, s in sorted(status.items()):
+        share = sum(s.recent) / len(s.recent) if s.recent else 0.0
+        incident = open_by_brand.get(brand)
+        label = f"{incident.severity.value} {incident.event.value}" if incident else "—"
+        table.add_row(brand, str(s.scored), str(s.negative), f"{100 * share:.0f}%", s.latest, label)
+    return table
+
+
+def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> int:
+    """Run the demo; returns 0 when the scenario's crisis was alerted, 1 otherwise."""
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    alerts_file = DEMO_DIR / "alerts.jsonl"
+    alerts_file.unlink(missing_ok=True)
+    expected = sum(1 for _ in generate(demo_scenario()))
+    ports = {name: free_port() for name in ("listener", "classifier", "alerter")}
+    broker = EmbeddedBroker(port=port or free_port(), log_file=DEMO_DIR / "broker.log").start()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "LISTENER_METRICS_PORT": str(ports["listener"]),
+        "CLASSIFIER_METRICS_PORT": str(ports["classifier"]),
+        "ALERTER_METRICS_PORT": str(ports["alerter"]),
+        "ALERTER_ALERTS_FILE": str(alerts_file),
+        "ALERTER_DATA_DIR": str(DEMO_DIR / "alerter-state"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    processes = {
+        "classifier": _service("crisiswatch.classifier", ["run"], env, DEMO_DIR / "classifier.log"),
+        "alerter": _service("crisiswatch.alerter", ["run"], env, DEMO_DIR / "alerter.log"),
+        "listener": _service(
+            "crisiswatch.listener", ["scenario", "--speed", str(speed)], env, DEMO_DIR / "listener.log"
+        ),
+    }
+    console.print(
+        f"[bold]crisiswatch demo[/]: broker on {broker.bootstrap_servers}, replaying {expected} mentions "
+        f"(3 brands, 10 h of scenario time at {speed:.0f}×). Logs in {DEMO_DIR}/."
+    )
+    topics = Topics()
+    watcher = KafkaConsumer(
+        topics.scored, topics.alerts, bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+    )
+    status: dict[str, BrandStatus] = defaultdict(BrandStatus)
+    alerts: list[Incident] = []
+    started = time.monotonic()
+    finished_at: float | None = None
+    try:
+        with Live(_status_table(status, alerts, expected), console=console, refresh_per_second=4) as live:
+            while time.monotonic() - started < timeout_s:
+                for records in watcher.poll(timeout_ms=250).values():
+                    for record in records:
+                        if record.topic == topics.alerts:
+                            incident = Incident.model_validate_json(record.value)
+                            alerts.append(incident)
+                            live.console.print(
+                                f"[bold red]ALERT[/] {incident.event.value.upper()} {incident.brand} "
+                                f"({incident.severity.value}): {incident.observed_negative} negative mentions vs "
+                                f"{incident.expected_negative:.1f} expected, surprise {incident.surprise:.1f} "
+                                f"at {incident.window_end:%H:%M} scenario time"
+                            )
+                            continue
+                        mention = ScoredMention.model_validate_json(record.value)
+                        brand = status[mention.brand]
+                        brand.scored += 1
+                        brand.negative += mention.label.value == "negative"
+                        brand.recent.append(mention.label.value == "negative")
+                        brand.latest = f"{mention.created_at:%H:%M}"
+                live.update(_status_table(status, alerts, expected))
+                for name, process in processes.items():
+                    if name != "listener" and process.poll() is not None:
+                        live.console.print(f"[red]{name} exited with {process.returncode}; see {DEMO_DIR}/{name}.log")
+                        return 1
+                done = sum(s.scored for s in status.values()) >= expected
+                if done and finished_at is None:
+                    finished_at = time.monotonic()
+                if finished_at is not None and time.monotonic() - finished_at > 8:
+                    break
+    except KeyboardInterrupt:
+        console.print("interrupted")
+    finally:
+        watcher.close()
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        broker.stop()
+    console.print(
+        f"Metrics were served at http://127.0.0.1:{ports['listener']}/metrics (listener), "
+        f":{ports['classifier']}/metrics (classifier), :{ports['alerter']}/metrics (alerter) while the demo ran."
+    )
+    console.print(f"Alerts as delivered (Block Kit JSON): {alerts_file}")
+    opened = [a for a in alerts if a.event.value == "opened"]
+    return 0 if opened else 1

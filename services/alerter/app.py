@@ -1,0 +1,161 @@
+"""The faust-streaming app: count, detect, record incidents, deliver them.
+
+Two agents. ``detect`` reads ``mentions.scored`` (keyed by brand, so a brand's
+state lives in one partition), keeps buckets and detector state in
+changelogged tables and writes incident events to ``crisis.alerts``. ``notify``
+reads ``crisis.alerts`` and delivers each ``(incident_id, revision)`` once,
+remembering what it delivered in a changelogged table so a restart neither
+forgets an open incident nor sends an alert twice. No model runs here: the
+event loop only does bookkeeping and network I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from crisiswatch.contracts.kafka import KafkaSettings
+from crisiswatch.contracts.schemas import DeadLetter, Incident, ScoredMention, utc_now
+from crisiswatch.contracts.topics import Topics
+
+from . import metrics
+from .delivery import DeliveryError, Notifier
+from .detector import Decision, DetectorConfig, DetectorState, score, step
+from .settings import AlerterSettings
+from .windows import AddResult, BrandBuckets, add_mention, close_ready
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 60.0
+
+
+def incident_from(decision: Decision) -> Incident:
+    """The wire event for a detector decision."""
+    fields = {k: v for k, v in vars(decision).items() if k != "samples"}
+    return Incident(**fields, sample_mentions=list(decision.samples))
+
+
+def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifier) -> faust.App:
+    """Create the alerter app with its topics, tables and agents."""
+    topics = Topics(kafka.topic_prefix)
+    detector_config = DetectorConfig(
+        bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity
+    )
+    lateness = timedelta(minutes=settings.lateness_minutes)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in kafka.servers],
+        store="memory://",
+        datadir=str(settings.data_dir),
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
+        broker_rebalance_timeout=kafka.max_poll_interval_ms / 1000,
+        broker_request_timeout=kafka.request_timeout_ms / 1000,
+        broker_max_poll_interval=kafka.max_poll_interval_ms / 1000,
+        producer_acks=-1,
+    )
+    raw_bytes: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    scored_topic = app.topic(topics.scored, **raw_bytes)
+    alerts_topic = app.topic(topics.alerts, **raw_bytes)
+    dlq_topic = app.topic(topics.dlq, **raw_bytes)
+    json_table: dict[str, Any] = {
+        "default": lambda: None,
+        "schema": faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+    }
+    buckets_table = app.Table("brand-buckets", partitions=settings.partitions, **json_table)
+    detector_table = app.Table("brand-detector", partitions=settings.partitions, **json_table)
+    deliveries_table = app.Table("deliveries", partitions=settings.partitions, **json_table)
+
+    async def dead_letter(payload: bytes, reason: str) -> None:
+        letter = DeadLetter.for_payload("alerter", topics.scored, reason, payload)
+        await dlq_topic.send(value=letter.to_bytes())
+        metrics.MENTIONS.labels("rejected").inc()
+
+    @app.agent(scored_topic)
+    async def detect(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            try:
+                mention = ScoredMention.model_validate_json(value)
+            except (ValidationError, ValueError) as error:
+                await dead_letter(value or b"", f"not a valid ScoredMention: {str(error)[:300]}")
+                continue
+            brand = mention.brand
+            stored_buckets = buckets_table[brand]
+            brand_buckets = BrandBuckets.model_validate(stored_buckets) if stored_buckets else BrandBuckets()
+            outcome = add_mention(brand_buckets, mention, detector_config.bucket)
+            metrics.MENTIONS.labels(outcome.value).inc()
+            if outcome is AddResult.COUNTED:
+                metrics.END_TO_END.observe(max(0.0, (utc_now() - mention.created_at).total_seconds()))
+            closed = close_ready(brand_buckets, detector_config.bucket, lateness)
+            if closed:
+                stored_state = detector_table[brand]
+                state = (
+                    DetectorState.model_validate(stored_state)
+                    if stored_state
+                    else DetectorState.fresh(brand, detector_config)
+                )
+                for bucket in closed:
+                    metrics.SURPRISE.labels(brand).set(score(state.baseline, bucket, detector_config).surprise)
+                    metrics.NEGATIVE_RATE.labels(brand).set(bucket.negative)
+                    metrics.BUCKETS.labels(brand).inc()
+                    state, decisions = step(state, bucket, detector_config)
+                    for decision in decisions:
+                        incident = incident_from(decision)
+                        await alerts_topic.send(key=brand.encode(), value=incident.to_bytes())
+                        metrics.INCIDENTS.labels(incident.event.value, incident.severity.value).inc()
+                        log.info(
+                            "incident event",
+                            extra={"brand": brand, "event": incident.event.value, "incident": incident.incident_id,
+                                   "revision": incident.revision, "severity": incident.severity.value},
+                        )
+                detector_table[brand] = state.model_dump(mode="json")
+            if outcome is not AddResult.DUPLICATE or closed:
+                buckets_table[brand] = brand_buckets.model_dump(mode="json")
+
+    @app.agent(alerts_topic)
+    async def notify(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            try:
+                incident = Incident.model_validate_json(value)
+            except (ValidationError, ValueError) as error:
+                letter = DeadLetter.for_payload("alerter", topics.alerts, f"not a valid Incident: {error}", value or b"")
+                await dlq_topic.send(value=letter.to_bytes())
+                continue
+            delivered = deliveries_table[incident.incident_id] or {}
+            if delivered.get("revision", 0) >= incident.revision:
+                metrics.DELIVERIES.labels(notifier.channel, "duplicate").inc()
+                continue
+            thread = await deliver_with_retry(notifier, incident, delivered.get("thread"))
+            deliveries_table[incident.incident_id] = {"revision": incident.revision, "thread": thread}
+
+    return app
+
+
+async def deliver_with_retry(notifier: Notifier, incident: Incident, thread: str | None) -> str | None:
+    """Deliver, retrying with capped exponential backoff until it succeeds: an alert is never dropped."""
+    backoff = 1.0
+    while True:
+        started = asyncio.get_running_loop().time()
+        try:
+            result = await notifier.deliver(incident, thread)
+        except DeliveryError as error:
+            metrics.DELIVERIES.labels(notifier.channel, "failed").inc()
+            log.warning(
+                "alert delivery failed; retrying",
+                extra={"incident": incident.incident_id, "revision": incident.revision, "error": str(error),
+                       "retry_in_s": backoff},
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            continue
+        metrics.DELIVERIES.labels(notifier.channel, "delivered").inc()
+        metrics.DELIVERY_SECONDS.labels(notifier.channel).observe(asyncio.get_running_loop().time() - started)
+        return result

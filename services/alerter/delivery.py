@@ -1,0 +1,122 @@
+"""Delivering composed alerts: Slack bot token, Slack incoming webhook, or console + JSONL file.
+
+Slack calls go through slack_sdk's async clients with its retry handlers
+(rate limits honour ``Retry-After``; server and connection errors back off).
+Tokens are read from settings and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Protocol
+
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.models.blocks import Block
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from crisiswatch.contracts.schemas import Incident, IncidentEventType
+
+from .compose import compose_blocks, headline
+from .settings import SlackSettings
+
+
+class DeliveryError(RuntimeError):
+    """The alert could not be delivered (after the client's own retries)."""
+
+
+class Notifier(Protocol):
+    """Something that shows an incident event to people."""
+
+    channel: str
+
+    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
+        """Deliver the event; return the thread id to use for later events of the incident, if any."""
+
+
+def _retry_handlers() -> list[object]:
+    return [
+        AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+        AsyncServerErrorRetryHandler(max_retry_count=3),
+        AsyncConnectionErrorRetryHandler(max_retry_count=3),
+    ]
+
+
+def _blocks_json(blocks: list[Block]) -> list[dict[str, object]]:
+    return [block.to_dict() for block in blocks]
+
+
+class ConsoleNotifier:
+    """Prints the headline and appends the full alert (incident + blocks) to a JSONL file."""
+
+    channel = "console"
+
+    def __init__(self, alerts_file: Path) -> None:
+        self.alerts_file = alerts_file
+
+    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
+        """Print and record the alert."""
+        print(f"ALERT {headline(incident)}", file=sys.stdout, flush=True)
+        record = {"incident": incident.model_dump(mode="json"), "blocks": _blocks_json(compose_blocks(incident))}
+        self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.alerts_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return thread or incident.incident_id
+
+
+class SlackBotNotifier:
+    """Posts the opening alert to a channel, then keeps the incident in that message's thread."""
+
+    channel = "slack"
+
+    def __init__(self, token: str, channel_id: str, api_url: str) -> None:
+        self.channel_id = channel_id
+        self.client = AsyncWebClient(token=token, base_url=api_url, retry_handlers=_retry_handlers(), timeout=10)
+
+    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
+        """``chat.postMessage`` for a new incident; ``chat.update`` of the parent plus a thread reply afterwards."""
+        blocks = compose_blocks(incident)
+        text = headline(incident)
+        try:
+            if thread is None or incident.event is IncidentEventType.OPENED:
+                response = await self.client.chat_postMessage(channel=self.channel_id, text=text, blocks=blocks)
+                return str(response["ts"])
+            await self.client.chat_update(channel=self.channel_id, ts=thread, text=text, blocks=blocks)
+            await self.client.chat_postMessage(channel=self.channel_id, thread_ts=thread, text=text, blocks=blocks)
+            return thread
+        except Exception as error:  # slack_sdk raises several unrelated types; callers retry on this one
+            raise DeliveryError(f"Slack delivery failed: {type(error).__name__}: {error}") from error
+
+
+class SlackWebhookNotifier:
+    """Posts every event to an incoming webhook (no threads: webhooks cannot address them)."""
+
+    channel = "webhook"
+
+    def __init__(self, url: str) -> None:
+        self.client = AsyncWebhookClient(url=url, retry_handlers=_retry_handlers(), timeout=10)
+
+    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
+        """Send the alert; a non-2xx answer raises :class:`DeliveryError`."""
+        try:
+            response = await self.client.send(text=headline(incident), blocks=compose_blocks(incident))
+        except Exception as error:
+            raise DeliveryError(f"webhook delivery failed: {type(error).__name__}") from error
+        if response.status_code >= 300:
+            raise DeliveryError(f"webhook answered {response.status_code}")
+        return thread
+
+
+def make_notifier(slack: SlackSettings, alerts_file: Path) -> Notifier:
+    """The notifier the settings ask for."""
+    if slack.mode == "bot" and slack.bot_token and slack.channel:
+        return SlackBotNotifier(slack.bot_token.get_secret_value(), slack.channel, slack.api_url)
+    if slack.mode == "webhook" and slack.webhook_url:
+        return SlackWebhookNotifier(slack.webhook_url.get_secret_value())
+    return ConsoleNotifier(alerts_file)

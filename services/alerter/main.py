@@ -1,0 +1,45 @@
+"""Alerter entry point: ``crisiswatch alerter run`` (or ``python -m crisiswatch.alerter``)."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import typer
+
+from crisiswatch.contracts.kafka import KafkaSettings
+from crisiswatch.contracts.logs import configure_logging
+from crisiswatch.contracts.metrics import serve_metrics
+
+from .app import build_app
+from .delivery import make_notifier
+from .settings import AlerterSettings, SlackSettings
+
+log = logging.getLogger("crisiswatch.alerter")
+cli = typer.Typer(help="Detect crises in scored mentions and alert the service team.", no_args_is_help=True)
+
+
+
+@cli.callback()
+def service() -> None:
+    """Run ``run`` to start the service."""
+
+
+@cli.command()
+def run() -> None:
+    """Run the alerter worker until SIGTERM (state is restored from its changelog on start)."""
+    settings = AlerterSettings()
+    slack = SlackSettings()
+    kafka = KafkaSettings()
+    configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port, "alerter")
+    notifier = make_notifier(slack, settings.alerts_file)
+    app = build_app(settings, kafka, notifier)
+    log.info("alerter starting", extra={"delivery": slack.mode, "brokers": kafka.bootstrap_servers})
+    worker = faust.Worker(app, loglevel="WARN", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+def main() -> None:
+    """Console entry point."""
+    cli()

@@ -1,0 +1,21 @@
+"""The alerter's Prometheus metrics (brand labels are bounded to brands seen in the stream)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from crisiswatch.contracts.metrics import end_to_end_histogram
+
+MENTIONS = Counter(
+    "crisiswatch_alerter_mentions_total", "Scored mentions by outcome (counted, duplicate, late, rejected)", ["outcome"]
+)
+BUCKETS = Counter("crisiswatch_alerter_buckets_closed_total", "Closed per-brand buckets", ["brand"])
+INCIDENTS = Counter("crisiswatch_alerter_incident_events_total", "Incident events emitted", ["event", "severity"])
+NEGATIVE_RATE = Gauge("crisiswatch_alerter_negative_per_bucket", "Negative mentions in the last closed bucket", ["brand"])
+SURPRISE = Gauge("crisiswatch_alerter_surprise", "Surprise (-log10 p) of the last closed bucket", ["brand"])
+DELIVERIES = Counter("crisiswatch_alerter_deliveries_total", "Alert delivery attempts by channel and outcome", ["channel", "outcome"])
+DELIVERY_SECONDS = Histogram(
+    "crisiswatch_alerter_delivery_seconds", "Time to deliver one alert", ["channel"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+END_TO_END = end_to_end_histogram("alerted")

@@ -1,0 +1,46 @@
+"""Alerter configuration: ``ALERTER_*`` for the stream app, ``SLACK_*`` for delivery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .detector import Sensitivity
+
+
+class AlerterSettings(BaseSettings):
+    """Windows, detector sensitivity, state and metrics of the alerter."""
+
+    model_config = SettingsConfigDict(env_prefix="ALERTER_", frozen=True, extra="ignore")
+
+    app_id: str = "crisiswatch-alerter"
+    bucket_minutes: float = Field(default=5.0, gt=0)
+    lateness_minutes: float = Field(default=2.0, ge=0)
+    sensitivity: Sensitivity = Sensitivity.BALANCED
+    partitions: int = Field(default=1, ge=1, description="must match the partition count of mentions.scored")
+    data_dir: Path = Path(".crisiswatch/alerter")
+    alerts_file: Path = Path("alerts.jsonl")
+    metrics_port: int = Field(default=9103, ge=0, le=65535)
+    log_level: str = "INFO"
+
+
+class SlackSettings(BaseSettings):
+    """Where alerts go in Slack; without a token or webhook they go to the console and ``alerts_file``."""
+
+    model_config = SettingsConfigDict(env_prefix="SLACK_", frozen=True, extra="ignore")
+
+    bot_token: SecretStr | None = None
+    channel: str | None = None
+    webhook_url: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+
+    @property
+    def mode(self) -> str:
+        """``bot`` (token + channel), ``webhook``, or ``console``."""
+        if self.bot_token and self.channel:
+            return "bot"
+        if self.webhook_url:
+            return "webhook"
+        return "console"

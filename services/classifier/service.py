@@ -1,0 +1,156 @@
+"""Consume → score → produce → commit, at least once.
+
+Offsets are committed only after every scored record and dead letter of the
+batch has been acknowledged by the broker, so a crash re-delivers rather than
+loses; downstream deduplicates by mention id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata
+from pydantic import ValidationError
+
+from crisiswatch.contracts.lifecycle import StopSignal
+from crisiswatch.contracts.metrics import ConsumerLag
+from crisiswatch.contracts.schemas import DeadLetter, Mention, ScoredMention, SentimentScores, utc_now
+from crisiswatch.contracts.topics import Topics
+
+from . import metrics
+from .batching import BatchPolicy
+from .model import SentimentModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    record: ConsumerRecord
+    arrived: float
+
+
+class ClassifierService:
+    """The classifier's stream loop around a loaded :class:`SentimentModel`."""
+
+    def __init__(
+        self,
+        model: SentimentModel,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        topics: Topics,
+        policy: BatchPolicy,
+        lag: ConsumerLag | None = None,
+    ) -> None:
+        self.model = model
+        self.consumer = consumer
+        self.producer = producer
+        self.topics = topics
+        self.policy = policy
+        self.lag = lag
+
+    def run(self, stop: StopSignal) -> None:
+        """Loop until ``stop`` is set; the batch in hand is finished and committed before returning."""
+        pending: list[_Pending] = []
+        last_lag_refresh = 0.0
+        while not stop.is_set() or pending:
+            oldest = time.monotonic() - pending[0].arrived if pending else 0.0
+            if not stop.is_set():
+                wait_ms = int(1000 * self.policy.time_left(len(pending), oldest)) or 1
+                room = self.policy.max_batch_size - len(pending)
+                polled = self.consumer.poll(timeout_ms=wait_ms if pending else 500, max_records=room)
+                now = time.monotonic()
+                pending.extend(_Pending(r, now) for records in polled.values() for r in records)
+                oldest = now - pending[0].arrived if pending else 0.0
+            if pending and (stop.is_set() or self.policy.should_flush(len(pending), oldest)):
+                self.process([p.record for p in pending], [p.arrived for p in pending])
+                pending = []
+            if self.lag and time.monotonic() - last_lag_refresh > 5:
+                last_lag_refresh = time.monotonic()
+                self.lag.refresh(self.consumer)
+        self.consumer.close(autocommit=False)
+        self.producer.flush()
+
+    def process(self, records: Sequence[ConsumerRecord], arrived: Sequence[float]) -> None:
+        """Score one batch, produce the results and dead letters, wait for acks, then commit."""
+        mentions: list[Mention] = []
+        for record in records:
+            try:
+                mentions.append(Mention.model_validate_json(record.value))
+            except (ValidationError, ValueError) as error:
+                reason = f"not a valid Mention: {_first_error(error)}"
+                self._dead_letter(record.value or b"", reason)
+                metrics.ERRORS.labels("decode").inc()
+        started = time.perf_counter()
+        scores = self._score([m.text for m in mentions])
+        elapsed = time.perf_counter() - started
+        if mentions:
+            metrics.BATCH_SIZE.observe(len(mentions))
+            metrics.INFERENCE_SECONDS.observe(elapsed)
+        scored_at = utc_now()
+        now = time.monotonic()
+        for when in arrived:
+            metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, now - when - elapsed))
+        for mention, score in zip(mentions, scores, strict=True):
+            if score is None:
+                self._dead_letter(mention.to_bytes(), "the model failed on this text")
+                continue
+            scored = ScoredMention(
+                **mention.model_dump(exclude={"schema_version"}),
+                label=score.label,
+                scores=score,
+                model=self.model.name,
+                scored_at=scored_at,
+            )
+            self.producer.send(self.topics.scored, key=mention.brand.encode(), value=scored.to_bytes())
+            metrics.SCORED.labels("scored").inc()
+            metrics.SENTIMENT.labels(score.label.value).inc()
+            metrics.END_TO_END.observe(max(0.0, (scored_at - mention.created_at).total_seconds()))
+        self.producer.flush()
+        self._commit(records)
+
+    def _score(self, texts: Sequence[str]) -> list[SentimentScores | None]:
+        """Score the batch; when it fails, score texts one by one so a single bad text cannot stall the stream."""
+        if not texts:
+            return []
+        try:
+            return list(self.model.predict(texts, self.policy.max_batch_size))
+        except Exception:  # noqa: BLE001 - any model failure must fall back, never kill the loop
+            metrics.ERRORS.labels("inference").inc()
+            log.exception("batch inference failed; retrying texts one by one")
+        results: list[SentimentScores | None] = []
+        for text in texts:
+            try:
+                results.append(self.model.predict([text])[0])
+            except Exception:  # noqa: BLE001
+                results.append(None)
+        return results
+
+    def _dead_letter(self, payload: bytes, reason: str) -> None:
+        letter = DeadLetter.for_payload("classifier", self.topics.raw, reason, payload)
+        self.producer.send(self.topics.dlq, value=letter.to_bytes())
+        metrics.SCORED.labels("rejected").inc()
+
+    def _commit(self, records: Sequence[ConsumerRecord]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            if partition not in offsets or offsets[partition].offset <= record.offset:
+                offsets[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            self.consumer.commit(offsets)
+        except Exception as error:  # noqa: BLE001 - a failed commit means re-delivery, which dedup absorbs
+            metrics.ERRORS.labels("commit").inc()
+            log.warning("offset commit failed; the batch may be re-delivered", extra={"error": str(error)})
+
+
+def _first_error(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'payload'}: {first['msg']}"
+    return str(error)[:300]

@@ -1,0 +1,23 @@
+"""Classifier configuration, read from ``CLASSIFIER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ClassifierSettings(BaseSettings):
+    """Which model, where it runs, and how mentions are batched."""
+
+    model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", frozen=True, extra="ignore", protected_namespaces=())
+
+    model: str = Field(default="default", description="'default', a local path or a Hugging Face model id")
+    device: str = Field(default="auto", description="auto, cpu or cuda[:N]")
+    dtype: str = Field(default="auto", description="auto, fp32, bf16 or fp16")
+    threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    max_length: int = Field(default=0, ge=0, description="token limit per text; 0 uses the model's own")
+    max_batch_size: int = Field(default=64, ge=1)
+    max_wait_ms: float = Field(default=50.0, ge=0)
+    group_id: str = "crisiswatch-classifier"
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    log_level: str = "INFO"

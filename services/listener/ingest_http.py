@@ -1,0 +1,115 @@
+"""HTTP ingest: ``POST /v1/mentions`` takes a JSON batch of mentions behind a bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from . import metrics
+from .service import Listener, Outcome
+
+OPENAPI = {
+    "openapi": "3.0.3",
+    "info": {"title": "crisiswatch listener ingest", "version": "1"},
+    "paths": {
+        "/v1/mentions": {
+            "post": {
+                "summary": "Submit a batch of mentions",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"type": "array", "items": {"type": "object"}},
+                                    {
+                                        "type": "object",
+                                        "properties": {"mentions": {"type": "array", "items": {"type": "object"}}},
+                                        "required": ["mentions"],
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {"description": "Counts of accepted, duplicate and rejected records, with reasons"},
+                    "400": {"description": "The body is not a JSON batch"},
+                    "401": {"description": "Missing or wrong bearer token"},
+                    "413": {"description": "Body or batch too large"},
+                },
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+    },
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    return web.json_response({"error": detail}, status=status)
+
+
+def build_app(listener: Listener, token: str | None, max_body_bytes: int, max_batch: int) -> web.Application:
+    """The ingest web application; every record is accepted or dead-lettered with its reason."""
+
+    @web.middleware
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            metrics.INGEST_LATENCY.labels(str(error.status)).observe(time.perf_counter() - started)
+            raise
+        metrics.INGEST_LATENCY.labels(str(response.status)).observe(time.perf_counter() - started)
+        return response
+
+    async def ingest(request: web.Request) -> web.Response:
+        if token is not None:
+            supplied = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+                return _problem(401, "missing or wrong bearer token")
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return _problem(413, f"body is {request.content_length} bytes; the limit is {max_body_bytes}")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _problem(413, f"body exceeds the limit of {max_body_bytes} bytes")
+        try:
+            batch = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            return _problem(400, f"body is not valid JSON: {str(error)[:200]}")
+        if isinstance(batch, dict) and isinstance(batch.get("mentions"), list):
+            batch = batch["mentions"]
+        if not isinstance(batch, list):
+            return _problem(400, "expected a JSON array of mentions or an object with a 'mentions' array")
+        if len(batch) > max_batch:
+            return _problem(413, f"batch has {len(batch)} mentions; the limit is {max_batch}")
+        counts = {outcome.value: 0 for outcome in Outcome}
+        rejected: list[dict[str, object]] = []
+        for index, item in enumerate(batch):
+            raw = item if isinstance(item, dict) else json.dumps(item)
+            outcome, reason = listener.accept(raw, source="http")
+            counts[outcome.value] += 1
+            if reason:
+                rejected.append({"index": index, "reason": reason})
+        return web.json_response({**counts, "rejections": rejected}, status=202)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[timed])
+    app.router.add_post("/v1/mentions", ingest)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/openapi.json", openapi)
+    return app

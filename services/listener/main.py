@@ -1,0 +1,106 @@
+"""Listener entry point: ``crisiswatch listener replay|scenario|serve`` (or ``python -m crisiswatch.listener``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from aiohttp import web
+
+from crisiswatch.contracts.kafka import KafkaSettings, make_producer
+from crisiswatch.contracts.lifecycle import StopSignal
+from crisiswatch.contracts.logs import configure_logging
+from crisiswatch.contracts.metrics import serve_metrics
+from crisiswatch.contracts.topics import Topics
+
+from .brands import BrandCatalog
+from .dedup import RecentIds
+from .ingest_http import build_app
+from .records import FieldMapping
+from .scenario import demo_scenario, generate
+from .service import Listener, Outcome
+from .settings import ListenerSettings
+from .sources import RawRecord, paced, read_file
+
+log = logging.getLogger("crisiswatch.listener")
+cli = typer.Typer(help="Bring mentions in: replay a file, play a scenario, or serve HTTP ingest.", no_args_is_help=True)
+
+
+def _listener(settings: ListenerSettings, kafka: KafkaSettings, mapping: FieldMapping) -> Listener:
+    configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port, "listener")
+    catalog = BrandCatalog.from_file(settings.brands_file)
+    producer = make_producer(kafka, "crisiswatch-listener")
+    return Listener(producer, Topics(kafka.topic_prefix), catalog, mapping, RecentIds(settings.dedup_capacity))
+
+
+def pump(listener: Listener, records: Iterable[RawRecord], source: str) -> dict[str, int]:
+    """Feed records through the listener, flush, and return counts by outcome."""
+    counts = {outcome.value: 0 for outcome in Outcome}
+    for record in records:
+        raw = record if isinstance(record, bytes) else dict(record)
+        outcome, _ = listener.accept(raw, source)
+        counts[outcome.value] += 1
+    listener.flush()
+    return counts
+
+
+@cli.command()
+def replay(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or CSV file of mentions")],
+    speed: Annotated[float, typer.Option(help="recorded time / wall time; 0 = as fast as possible")] = 0.0,
+    mapping: Annotated[str, typer.Option(help="field mapping, e.g. 'text=full_text,created_at=ts'")] = "",
+) -> None:
+    """Replay a recorded file into ``mentions.raw`` with its timing scaled by ``--speed``."""
+    field_mapping = FieldMapping.parse(mapping)
+    listener = _listener(ListenerSettings(), KafkaSettings(), field_mapping)
+    stop = StopSignal()
+    records = paced(read_file(path), speed, field_mapping, should_stop=stop.is_set)
+    counts = pump(listener, records, source=f"file:{path.name}")
+    log.info("replay finished", extra={"file": str(path), **counts})
+
+
+@cli.command()
+def scenario(
+    speed: Annotated[float, typer.Option(help="scenario time / wall time; 0 = as fast as possible")] = 600.0,
+    output: Annotated[Path | None, typer.Option(help="write the scenario to this JSONL file instead of Kafka")] = None,
+    start: Annotated[str, typer.Option(help="scenario start, ISO-8601 UTC")] = "2026-03-02T06:00:00+00:00",
+) -> None:
+    """Play the built-in demo scenario (three brands, one outage storm) into ``mentions.raw``."""
+    story = demo_scenario(datetime.fromisoformat(start).astimezone(UTC))
+    if output is not None:
+        with output.open("w", encoding="utf-8") as handle:
+            for record in generate(story):
+                handle.write(json.dumps(record) + "\n")
+        return
+    listener = _listener(ListenerSettings(), KafkaSettings(), FieldMapping())
+    stop = StopSignal()
+    counts = pump(listener, paced(generate(story), speed, should_stop=stop.is_set), source=f"scenario:{story.name}")
+    log.info("scenario finished", extra={"scenario": story.name, **counts})
+
+
+@cli.command()
+def serve() -> None:
+    """Serve ``POST /v1/mentions`` until SIGTERM."""
+    settings = ListenerSettings()
+    listener = _listener(settings, KafkaSettings(), FieldMapping())
+    token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+    if token is None:
+        log.warning("LISTENER_INGEST_TOKEN is not set: the ingest endpoint accepts unauthenticated requests")
+    app = build_app(listener, token, settings.max_body_bytes, settings.max_batch)
+
+    async def flush_on_shutdown(_: web.Application) -> None:
+        listener.flush()
+
+    app.on_shutdown.append(flush_on_shutdown)
+    web.run_app(app, host=settings.ingest_host, port=settings.ingest_port, print=None, handle_signals=True)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli()

@@ -1,0 +1,115 @@
+"""The listener core: every input record ends as a mention on ``mentions.raw`` or a dead letter."""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kafka import KafkaProducer
+
+from crisiswatch.contracts.schemas import DeadLetter
+from crisiswatch.contracts.topics import Topics
+
+from . import metrics
+from .brands import BrandCatalog
+from .dedup import RecentIds
+from .records import FieldMapping, RejectedInput, decode_json_object, to_mentions
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one input record."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+_REASON_CODES = (
+    ("invalid UTF-8", "invalid_utf8"),
+    ("malformed JSON", "malformed_json"),
+    ("expected a JSON object", "not_an_object"),
+    ("unknown brand", "unknown_brand"),
+    ("no configured brand", "no_brand_match"),
+    ("text is empty", "empty_text"),
+)
+
+
+def reason_code(reason: str) -> str:
+    """A short, bounded label for a rejection reason (metrics must not carry free text)."""
+    for prefix, code in _REASON_CODES:
+        if reason.startswith(prefix):
+            return code
+    if re.search(r"\bmissing\b", reason):
+        return "missing_field"
+    if "at most" in reason or "too long" in reason:
+        return "too_large"
+    return "invalid_field"
+
+
+class Listener:
+    """Validates, deduplicates and produces mentions; rejects go to the dead-letter topic."""
+
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        topics: Topics,
+        catalog: BrandCatalog,
+        mapping: FieldMapping = FieldMapping(),
+        recent: RecentIds | None = None,
+    ) -> None:
+        self.producer = producer
+        self.topics = topics
+        self.catalog = catalog
+        self.mapping = mapping
+        self.recent = recent or RecentIds()
+
+    def accept(self, raw: bytes | str | Mapping[str, Any], source: str) -> tuple[Outcome, str | None]:
+        """Handle one record (a JSON payload or an already-parsed row); return the outcome and any reason."""
+        try:
+            record = raw if isinstance(raw, Mapping) else decode_json_object(raw)
+            mentions = to_mentions(record, self.catalog, self.mapping, source)
+        except RejectedInput as rejection:
+            self.reject(raw, source, rejection.reason)
+            return Outcome.REJECTED, rejection.reason
+        fresh = [m for m in mentions if self.recent.first_time(f"{m.brand}/{m.id}")]
+        if not fresh:
+            metrics.MENTIONS.labels(source, Outcome.DUPLICATE).inc()
+            return Outcome.DUPLICATE, None
+        for mention in fresh:
+            self._send(self.topics.raw, mention.brand.encode(), mention.to_bytes())
+        metrics.MENTIONS.labels(source, Outcome.ACCEPTED).inc()
+        return Outcome.ACCEPTED, None
+
+    def reject(self, raw: bytes | str | Mapping[str, Any], source: str, reason: str) -> None:
+        """Send the input and the reason to the dead-letter topic."""
+        payload = raw if isinstance(raw, bytes | str) else _json_or_repr(raw)
+        letter = DeadLetter.for_payload("listener", source, reason, payload)
+        self._send(self.topics.dlq, None, letter.to_bytes())
+        metrics.MENTIONS.labels(source, Outcome.REJECTED).inc()
+        metrics.REJECTED.labels(source, reason_code(reason)).inc()
+
+    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        future = self.producer.send(topic, key=key, value=value)
+        future.add_errback(self._on_produce_error, topic)
+
+    @staticmethod
+    def _on_produce_error(error: Exception, topic: str) -> None:
+        metrics.PRODUCE_ERRORS.labels(topic).inc()
+        log.error("broker did not acknowledge a record", extra={"topic": topic, "error": str(error)})
+
+    def flush(self, timeout_s: float | None = 30.0) -> None:
+        """Block until every record sent so far is acknowledged."""
+        self.producer.flush(timeout=timeout_s)
+
+
+def _json_or_repr(record: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(record, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(record)
