@@ -1,0 +1,149 @@
+"""Shared fixtures: a real broker for the session, a Slack stub, and running services."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from crisiswatch.broker import EmbeddedBroker, free_port
+from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics
+from crisiswatch.contracts.topics import Topics
+
+from .slack_stub import SlackStub
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(port=free_port(), partitions=2, log_file=log) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[SlackStub]:
+    stub = SlackStub().start()
+    yield stub
+    stub.stop()
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """Sum of the samples of ``name`` whose label set contains ``labels`` (e.g. 'outcome="counted"')."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            match = re.match(rf"{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)", line)
+            if match and labels in (match.group(1) or ""):
+                total += float(match.group(2))
+    return total
+
+
+@dataclass
+class Pipeline:
+    """The three services started as real processes against the session broker."""
+
+    broker: EmbeddedBroker
+    workdir: Path
+    topics: Topics
+    env: dict[str, str]
+    ports: dict[str, int]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("ab")
+        module = f"crisiswatch.{name.split('-')[0]}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        self.processes[name] = process
+        return process
+
+    def run_listener(self, *args: str, timeout: float = 120) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "crisiswatch.listener", *args], env=self.env, cwd=self.workdir,
+            check=True, timeout=timeout, capture_output=True,
+        )
+
+    def metrics(self, service: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[service]}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def wait_for_metric(self, service: str, name: str, labels: str, at_least: float, timeout: float = 240) -> float:
+        deadline = time.monotonic() + timeout
+        value = 0.0
+        while time.monotonic() < deadline:
+            for proc_name, process in self.processes.items():
+                if process.poll() is not None:
+                    log = (self.workdir / f"{proc_name}.log").read_text()[-3000:]
+                    raise AssertionError(f"{proc_name} exited with {process.returncode}:\n{log}")
+            try:
+                value = metric_value(self.metrics(service), name, labels)
+            except OSError:
+                value = 0.0
+            if value >= at_least:
+                return value
+            time.sleep(0.5)
+        raise AssertionError(f"{service} {name}{{{labels}}} reached only {value}, wanted {at_least}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def pipeline_factory(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    started: list[Pipeline] = []
+
+    def make(extra_env: dict[str, str] | None = None) -> Pipeline:
+        tmp_path = tmp_path_factory.mktemp("pipeline")
+        prefix = f"t{uuid.uuid4().hex[:8]}."
+        topics = Topics(prefix)
+        ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), topics.all(), partitions=2)
+        ports = {name: free_port() for name in ("listener", "classifier", "alerter")}
+        env = {
+            key: value for key, value in os.environ.items() if not key.startswith(("SLACK_", "KAFKA_", "ALERTER_"))
+        }
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                "KAFKA_TOPIC_PREFIX": prefix,
+                "LISTENER_METRICS_PORT": str(ports["listener"]),
+                "CLASSIFIER_METRICS_PORT": str(ports["classifier"]),
+                "CLASSIFIER_GROUP_ID": f"{prefix}classifier",
+                "ALERTER_METRICS_PORT": str(ports["alerter"]),
+                "ALERTER_APP_ID": f"{prefix}alerter",
+                "ALERTER_PARTITIONS": "2",
+                "ALERTER_DATA_DIR": str(tmp_path / "alerter-state"),
+                "ALERTER_ALERTS_FILE": str(tmp_path / "alerts.jsonl"),
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                **(extra_env or {}),
+            }
+        )
+        pipeline = Pipeline(broker, tmp_path, topics, env, ports)
+        started.append(pipeline)
+        return pipeline
+
+    yield make
+    for pipeline in started:
+        pipeline.stop()

@@ -1,0 +1,138 @@
+"""End to end on the real broker with the real model: a crisis among calm brands, bad input, metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
+from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
+
+from .conftest import Pipeline, metric_value
+
+pytestmark = pytest.mark.pipeline
+
+START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+ONSET = START + timedelta(hours=3)
+SCENARIO = Scenario(
+    name="e2e",
+    start=START,
+    duration=timedelta(hours=6),
+    brands=(
+        BrandTraffic("acme-air", "Acme Air", "AcmeAir", mentions_per_hour=50),
+        BrandTraffic("nimbus-bank", "Nimbus Bank", "NimbusBank", mentions_per_hour=40),
+        BrandTraffic("voltcell", "Voltcell", "Voltcell", mentions_per_hour=30),
+    ),
+    crises=(Crisis("voltcell", ONSET, timedelta(minutes=90), "product defect", negative_per_hour=180),),
+    viral=(ViralPositive("acme-air", START + timedelta(hours=1), timedelta(minutes=30), positive_per_hour=150),),
+    seed=11,
+)
+BAD_LINES = [
+    b'{"id": "bad-1", "text": "Acme Air lost my bag", "created_at": ',  # malformed JSON
+    b'{"id": "bad-2", "created_at": "2026-03-02T07:00:00Z"}',  # missing text
+    b'{"id": "bad-3", "text": "", "created_at": "2026-03-02T07:00:00Z", "brand": "acme-air"}',  # empty text
+    json.dumps({"id": "bad-4", "text": "Acme Air " + "x" * 100_000, "created_at": "2026-03-02T07:00:00Z"}).encode(),
+    b'{"id": "bad-5", "text": "Acme Air \xff\xfe broke", "created_at": "2026-03-02T07:00:00Z"}',  # invalid UTF-8
+    b'{"id": "bad-6", "text": "Globex is great", "created_at": "2026-03-02T07:00:00Z", "brand": "globex"}',
+    b'{"id": "bad-7", "text": "Nothing about any brand", "created_at": "2026-03-02T07:00:00Z"}',
+]
+GOOD_AFTER_BAD = {"id": "good-after-bad", "text": "Acme Air crew were lovely today", "created_at": "2026-03-02T12:00:00Z"}
+
+
+def _read_topic(pipeline: Pipeline, topic: str, at_least: int, timeout: float = 60) -> list[bytes]:
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=pipeline.broker.bootstrap_servers, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
+    )
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(values) < at_least and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            values.extend(r.value for r in records)
+    consumer.close()
+    return values
+
+
+@pytest.fixture(scope="module")
+def crisis_run(pipeline_factory, slack, tmp_path_factory) -> Pipeline:  # noqa: ANN001
+    pipeline: Pipeline = pipeline_factory(
+        {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_CHANNEL": "C0CRISIS", "SLACK_API_URL": slack.api_url}
+    )
+    pipeline.start("classifier", "run")
+    pipeline.start("alerter", "run")
+    data = tmp_path_factory.mktemp("input")
+    scenario_file = data / "scenario.jsonl"
+    records = list(generate(SCENARIO))
+    scenario_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+    bad_file = data / "bad.jsonl"
+    bad_file.write_bytes(b"\n".join([*BAD_LINES, json.dumps(GOOD_AFTER_BAD).encode()]) + b"\n")
+    pipeline.run_listener("replay", str(scenario_file))
+    pipeline.run_listener("replay", str(bad_file))
+    producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
+    producer.send(pipeline.topics.raw, key=b"acme-air", value=b'{"not": "a mention"}')
+    producer.send(pipeline.topics.scored, key=b"acme-air", value=b"\x00garbage")
+    producer.flush()
+    producer.close()
+    pipeline.expected_mentions = len(records) + 1  # type: ignore[attr-defined]
+    pipeline.wait_for_metric("alerter", "crisiswatch_alerter_mentions_total", "", len(records) + 2)
+    time.sleep(2)
+    return pipeline
+
+
+def _incidents(pipeline: Pipeline) -> list[Incident]:
+    return [Incident.model_validate_json(v) for v in _read_topic(pipeline, pipeline.topics.alerts, 1, timeout=10)]
+
+
+def test_one_incident_opens_for_the_brand_in_crisis_after_its_onset(crisis_run: Pipeline) -> None:
+    opened = [i for i in _incidents(crisis_run) if i.event is IncidentEventType.OPENED]
+    assert [i.brand for i in opened] == ["voltcell"]
+    incident = opened[0]
+    assert incident.window_end > ONSET
+    assert incident.window_start < ONSET + timedelta(minutes=45), "detected too late"
+    assert incident.observed_negative > 3 * incident.expected_negative
+
+
+def test_the_slack_alert_names_the_brand_and_observed_versus_expected(crisis_run: Pipeline, slack) -> None:  # noqa: ANN001
+    posts = [c for c in slack.messages() if "thread_ts" not in c.payload]
+    assert len(posts) == 1, [c.payload.get("text") for c in posts]
+    post = posts[0]
+    assert post.token == "Bearer xoxb-test-token"
+    assert post.payload["channel"] == "C0CRISIS"
+    rendered = json.dumps(post.payload["blocks"])
+    assert "voltcell" in rendered
+    assert "observed vs" in rendered and "expected" in rendered
+
+
+def test_calm_brands_and_a_viral_positive_spike_raise_nothing(crisis_run: Pipeline) -> None:
+    assert {i.brand for i in _incidents(crisis_run)} == {"voltcell"}
+
+
+def test_bad_input_is_dead_lettered_with_reasons_and_processing_continues(crisis_run: Pipeline) -> None:
+    letters = [DeadLetter.model_validate_json(v) for v in _read_topic(crisis_run, crisis_run.topics.dlq, 9)]
+    reasons = " | ".join(f"{d.stage}: {d.reason}" for d in letters)
+    assert "malformed JSON" in reasons
+    assert "text is missing" in reasons
+    assert "text is empty" in reasons
+    assert "at most 10000 characters" in reasons
+    assert "invalid UTF-8" in reasons
+    assert "unknown brand 'globex'" in reasons
+    assert "no configured brand" in reasons
+    assert "classifier: not a valid Mention" in reasons
+    assert "alerter: not a valid ScoredMention" in reasons
+    scored = _read_topic(crisis_run, crisis_run.topics.scored, crisis_run.expected_mentions)  # type: ignore[attr-defined]
+    assert any(b"good-after-bad" in value for value in scored)
+
+
+def test_metrics_endpoints_answer_and_counters_moved(crisis_run: Pipeline) -> None:
+    listener_metrics = crisis_run.metrics("classifier")
+    assert metric_value(listener_metrics, "crisiswatch_classifier_mentions_total", 'outcome="scored"') >= 100
+    assert metric_value(listener_metrics, "crisiswatch_classifier_batch_size_count") > 0
+    alerter_metrics = crisis_run.metrics("alerter")
+    assert metric_value(alerter_metrics, "crisiswatch_alerter_mentions_total", 'outcome="counted"') >= 100
+    assert metric_value(alerter_metrics, "crisiswatch_alerter_incident_events_total", 'event="opened"') == 1
+    assert metric_value(alerter_metrics, "crisiswatch_alerter_deliveries_total", 'outcome="delivered"') >= 1
+    assert 'crisiswatch_build_info{' in alerter_metrics
