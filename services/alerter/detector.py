@@ -3,7 +3,7 @@
 Negative mentions per bucket are counts, so they are judged as counts: the
 surprise of a bucket is ``-log10 P(X >= observed)`` under a Poisson law around
 the brand's baseline, which holds at a fraction of a mention per bucket and at
-hundreds. An incident opens only when ``confirm_buckets`` consecutive buckets
+hundreds. A new brand learns its level during a warm-up before it may alert. An incident opens only when ``confirm_buckets`` consecutive buckets
 are surprising and together hold ``min_negative`` mentions; it resolves after
 ``resolve_quiet_buckets`` unsurprising buckets (hysteresis), and a brand
 cannot re-open within the cooldown. The baseline is a winsorised EWMA that is
@@ -45,8 +45,8 @@ class DetectorConfig:
     sensitivity: Sensitivity = Sensitivity.BALANCED
     prior_negative_per_bucket: float = 1.0
     prior_total_per_bucket: float = 8.0
-    prior_negative_share: float = 0.2
-    prior_weight_buckets: float = 12.0
+    prior_pseudo_buckets: float = 2.0
+    warmup_buckets: int = 12
     baseline_halflife_buckets: float = 72.0
     floor_negative_per_bucket: float = 0.2
     hot_surprise: float = 3.0
@@ -147,11 +147,8 @@ def tail_surprise(observed: int, expected: float) -> float:
 
 
 def expected_counts(baseline: Baseline, config: DetectorConfig) -> tuple[float, float]:
-    """Expected negative and total mentions per bucket (prior-weighted while history is short)."""
-    weight = config.prior_weight_buckets / (config.prior_weight_buckets + baseline.buckets_seen)
-    negative = (1 - weight) * baseline.negative + weight * config.prior_negative_per_bucket
-    total = (1 - weight) * baseline.total + weight * config.prior_total_per_bucket
-    return max(negative, config.floor_negative_per_bucket), max(total, 1.0)
+    """Expected negative and total mentions per bucket."""
+    return max(baseline.negative, config.floor_negative_per_bucket), max(baseline.total, 1.0)
 
 
 def score(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> BucketScore:
@@ -161,13 +158,19 @@ def score(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> BucketS
 
 
 def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> Baseline:
-    """Fold a normal bucket into the EWMA, clipping it to ``winsor_sigmas`` above expectation first."""
-    alpha = 1 - 0.5 ** (1 / config.baseline_halflife_buckets)
-    expected_negative, expected_total = expected_counts(baseline, config)
-    negative = min(bucket.negative, expected_negative + config.winsor_sigmas * math.sqrt(expected_negative) + 1)
-    total = min(bucket.total, expected_total + config.winsor_sigmas * math.sqrt(expected_total) + 1)
-    if baseline.buckets_seen == 0:
-        alpha = max(alpha, 0.5)
+    """Fold a bucket into the baseline.
+
+    While history is short the baseline is the running mean of what was seen,
+    with the prior counting as ``prior_pseudo_buckets`` observations; after the
+    warm-up it is an EWMA of buckets clipped to ``winsor_sigmas`` above expectation.
+    """
+    seen = baseline.buckets_seen
+    alpha = max(1 - 0.5 ** (1 / config.baseline_halflife_buckets), 1 / (seen + 1 + config.prior_pseudo_buckets))
+    negative, total = float(bucket.negative), float(bucket.total)
+    if seen >= config.warmup_buckets:
+        expected_negative, expected_total = expected_counts(baseline, config)
+        negative = min(negative, expected_negative + config.winsor_sigmas * math.sqrt(expected_negative) + 1)
+        total = min(total, expected_total + config.winsor_sigmas * math.sqrt(expected_total) + 1)
     return Baseline(
         negative=(1 - alpha) * baseline.negative + alpha * negative,
         total=(1 - alpha) * baseline.total + alpha * total,
@@ -230,6 +233,10 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
             peak_negative=incident.peak_negative,
             total_negative=incident.total_negative,
         )
+
+    if state.incident is None and state.baseline.buckets_seen < config.warmup_buckets:
+        state.baseline = updated_baseline(state.baseline, bucket, config)
+        return state, decisions
 
     if state.incident is None:
         hot = bucket_score.surprise >= config.scaled(config.hot_surprise) and bucket.negative > 0

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+
+from crisiswatch.classifier.batching import BatchPolicy, plan_batches
+from crisiswatch.classifier.evaluation import classification_report
+from crisiswatch.classifier.labels import LabelMappingError, map_labels
+from crisiswatch.classifier.model import choose_runtime
+from crisiswatch.classifier.textprep import normalise_for_model
+from crisiswatch.contracts.schemas import Sentiment
+
+N, U, P = Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE
+
+
+@pytest.mark.parametrize(
+    ("id2label", "expected"),
+    [
+        ({0: "negative", 1: "neutral", 2: "positive"}, [N, U, P]),
+        ({0: "NEG", 1: "NEU", 2: "POS"}, [N, U, P]),
+        ({0: "Positive", 1: "Negative"}, [P, N]),
+        ({0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}, [N, U, P]),
+        ({0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}, [N, N, U, P, P]),
+    ],
+)
+def test_checkpoint_labels_map_onto_three_classes(id2label: dict[int, str], expected: list[Sentiment]) -> None:
+    assert map_labels(id2label) == expected
+
+
+@pytest.mark.parametrize("id2label", [{0: "joy", 1: "anger"}, {0: "LABEL_0", 1: "LABEL_1"}, {0: "neutral"}])
+def test_impossible_label_mappings_fail_clearly(id2label: dict[int, str]) -> None:
+    with pytest.raises(LabelMappingError, match="cannot map the model's labels"):
+        map_labels(id2label)
+
+
+def test_batches_group_similar_lengths_and_cover_every_item_once() -> None:
+    lengths = [30, 5, 12, 6, 31, 11, 4]
+    batches = plan_batches(lengths, max_batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in batches)
+    assert [[lengths[i] for i in b] for b in batches] == [[4, 5, 6], [11, 12, 30], [31]]
+
+
+def test_batch_policy_flushes_on_size_or_latency_cap() -> None:
+    policy = BatchPolicy(max_batch_size=4, max_wait_s=0.05)
+    assert not policy.should_flush(0, 10)
+    assert not policy.should_flush(2, 0.01)
+    assert policy.should_flush(2, 0.05)
+    assert policy.should_flush(4, 0.0)
+    assert policy.time_left(2, 0.03) == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        BatchPolicy(max_batch_size=0)
+
+
+def test_runtime_choice_is_overridable_and_refuses_the_impossible() -> None:
+    assert choose_runtime("cpu", "fp32").dtype == "fp32"
+    assert choose_runtime("cpu", "auto").dtype in {"bf16", "fp32"}
+    with pytest.raises(ValueError, match="unknown device"):
+        choose_runtime("tpu")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        choose_runtime("cpu", "int3")
+
+
+def test_tweet_normalisation_matches_training() -> None:
+    assert normalise_for_model("@Acme_Help why?\\u002c see https://t.co/x  now") == "@user why?, see http now"
+
+
+def test_macro_recall_weights_every_class_equally() -> None:
+    truth = [N, N, U, U, U, U, P, P]
+    predicted = [N, U, U, U, U, U, P, P]
+    report = classification_report(truth, predicted)
+    assert report.macro_recall == pytest.approx((0.5 + 1 + 1) / 3)
+    assert report.accuracy == pytest.approx(7 / 8)
+    assert report.confusion.tolist() == [[1, 1, 0], [0, 4, 0], [0, 0, 2]]

@@ -1,0 +1,115 @@
+"""The detector's statistics and lifecycle, with no Kafka in sight."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from crisiswatch.alerter.detector import (
+    DetectorConfig,
+    DetectorState,
+    Sensitivity,
+    step,
+    tail_surprise,
+)
+from crisiswatch.alerter.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
+from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores
+
+CONFIG = DetectorConfig()
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _buckets(negatives: list[int], totals: list[int] | None = None) -> list[Bucket]:
+    totals = totals or [max(8, 4 * n) for n in negatives]
+    return [
+        Bucket(start=T0 + i * CONFIG.bucket, negative=n, total=t) for i, (n, t) in enumerate(zip(negatives, totals, strict=True))
+    ]
+
+
+def _run(buckets: list[Bucket], config: DetectorConfig = CONFIG, state: DetectorState | None = None):
+    state = state or DetectorState.fresh("acme", config)
+    events = []
+    for bucket in buckets:
+        state, decisions = step(state, bucket, config)
+        events.extend(decisions)
+    return state, events
+
+
+def test_surprise_is_valid_below_one_mention_per_bucket_and_at_hundreds() -> None:
+    assert tail_surprise(0, 0.3) == 0.0
+    assert tail_surprise(1, 0.3) == pytest.approx(-np.log10(1 - np.exp(-0.3)), rel=1e-6)
+    assert tail_surprise(4, 0.3) > 3
+    assert tail_surprise(230, 200) < 2.5
+    assert tail_surprise(300, 200) > 10
+
+
+def test_steady_poisson_noise_raises_no_incident_over_a_week() -> None:
+    rng = np.random.default_rng(3)
+    for rate in (0.1, 1.0, 20.0):
+        negatives = rng.poisson(rate, size=7 * 288).tolist()
+        _, events = _run(_buckets(negatives, [n + 10 for n in negatives]))
+        assert events == [], f"false alarm at rate {rate}"
+
+
+def test_a_surge_opens_after_confirmation_and_resolves_after_quiet_buckets() -> None:
+    calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
+    state, events = _run(_buckets(calm + [12] + [15, 20] + [18] + [1, 0, 1, 1]))
+    kinds = [e.event for e in events]
+    assert kinds[0] is IncidentEventType.OPENED
+    opened = events[0]
+    assert opened.window_start == T0 + len(calm) * CONFIG.bucket, "the first surprising bucket starts the window"
+    assert opened.observed_negative == 27 and opened.expected_negative < 3
+    assert "consecutive buckets" in opened.rule
+    assert kinds[-1] is IncidentEventType.RESOLVED
+    assert state.incident is None
+
+
+def test_one_surprising_bucket_alone_is_not_an_incident() -> None:
+    _, events = _run(_buckets([1, 0, 2, 1] * 12 + [14] + [1, 0, 1, 1] * 3))
+    assert events == []
+
+
+def test_the_baseline_is_not_dragged_up_by_the_spike() -> None:
+    calm = [1, 1, 2, 0] * 12
+    before, _ = _run(_buckets(calm))
+    during, _ = _run(_buckets([30] * 12), state=before)
+    assert during.baseline.negative == pytest.approx(before.baseline.negative)
+
+
+def test_no_re_alert_during_cooldown_and_after_a_restart() -> None:
+    calm = [1, 0, 2, 1] * 12
+    mid_incident, events = _run(_buckets(calm + [15, 20]))
+    assert [e.event for e in events] == [IncidentEventType.OPENED]
+    restored = DetectorState.model_validate_json(mid_incident.model_dump_json())
+    _, more = _run(_buckets([22, 25]), state=restored)
+    assert all(e.event is not IncidentEventType.OPENED for e in more)
+
+
+def test_fewer_sensitivity_needs_stronger_evidence() -> None:
+    negatives = [1, 0, 1, 1] * 12 + [7, 7]
+    _, balanced = _run(_buckets(negatives))
+    _, fewer = _run(_buckets(negatives), DetectorConfig(sensitivity=Sensitivity.FEWER))
+    assert balanced and not fewer
+
+
+def _scored(mention_id: str, minute: float, label: str = "negative") -> ScoredMention:
+    scores = SentimentScores(negative=0.9 if label == "negative" else 0.05, neutral=0.05, positive=0.05 if label == "negative" else 0.9)
+    return ScoredMention(
+        id=mention_id, source="t", brand="acme", text="x", created_at=T0 + timedelta(minutes=minute),
+        label=label, scores=scores, model="m",
+    )
+
+
+def test_buckets_count_once_drop_late_and_fill_quiet_gaps() -> None:
+    state = BrandBuckets()
+    width, lateness = timedelta(minutes=5), timedelta(minutes=2)
+    assert add_mention(state, _scored("a", 1), width) is AddResult.COUNTED
+    assert add_mention(state, _scored("a", 1), width) is AddResult.DUPLICATE
+    assert add_mention(state, _scored("b", 3, "positive"), width) is AddResult.COUNTED
+    assert close_ready(state, width, lateness) == []
+    add_mention(state, _scored("c", 23), width)
+    closed = close_ready(state, width, lateness)
+    assert [(b.start.minute, b.negative, b.total) for b in closed] == [(0, 1, 2), (5, 0, 0), (10, 0, 0), (15, 0, 0)]
+    assert add_mention(state, _scored("d", 2), width) is AddResult.LATE

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
+from crisiswatch.listener.dedup import RecentIds
+from crisiswatch.listener.records import FieldMapping, RejectedInput, decode_json_object, to_mentions
+from crisiswatch.listener.scenario import demo_scenario, generate
+from crisiswatch.listener.service import reason_code
+from crisiswatch.listener.sources import paced
+
+CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
+
+
+@pytest.mark.parametrize(
+    ("text", "brands"),
+    [
+        ("Flying Acme Air today", ["acme-air"]),
+        ("@AcmeAirHelp where is my bag", ["acme-air"]),
+        ("#acmeair delays again", ["acme-air"]),
+        ("My acme air purifier is great", []),
+        ("AcmeAirlines is not us", []),
+        ("Nimbus Bank and Voltcell both down", ["nimbus-bank", "voltcell"]),
+        ("email me at x@Voltcell.com", []),
+    ],
+)
+def test_brand_matching_uses_names_handles_hashtags_and_exclusions(text: str, brands: list[str]) -> None:
+    assert CATALOG.match(text) == brands
+
+
+def test_a_brand_without_terms_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="no names"):
+        Brand(id="empty", names=())
+
+
+def test_field_mapping_reads_nested_exports() -> None:
+    record = {
+        "tweet_id": 42, "full_text": "Acme Air lost my bag", "ts": 1772445600,
+        "user": {"screen_name": "ana", "followers_count": "1200"},
+    }
+    mapping = FieldMapping.parse("id=tweet_id,text=full_text,created_at=ts,author_handle=user.screen_name,author_followers=user.followers_count")
+    [mention] = to_mentions(record, CATALOG, mapping, source="x")
+    assert (mention.id, mention.brand, mention.author_handle, mention.author_followers) == ("42", "acme-air", "ana", 1200)
+    assert mention.created_at == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def test_bad_field_mapping_names_the_known_fields() -> None:
+    with pytest.raises(ValueError, match="FIELD one of id, text"):
+        FieldMapping.parse("body=text")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe", "invalid UTF-8"),
+        (b"{nope", "malformed JSON"),
+        (b"[1, 2]", "expected a JSON object, got list"),
+        (b"[" * 100_000, "malformed JSON"),
+    ],
+)
+def test_undecodable_payloads_are_rejected_with_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(RejectedInput, match=reason.replace("[", r"\[")):
+        decode_json_object(payload)
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"id": "1", "created_at": "2026-03-02T10:00:00Z"}, "text is missing"),
+        ({"id": "1", "text": 5, "created_at": "2026-03-02T10:00:00Z"}, "text must be a string"),
+        ({"text": "Acme Air", "created_at": "2026-03-02T10:00:00Z"}, "id is missing"),
+        ({"id": "1", "text": "Acme Air"}, "created_at is missing"),
+        ({"id": "1", "text": "Acme Air", "created_at": "yesterday"}, "is not an ISO-8601 time"),
+        ({"id": "1", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": "many"}, "likes must be a whole number"),
+        ({"id": "1", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "brand": "globex"}, "unknown brand 'globex'"),
+    ],
+)
+def test_invalid_records_are_rejected_with_a_reason(record: dict, reason: str) -> None:
+    with pytest.raises(RejectedInput, match=reason):
+        to_mentions(record, CATALOG)
+
+
+def test_reason_codes_are_bounded_labels() -> None:
+    assert reason_code("invalid UTF-8 at byte 3") == "invalid_utf8"
+    assert reason_code("text is missing") == "missing_field"
+    assert reason_code("text: String should have at most 10000 characters") == "too_large"
+
+
+def test_recent_ids_forget_the_oldest_beyond_capacity() -> None:
+    recent = RecentIds(capacity=2)
+    assert recent.first_time("a") and recent.first_time("b")
+    assert not recent.first_time("a")
+    assert recent.first_time("c")
+    assert recent.first_time("b"), "b was the oldest and should have been forgotten"
+
+
+def test_replay_pacing_follows_recorded_time_divided_by_speed() -> None:
+    now = [0.0]
+    released: list[float] = []
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    records = [json.dumps({"created_at": (start + timedelta(minutes=m)).isoformat()}).encode() for m in (0, 10, 20)]
+    for _ in paced(records, speed=60, sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0]):
+        released.append(now[0])
+    assert released == pytest.approx([0.0, 10.0, 20.0])
+
+
+def test_the_scenario_is_deterministic_and_its_crisis_is_negative() -> None:
+    first = list(generate(demo_scenario()))
+    assert first == list(generate(demo_scenario()))
+    crisis = demo_scenario().crises[0]
+    during = [r for r in first if r["brand"] == crisis.brand and r["truth"].get("crisis")]
+    assert len(during) > 200
+    assert min(datetime.fromisoformat(r["created_at"]) for r in during) >= crisis.onset

@@ -1,0 +1,65 @@
+"""The real models: the shipped default, a locally built Hugging Face checkpoint, and an accuracy floor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from crisiswatch.classifier.model import SentimentModel, choose_runtime
+from crisiswatch.classifier.network import base_model_dir
+from crisiswatch.classifier.evaluation import classification_report
+from crisiswatch.classifier.labelled import read_labelled
+from crisiswatch.classifier.training import stratified_split
+from crisiswatch.contracts.schemas import Sentiment
+
+from .conftest import SHARED_DATA
+
+SEMEVAL = SHARED_DATA / "sentiment" / "english" / "semeval_2013_2016_train.tsv"
+
+
+@pytest.fixture(scope="module")
+def default_model() -> SentimentModel:
+    return SentimentModel.load("default", choose_runtime("cpu", "fp32"))
+
+
+def test_the_default_model_loads_offline_and_reads_obvious_tweets(default_model: SentimentModel) -> None:
+    scores = default_model.predict(
+        ["@NimbusBank your app has been down all day, useless and infuriating",
+         "What time does the Acme Air desk open tomorrow?",
+         "Loving my new Voltcell phone, best purchase this year!"]
+    )
+    assert [s.label for s in scores] == [Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE]
+    for s in scores:
+        assert s.negative + s.neutral + s.positive == pytest.approx(1.0, abs=1e-4)
+
+
+def test_predictions_come_back_in_input_order_whatever_the_batching(default_model: SentimentModel) -> None:
+    texts = ["awful, terrible, broken", "ok", "I love this so much, thank you!!! " * 3, "what?"]
+    one_by_one = [default_model.predict([t])[0].label for t in texts]
+    assert [s.label for s in default_model.predict(texts, max_batch_size=2)] == one_by_one
+
+
+def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path) -> None:
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+        num_labels=5, id2label={i: f"{i + 1} stars" for i in range(5)}, label2id={f"{i + 1} stars": i for i in range(5)},
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(base_model_dir()).save_pretrained(tmp_path)
+    model = SentimentModel.load(str(tmp_path), choose_runtime("cpu", "fp32"))
+    assert model.labels == [Sentiment.NEGATIVE, Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE, Sentiment.POSITIVE]
+    [scores] = model.predict(["some text"])
+    assert scores.negative + scores.neutral + scores.positive == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.skipif(not SEMEVAL.is_file(), reason="../shared/data is not present")
+def test_accuracy_floor_on_a_fixed_dev_sample(default_model: SentimentModel) -> None:
+    _, dev = stratified_split(read_labelled(SEMEVAL), dev_fraction=0.1, seed=2026)
+    sample = dev[::10]
+    predicted = [s.label for s in default_model.predict([r.text for r in sample])]
+    report = classification_report([r.label for r in sample], predicted)
+    assert report.macro_recall >= 0.68, report.as_dict()
