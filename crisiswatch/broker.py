@@ -71,8 +71,16 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         output = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self._process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=output,
             stderr=output,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
@@ -109,5 +117,7 @@ class EmbeddedBroker:
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.stop()

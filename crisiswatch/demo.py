@@ -92,8 +92,12 @@ def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> i
     )
     topics = Topics()
     watcher = KafkaConsumer(
-        topics.scored, topics.alerts, bootstrap_servers=broker.bootstrap_servers,
-        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+        topics.scored,
+        topics.alerts,
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     status: dict[str, BrandStatus] = defaultdict(BrandStatus)
     alerts: list[Incident] = []

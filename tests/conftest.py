@@ -65,7 +65,10 @@ class Pipeline:
         log = (self.workdir / f"{name}.log").open("ab")
         module = f"crisiswatch.{name.split('-')[0]}"
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", module, *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             cwd=self.workdir,
         )
         self.processes[name] = process
@@ -73,8 +76,12 @@ class Pipeline:
 
     def run_listener(self, *args: str, timeout: float = 120) -> None:
         subprocess.run(
-            [sys.executable, "-m", "crisiswatch.listener", *args], env=self.env, cwd=self.workdir,
-            check=True, timeout=timeout, capture_output=True,
+            [sys.executable, "-m", "crisiswatch.listener", *args],
+            env=self.env,
+            cwd=self.workdir,
+            check=True,
+            timeout=timeout,
+            capture_output=True,
         )
 
     def metrics(self, service: str) -> str:
@@ -120,9 +127,7 @@ def pipeline_factory(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFa
         topics = Topics(prefix)
         ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), topics.all(), partitions=2)
         ports = {name: free_port() for name in ("listener", "classifier", "alerter")}
-        env = {
-            key: value for key, value in os.environ.items() if not key.startswith(("SLACK_", "KAFKA_", "ALERTER_"))
-        }
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("SLACK_", "KAFKA_", "ALERTER_"))}
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,

@@ -43,5 +43,10 @@ def test_dead_letters_keep_undecodable_bytes_readably_and_truncate() -> None:
 
 
 def test_topic_prefix_namespaces_every_topic() -> None:
-    assert Topics("replay.").all() == ("replay.mentions.raw", "replay.mentions.scored", "replay.crisis.alerts", "replay.mentions.dlq")
+    assert Topics("replay.").all() == (
+        "replay.mentions.raw",
+        "replay.mentions.scored",
+        "replay.crisis.alerts",
+        "replay.mentions.dlq",
+    )
     assert Topics().scored == "mentions.scored"

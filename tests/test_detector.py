@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-
 from crisiswatch.alerter.detector import (
     DetectorConfig,
     DetectorState,
@@ -15,6 +14,7 @@ from crisiswatch.alerter.detector import (
     tail_surprise,
 )
 from crisiswatch.alerter.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
+
 from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores
 
 CONFIG = DetectorConfig()
@@ -24,7 +24,8 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)
 def _buckets(negatives: list[int], totals: list[int] | None = None) -> list[Bucket]:
     totals = totals or [max(8, 4 * n) for n in negatives]
     return [
-        Bucket(start=T0 + i * CONFIG.bucket, negative=n, total=t) for i, (n, t) in enumerate(zip(negatives, totals, strict=True))
+        Bucket(start=T0 + i * CONFIG.bucket, negative=n, total=t)
+        for i, (n, t) in enumerate(zip(negatives, totals, strict=True))
     ]
 
 
@@ -55,7 +56,7 @@ def test_steady_poisson_noise_raises_no_incident_over_a_week() -> None:
 
 def test_a_surge_opens_after_confirmation_and_resolves_after_quiet_buckets() -> None:
     calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
-    state, events = _run(_buckets(calm + [12] + [15, 20] + [18] + [1, 0, 1, 1]))
+    state, events = _run(_buckets([*calm, 12, 15, 20, 18, 1, 0, 1, 1]))
     kinds = [e.event for e in events]
     assert kinds[0] is IncidentEventType.OPENED
     opened = events[0]
@@ -80,7 +81,7 @@ def test_the_baseline_is_not_dragged_up_by_the_spike() -> None:
 
 def test_no_re_alert_during_cooldown_and_after_a_restart() -> None:
     calm = [1, 0, 2, 1] * 12
-    mid_incident, events = _run(_buckets(calm + [15, 20]))
+    mid_incident, events = _run(_buckets([*calm, 15, 20]))
     assert [e.event for e in events] == [IncidentEventType.OPENED]
     restored = DetectorState.model_validate_json(mid_incident.model_dump_json())
     _, more = _run(_buckets([22, 25]), state=restored)
@@ -95,10 +96,18 @@ def test_fewer_sensitivity_needs_stronger_evidence() -> None:
 
 
 def _scored(mention_id: str, minute: float, label: str = "negative") -> ScoredMention:
-    scores = SentimentScores(negative=0.9 if label == "negative" else 0.05, neutral=0.05, positive=0.05 if label == "negative" else 0.9)
+    scores = SentimentScores(
+        negative=0.9 if label == "negative" else 0.05, neutral=0.05, positive=0.05 if label == "negative" else 0.9
+    )
     return ScoredMention(
-        id=mention_id, source="t", brand="acme", text="x", created_at=T0 + timedelta(minutes=minute),
-        label=label, scores=scores, model="m",
+        id=mention_id,
+        source="t",
+        brand="acme",
+        text="x",
+        created_at=T0 + timedelta(minutes=minute),
+        label=label,
+        scores=scores,
+        model="m",
     )
 
 

@@ -4,7 +4,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
 from crisiswatch.listener.dedup import RecentIds
 from crisiswatch.listener.records import FieldMapping, RejectedInput, decode_json_object, to_mentions
@@ -38,12 +37,21 @@ def test_a_brand_without_terms_is_a_configuration_error() -> None:
 
 def test_field_mapping_reads_nested_exports() -> None:
     record = {
-        "tweet_id": 42, "full_text": "Acme Air lost my bag", "ts": 1772445600,
+        "tweet_id": 42,
+        "full_text": "Acme Air lost my bag",
+        "ts": 1772445600,
         "user": {"screen_name": "ana", "followers_count": "1200"},
     }
-    mapping = FieldMapping.parse("id=tweet_id,text=full_text,created_at=ts,author_handle=user.screen_name,author_followers=user.followers_count")
+    mapping = FieldMapping.parse(
+        "id=tweet_id,text=full_text,created_at=ts,author_handle=user.screen_name,author_followers=user.followers_count"
+    )
     [mention] = to_mentions(record, CATALOG, mapping, source="x")
-    assert (mention.id, mention.brand, mention.author_handle, mention.author_followers) == ("42", "acme-air", "ana", 1200)
+    assert (mention.id, mention.brand, mention.author_handle, mention.author_followers) == (
+        "42",
+        "acme-air",
+        "ana",
+        1200,
+    )
     assert mention.created_at == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
@@ -74,8 +82,14 @@ def test_undecodable_payloads_are_rejected_with_a_reason(payload: bytes, reason:
         ({"text": "Acme Air", "created_at": "2026-03-02T10:00:00Z"}, "id is missing"),
         ({"id": "1", "text": "Acme Air"}, "created_at is missing"),
         ({"id": "1", "text": "Acme Air", "created_at": "yesterday"}, "is not an ISO-8601 time"),
-        ({"id": "1", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": "many"}, "likes must be a whole number"),
-        ({"id": "1", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "brand": "globex"}, "unknown brand 'globex'"),
+        (
+            {"id": "1", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": "many"},
+            "likes must be a whole number",
+        ),
+        (
+            {"id": "1", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "brand": "globex"},
+            "unknown brand 'globex'",
+        ),
     ],
 )
 def test_invalid_records_are_rejected_with_a_reason(record: dict, reason: str) -> None:

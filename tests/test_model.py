@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-from crisiswatch.classifier.model import SentimentModel, choose_runtime
-from crisiswatch.classifier.network import base_model_dir
 from crisiswatch.classifier.evaluation import classification_report
 from crisiswatch.classifier.labelled import read_labelled
+from crisiswatch.classifier.model import SentimentModel, choose_runtime
+from crisiswatch.classifier.network import base_model_dir
 from crisiswatch.classifier.training import stratified_split
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
 from crisiswatch.contracts.schemas import Sentiment
 
 from .conftest import SHARED_DATA
@@ -27,9 +27,11 @@ def default_model() -> SentimentModel:
 
 def test_the_default_model_loads_offline_and_reads_obvious_tweets(default_model: SentimentModel) -> None:
     scores = default_model.predict(
-        ["@NimbusBank your app has been down all day, useless and infuriating",
-         "What time does the Acme Air desk open tomorrow?",
-         "Loving my new Voltcell phone, best purchase this year!"]
+        [
+            "@NimbusBank your app has been down all day, useless and infuriating",
+            "What time does the Acme Air desk open tomorrow?",
+            "Loving my new Voltcell phone, best purchase this year!",
+        ]
     )
     assert [s.label for s in scores] == [Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE]
     for s in scores:
@@ -44,14 +46,26 @@ def test_predictions_come_back_in_input_order_whatever_the_batching(default_mode
 
 def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path) -> None:
     config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-        num_labels=5, id2label={i: f"{i + 1} stars" for i in range(5)}, label2id={f"{i + 1} stars": i for i in range(5)},
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=5,
+        id2label={i: f"{i + 1} stars" for i in range(5)},
+        label2id={f"{i + 1} stars": i for i in range(5)},
     )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(base_model_dir()).save_pretrained(tmp_path)
     model = SentimentModel.load(str(tmp_path), choose_runtime("cpu", "fp32"))
-    assert model.labels == [Sentiment.NEGATIVE, Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE, Sentiment.POSITIVE]
+    assert model.labels == [
+        Sentiment.NEGATIVE,
+        Sentiment.NEGATIVE,
+        Sentiment.NEUTRAL,
+        Sentiment.POSITIVE,
+        Sentiment.POSITIVE,
+    ]
     [scores] = model.predict(["some text"])
     assert scores.negative + scores.neutral + scores.positive == pytest.approx(1.0, abs=1e-4)
 

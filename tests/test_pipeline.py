@@ -7,10 +7,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
 from kafka import KafkaConsumer, KafkaProducer
 
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
-from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
 
 from .conftest import Pipeline, metric_value
 
@@ -40,13 +40,20 @@ BAD_LINES = [
     b'{"id": "bad-6", "text": "Globex is great", "created_at": "2026-03-02T07:00:00Z", "brand": "globex"}',
     b'{"id": "bad-7", "text": "Nothing about any brand", "created_at": "2026-03-02T07:00:00Z"}',
 ]
-GOOD_AFTER_BAD = {"id": "good-after-bad", "text": "Acme Air crew were lovely today", "created_at": "2026-03-02T12:00:00Z"}
+GOOD_AFTER_BAD = {
+    "id": "good-after-bad",
+    "text": "Acme Air crew were lovely today",
+    "created_at": "2026-03-02T12:00:00Z",
+}
 
 
 def _read_topic(pipeline: Pipeline, topic: str, at_least: int, timeout: float = 60) -> list[bytes]:
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=pipeline.broker.bootstrap_servers, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
+        topic,
+        bootstrap_servers=pipeline.broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     values: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -58,7 +65,7 @@ def _read_topic(pipeline: Pipeline, topic: str, at_least: int, timeout: float = 
 
 
 @pytest.fixture(scope="module")
-def crisis_run(pipeline_factory, slack, tmp_path_factory) -> Pipeline:  # noqa: ANN001
+def crisis_run(pipeline_factory, slack, tmp_path_factory) -> Pipeline:
     pipeline: Pipeline = pipeline_factory(
         {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_CHANNEL": "C0CRISIS", "SLACK_API_URL": slack.api_url}
     )
@@ -96,7 +103,7 @@ def test_one_incident_opens_for_the_brand_in_crisis_after_its_onset(crisis_run: 
     assert incident.observed_negative > 3 * incident.expected_negative
 
 
-def test_the_slack_alert_names_the_brand_and_observed_versus_expected(crisis_run: Pipeline, slack) -> None:  # noqa: ANN001
+def test_the_slack_alert_names_the_brand_and_observed_versus_expected(crisis_run: Pipeline, slack) -> None:
     posts = [c for c in slack.messages() if "thread_ts" not in c.payload]
     assert len(posts) == 1, [c.payload.get("text") for c in posts]
     post = posts[0]
@@ -135,4 +142,4 @@ def test_metrics_endpoints_answer_and_counters_moved(crisis_run: Pipeline) -> No
     assert metric_value(alerter_metrics, "crisiswatch_alerter_mentions_total", 'outcome="counted"') >= 100
     assert metric_value(alerter_metrics, "crisiswatch_alerter_incident_events_total", 'event="opened"') == 1
     assert metric_value(alerter_metrics, "crisiswatch_alerter_deliveries_total", 'outcome="delivered"') >= 1
-    assert 'crisiswatch_build_info{' in alerter_metrics
+    assert "crisiswatch_build_info{" in alerter_metrics

@@ -33,7 +33,9 @@ class KafkaSettings(BaseSettings):
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
     max_poll_interval_ms: int = Field(default=10_000, ge=1000)
     request_timeout_ms: int = Field(default=15_000, ge=1000)
-    connect_deadline_s: float = Field(default=60.0, gt=0, description="give up (and exit) when brokers stay unreachable")
+    connect_deadline_s: float = Field(
+        default=60.0, gt=0, description="give up (and exit) when brokers stay unreachable"
+    )
 
     @property
     def servers(self) -> list[str]:

@@ -54,9 +54,7 @@ class WireModel(BaseModel):
     @classmethod
     def _known_version(cls, value: int) -> int:
         if value > SCHEMA_VERSION:
-            raise ValueError(
-                f"schema_version {value} is newer than this service understands ({SCHEMA_VERSION})"
-            )
+            raise ValueError(f"schema_version {value} is newer than this service understands ({SCHEMA_VERSION})")
         return value
 
     def to_bytes(self) -> bytes:
@@ -219,6 +217,4 @@ class DeadLetter(WireModel):
         """Build a dead letter, keeping at most ``limit`` characters of the payload."""
         raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
         text = raw.decode("utf-8", errors="backslashreplace")
-        return cls(
-            stage=stage, source=source, reason=reason[:1000], payload=text[:limit], payload_bytes=len(raw)
-        )
+        return cls(stage=stage, source=source, reason=reason[:1000], payload=text[:limit], payload_bytes=len(raw))

@@ -62,7 +62,12 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
         broker_max_poll_interval=kafka.max_poll_interval_ms / 1000,
         producer_acks=-1,
     )
-    raw_bytes: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw_bytes: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     scored_topic = app.topic(topics.scored, **raw_bytes)
     alerts_topic = app.topic(topics.alerts, **raw_bytes)
     dlq_topic = app.topic(topics.dlq, **raw_bytes)
@@ -113,8 +118,13 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
                         metrics.INCIDENTS.labels(incident.event.value, incident.severity.value).inc()
                         log.info(
                             "incident event",
-                            extra={"brand": brand, "event": incident.event.value, "incident": incident.incident_id,
-                                   "revision": incident.revision, "severity": incident.severity.value},
+                            extra={
+                                "brand": brand,
+                                "event": incident.event.value,
+                                "incident": incident.incident_id,
+                                "revision": incident.revision,
+                                "severity": incident.severity.value,
+                            },
                         )
                 detector_table[brand] = state.model_dump(mode="json")
             if outcome is not AddResult.DUPLICATE or closed:
@@ -126,7 +136,9 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
             try:
                 incident = Incident.model_validate_json(value)
             except (ValidationError, ValueError) as error:
-                letter = DeadLetter.for_payload("alerter", topics.alerts, f"not a valid Incident: {error}", value or b"")
+                letter = DeadLetter.for_payload(
+                    "alerter", topics.alerts, f"not a valid Incident: {error}", value or b""
+                )
                 await dlq_topic.send(value=letter.to_bytes())
                 continue
             delivered = deliveries_table[incident.incident_id] or {}
@@ -150,8 +162,12 @@ async def deliver_with_retry(notifier: Notifier, incident: Incident, thread: str
             metrics.DELIVERIES.labels(notifier.channel, "failed").inc()
             log.warning(
                 "alert delivery failed; retrying",
-                extra={"incident": incident.incident_id, "revision": incident.revision, "error": str(error),
-                       "retry_in_s": backoff},
+                extra={
+                    "incident": incident.incident_id,
+                    "revision": incident.revision,
+                    "error": str(error),
+                    "retry_in_s": backoff,
+                },
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)

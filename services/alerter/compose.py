@@ -106,6 +106,8 @@ def compose_blocks(incident: Incident) -> list[Block]:
         SectionBlock(text=MarkdownTextObject(text=f"*Suggested public reply*\n>{_escape(suggested_reply(incident))}"))
     )
     blocks.append(
-        ContextBlock(elements=[MarkdownTextObject(text=f"Incident `{incident.incident_id}` · revision {incident.revision}")])
+        ContextBlock(
+            elements=[MarkdownTextObject(text=f"Incident `{incident.incident_id}` · revision {incident.revision}")]
+        )
     )
     return blocks

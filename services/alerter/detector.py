@@ -3,8 +3,9 @@
 Negative mentions per bucket are counts, so they are judged as counts: the
 surprise of a bucket is ``-log10 P(X >= observed)`` under a Poisson law around
 the brand's baseline, which holds at a fraction of a mention per bucket and at
-hundreds. A new brand learns its level during a warm-up before it may alert. An incident opens only when ``confirm_buckets`` consecutive buckets
-are surprising and together hold ``min_negative`` mentions; it resolves after
+hundreds. A new brand learns its level during a warm-up before it may alert.
+An incident opens only when ``confirm_buckets`` consecutive buckets are
+surprising and together hold ``min_negative`` mentions; it resolves after
 ``resolve_quiet_buckets`` unsurprising buckets (hysteresis), and a brand
 cannot re-open within the cooldown. The baseline is a winsorised EWMA that is
 frozen while an incident is open, so the spike never teaches it that storms are
@@ -202,7 +203,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     state = state.model_copy(deep=True)
     bucket_score = score(state.baseline, bucket, config)
     end = bucket.start + config.bucket
-    share = bucket.negative / bucket.total if bucket.total else 0.0
+    bucket.negative / bucket.total if bucket.total else 0.0
     baseline_share = min(1.0, bucket_score.expected_negative / bucket_score.expected_total)
     decisions: list[Decision] = []
 

@@ -19,7 +19,6 @@ log = logging.getLogger("crisiswatch.alerter")
 cli = typer.Typer(help="Detect crises in scored mentions and alert the service team.", no_args_is_help=True)
 
 
-
 @cli.callback()
 def service() -> None:
     """Run ``run`` to start the service."""

@@ -11,11 +11,17 @@ MENTIONS = Counter(
 )
 BUCKETS = Counter("crisiswatch_alerter_buckets_closed_total", "Closed per-brand buckets", ["brand"])
 INCIDENTS = Counter("crisiswatch_alerter_incident_events_total", "Incident events emitted", ["event", "severity"])
-NEGATIVE_RATE = Gauge("crisiswatch_alerter_negative_per_bucket", "Negative mentions in the last closed bucket", ["brand"])
+NEGATIVE_RATE = Gauge(
+    "crisiswatch_alerter_negative_per_bucket", "Negative mentions in the last closed bucket", ["brand"]
+)
 SURPRISE = Gauge("crisiswatch_alerter_surprise", "Surprise (-log10 p) of the last closed bucket", ["brand"])
-DELIVERIES = Counter("crisiswatch_alerter_deliveries_total", "Alert delivery attempts by channel and outcome", ["channel", "outcome"])
+DELIVERIES = Counter(
+    "crisiswatch_alerter_deliveries_total", "Alert delivery attempts by channel and outcome", ["channel", "outcome"]
+)
 DELIVERY_SECONDS = Histogram(
-    "crisiswatch_alerter_delivery_seconds", "Time to deliver one alert", ["channel"],
+    "crisiswatch_alerter_delivery_seconds",
+    "Time to deliver one alert",
+    ["channel"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 END_TO_END = end_to_end_histogram("alerted")

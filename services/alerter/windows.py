@@ -89,7 +89,9 @@ def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta) -
     return AddResult.COUNTED
 
 
-def close_ready(state: BrandBuckets, width: timedelta, lateness: timedelta, now: datetime | None = None) -> list[Bucket]:
+def close_ready(
+    state: BrandBuckets, width: timedelta, lateness: timedelta, now: datetime | None = None
+) -> list[Bucket]:
     """Close every bucket that ended ``lateness`` before the watermark (or ``now``), empty ones included.
 
     Empty buckets matter: a quiet interval is evidence of a low rate. At most

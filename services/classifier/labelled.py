@@ -9,7 +9,11 @@ from pathlib import Path
 
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment
 
-_NAMES = {s.value: s for s in Sentiment} | {"neg": Sentiment.NEGATIVE, "neu": Sentiment.NEUTRAL, "pos": Sentiment.POSITIVE}
+_NAMES = {s.value: s for s in Sentiment} | {
+    "neg": Sentiment.NEGATIVE,
+    "neu": Sentiment.NEUTRAL,
+    "pos": Sentiment.POSITIVE,
+}
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,7 @@ def map_labels(id2label: Mapping[int, str]) -> list[Sentiment]:
     stars = [_STARS.match(name) for name in names]
     if all(stars):
         values = [int(match.group(1)) for match in stars if match]
-        return [
-            Sentiment.NEGATIVE if v <= 2 else Sentiment.NEUTRAL if v == 3 else Sentiment.POSITIVE
-            for v in values
-        ]
+        return [Sentiment.NEGATIVE if v <= 2 else Sentiment.NEUTRAL if v == 3 else Sentiment.POSITIVE for v in values]
     generic = [_GENERIC.match(name) for name in names]
     if all(generic) and len(names) == 3:
         return [Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE]

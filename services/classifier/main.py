@@ -27,6 +27,7 @@ from .batching import BatchPolicy
 from .evaluation import classification_report
 from .labelled import read_labelled
 from .model import SentimentModel, choose_runtime
+from .service import ClassifierService
 from .settings import ClassifierSettings
 
 log = logging.getLogger("crisiswatch.classifier")
@@ -46,7 +47,6 @@ def load_model(settings: ClassifierSettings) -> SentimentModel:
     return model
 
 
-
 @cli.callback()
 def service() -> None:
     """Run ``run`` to start the service."""
@@ -61,13 +61,16 @@ def run() -> None:
     stop = StopSignal()
     model = load_model(settings)
     metrics.MODEL.info(
-        {"model": model.name, "device": model.runtime.device, "dtype": model.runtime.dtype,
-         "threads": str(model.runtime.threads), "max_batch_size": str(settings.max_batch_size)}
+        {
+            "model": model.name,
+            "device": model.runtime.device,
+            "dtype": model.runtime.dtype,
+            "threads": str(model.runtime.threads),
+            "max_batch_size": str(settings.max_batch_size),
+        }
     )
     serve_metrics(settings.metrics_port, "classifier")
     topics = Topics(kafka.topic_prefix)
-    from .service import ClassifierService
-
     service = ClassifierService(
         model,
         make_consumer(kafka, settings.group_id, [topics.raw], "crisiswatch-classifier"),
@@ -96,7 +99,9 @@ def _read_texts(handle: TextIO, fmt: str, column: str) -> Iterator[str]:
             try:
                 yield str(json.loads(line)["text"])
             except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise typer.BadParameter(f"line {number}: expected a JSON object with a 'text' field ({error})") from None
+                raise typer.BadParameter(
+                    f"line {number}: expected a JSON object with a 'text' field ({error})"
+                ) from None
         else:
             yield line
 
@@ -139,7 +144,9 @@ def evaluate(
         print(json.dumps({"model": model.name, "file": str(path), **report.as_dict()}, indent=2))
         return
     console = Console()
-    console.print(f"[bold]{model.name}[/] on {path} ({report.count} texts, {model.runtime.device}/{model.runtime.dtype})")
+    console.print(
+        f"[bold]{model.name}[/] on {path} ({report.count} texts, {model.runtime.device}/{model.runtime.dtype})"
+    )
     console.print(f"macro recall {100 * report.macro_recall:.2f}   accuracy {100 * report.accuracy:.2f}")
     table = Table("true \\ predicted", *[s.value for s in SENTIMENT_ORDER], "recall", "F1")
     for i, sentiment in enumerate(SENTIMENT_ORDER):
@@ -154,9 +161,13 @@ def evaluate(
 
 @model_cli.command("train")
 def train_command(
-    data: Annotated[Path, typer.Option(help="labelled TSV")] = Path("../shared/data/sentiment/english/semeval_2013_2016_train.tsv"),
+    data: Annotated[Path, typer.Option(help="labelled TSV")] = Path(
+        "../shared/data/sentiment/english/semeval_2013_2016_train.tsv"
+    ),
     output: Annotated[Path, typer.Option(help="artifact directory (rerun to resume)")] = Path("runs/sentiment"),
-    seeds: Annotated[str, typer.Option(help="comma-separated run seeds; the runs are weight-averaged greedily")] = "13,14,15,16,17,18,19,20",
+    seeds: Annotated[
+        str, typer.Option(help="comma-separated run seeds; the runs are weight-averaged greedily")
+    ] = "13,14,15,16,17,18,19,20",
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     device: Annotated[str, typer.Option(help="cpu or cuda; default: cuda when present")] = "",
 ) -> None:
@@ -170,8 +181,12 @@ def train_command(
     config = TrainConfig(data=data, output=output, seeds=tuple(int(s) for s in seeds.split(",")), epochs=epochs)
     target = torch.device(device) if device else default_device()
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(), console=stderr,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=stderr,
     ) as progress:
         tasks: dict[str, object] = {}
 

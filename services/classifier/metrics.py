@@ -6,19 +6,25 @@ from prometheus_client import Counter, Histogram, Info
 
 from crisiswatch.contracts.metrics import BATCH_LATENCY_BUCKETS, end_to_end_histogram
 
-SCORED = Counter("crisiswatch_classifier_mentions_total", "Mentions handled, by outcome (scored, rejected)", ["outcome"])
+SCORED = Counter(
+    "crisiswatch_classifier_mentions_total", "Mentions handled, by outcome (scored, rejected)", ["outcome"]
+)
 SENTIMENT = Counter("crisiswatch_classifier_sentiment_total", "Scored mentions by predicted label", ["label"])
 BATCH_SIZE = Histogram(
     "crisiswatch_classifier_batch_size", "Mentions per model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
 INFERENCE_SECONDS = Histogram(
-    "crisiswatch_classifier_inference_seconds", "Model time per batch (tokenise + forward)", buckets=BATCH_LATENCY_BUCKETS
+    "crisiswatch_classifier_inference_seconds",
+    "Model time per batch (tokenise + forward)",
+    buckets=BATCH_LATENCY_BUCKETS,
 )
 QUEUE_WAIT_SECONDS = Histogram(
     "crisiswatch_classifier_queue_wait_seconds",
     "Time a mention waited in the batch before scoring",
     buckets=BATCH_LATENCY_BUCKETS,
 )
-ERRORS = Counter("crisiswatch_classifier_errors_total", "Failures by stage (decode, inference, produce, commit)", ["stage"])
+ERRORS = Counter(
+    "crisiswatch_classifier_errors_total", "Failures by stage (decode, inference, produce, commit)", ["stage"]
+)
 MODEL = Info("crisiswatch_classifier_model", "The loaded model, device and precision")
 END_TO_END = end_to_end_histogram("scored")

@@ -99,7 +99,9 @@ class SentimentModel:
             self._merge[column, SENTIMENT_ORDER.index(label)] = 1.0
 
     @classmethod
-    def load(cls, reference: str = DEFAULT_MODEL, runtime: Runtime | None = None, max_length: int = 0) -> SentimentModel:
+    def load(
+        cls, reference: str = DEFAULT_MODEL, runtime: Runtime | None = None, max_length: int = 0
+    ) -> SentimentModel:
         """Load ``default`` (the shipped model), a local directory, or a Hugging Face model id."""
         runtime = runtime or choose_runtime()
         if reference == DEFAULT_MODEL or Path(reference, "manifest.json").is_file():

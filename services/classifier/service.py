@@ -120,7 +120,7 @@ class ClassifierService:
             return []
         try:
             return list(self.model.predict(texts, self.policy.max_batch_size))
-        except Exception:  # noqa: BLE001 - any model failure must fall back, never kill the loop
+        except Exception:
             metrics.ERRORS.labels("inference").inc()
             log.exception("batch inference failed; retrying texts one by one")
         results: list[SentimentScores | None] = []

@@ -130,7 +130,11 @@ def _pad(batch: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Te
 
 @torch.inference_mode()
 def predict_ids(
-    network: MeanPoolClassifier, encoded: Sequence[Sequence[int]], device: torch.device, bf16: bool, batch_size: int = 256
+    network: MeanPoolClassifier,
+    encoded: Sequence[Sequence[int]],
+    device: torch.device,
+    bf16: bool,
+    batch_size: int = 256,
 ) -> list[Sentiment]:
     """Predicted classes for pre-tokenised texts (length-sorted for speed, returned in input order)."""
     network.eval()
@@ -282,7 +286,9 @@ def train(config: TrainConfig, device: torch.device, progress: ProgressCallback 
     return soup_and_save(config, states, device)
 
 
-def soup_and_save(config: TrainConfig, states: Sequence[dict[str, torch.Tensor]], device: torch.device) -> dict[str, object]:
+def soup_and_save(
+    config: TrainConfig, states: Sequence[dict[str, torch.Tensor]], device: torch.device
+) -> dict[str, object]:
     """Greedy-soup the runs on dev, write the artifact and ``metrics.json``; return the metrics."""
     data = _prepare(config)
     torch.manual_seed(config.split_seed)
@@ -292,12 +298,19 @@ def soup_and_save(config: TrainConfig, states: Sequence[dict[str, torch.Tensor]]
         network.load_state_dict(state)
         return classification_report(data.dev_labels, predict_ids(network, data.dev_ids, device, config.bf16))
 
-    individual = {seed: round(100 * dev_report(state).macro_recall, 2) for seed, state in zip(config.seeds, states, strict=True)}
+    individual = {
+        seed: round(100 * dev_report(state).macro_recall, 2) for seed, state in zip(config.seeds, states, strict=True)
+    }
     members, _ = greedy_soup(states, lambda state: dev_report(state).macro_recall)
     final = _average([states[i] for i in members])
     report = dev_report(final)
     metrics: dict[str, object] = {
-        "split": {"train": len(data.train_ids), "dev": len(data.dev_ids), "seed": config.split_seed, "stratified": True},
+        "split": {
+            "train": len(data.train_ids),
+            "dev": len(data.dev_ids),
+            "seed": config.split_seed,
+            "stratified": True,
+        },
         "dev": report.as_dict(),
         "runs_dev_macro_recall": individual,
         "soup_seeds": [config.seeds[i] for i in members],

@@ -29,7 +29,9 @@ class Brand:
         if not terms:
             raise ValueError(f"brand {self.id!r} has no names, handles or hashtags to match")
         object.__setattr__(self, "pattern", re.compile(r"(?<![\w@#])(?:" + "|".join(terms) + r")(?!\w)", re.IGNORECASE))
-        excluded = re.compile("|".join(re.escape(e) for e in self.exclusions), re.IGNORECASE) if self.exclusions else None
+        excluded = (
+            re.compile("|".join(re.escape(e) for e in self.exclusions), re.IGNORECASE) if self.exclusions else None
+        )
         object.__setattr__(self, "excluded", excluded)
 
     def matches(self, text: str) -> bool:

@@ -21,7 +21,7 @@ from crisiswatch.contracts.topics import Topics
 from .brands import BrandCatalog
 from .dedup import RecentIds
 from .ingest_http import build_app
-from .records import FieldMapping
+from .records import DEFAULT_MAPPING, FieldMapping
 from .scenario import demo_scenario, generate
 from .service import Listener, Outcome
 from .settings import ListenerSettings
@@ -78,7 +78,7 @@ def scenario(
             for record in generate(story):
                 handle.write(json.dumps(record) + "\n")
         return
-    listener = _listener(ListenerSettings(), KafkaSettings(), FieldMapping())
+    listener = _listener(ListenerSettings(), KafkaSettings(), DEFAULT_MAPPING)
     stop = StopSignal()
     counts = pump(listener, paced(generate(story), speed, should_stop=stop.is_set), source=f"scenario:{story.name}")
     log.info("scenario finished", extra={"scenario": story.name, **counts})
@@ -88,7 +88,7 @@ def scenario(
 def serve() -> None:
     """Serve ``POST /v1/mentions`` until SIGTERM."""
     settings = ListenerSettings()
-    listener = _listener(settings, KafkaSettings(), FieldMapping())
+    listener = _listener(settings, KafkaSettings(), DEFAULT_MAPPING)
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     if token is None:
         log.warning("LISTENER_INGEST_TOKEN is not set: the ingest endpoint accepts unauthenticated requests")

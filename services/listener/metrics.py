@@ -12,7 +12,9 @@ MENTIONS = Counter(
 REJECTED = Counter(
     "crisiswatch_listener_rejected_total", "Rejected input records by source and reason code", ["source", "reason"]
 )
-PRODUCE_ERRORS = Counter("crisiswatch_listener_produce_errors_total", "Records the broker did not acknowledge", ["topic"])
+PRODUCE_ERRORS = Counter(
+    "crisiswatch_listener_produce_errors_total", "Records the broker did not acknowledge", ["topic"]
+)
 INGEST_LATENCY = Histogram(
     "crisiswatch_listener_ingest_request_seconds",
     "HTTP ingest request handling time",

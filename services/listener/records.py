@@ -58,6 +58,7 @@ class FieldMapping:
         return cls(**pairs)
 
 
+DEFAULT_MAPPING = FieldMapping()
 _FIELDS = ", ".join(f for f in FieldMapping.__dataclass_fields__ if f != "extra")
 
 
@@ -120,7 +121,7 @@ def parse_timestamp(value: Any) -> datetime:
 
 
 def to_mentions(
-    record: Mapping[str, Any], catalog: BrandCatalog, mapping: FieldMapping = FieldMapping(), source: str = "unknown"
+    record: Mapping[str, Any], catalog: BrandCatalog, mapping: FieldMapping = DEFAULT_MAPPING, source: str = "unknown"
 ) -> list[Mention]:
     """Validate a raw record and return one mention per brand it concerns.
 

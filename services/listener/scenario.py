@@ -181,19 +181,28 @@ def generate(scenario: Scenario) -> Iterator[dict[str, Any]]:
                     sentiment, text = "positive", POSITIVE_TEXTS[rng.integers(len(POSITIVE_TEXTS))]
                 else:
                     sentiment, text = "neutral", NEUTRAL_TEXTS[rng.integers(len(NEUTRAL_TEXTS))]
-                batch.append((rng.random(), {"brand": traffic.brand, "text": _fill(text, traffic), "truth": {"sentiment": sentiment}}))
+                batch.append(
+                    (
+                        rng.random(),
+                        {"brand": traffic.brand, "text": _fill(text, traffic), "truth": {"sentiment": sentiment}},
+                    )
+                )
         for crisis in scenario.crises:
             templates = THEMES[crisis.theme]
             for _ in range(rng.poisson(crisis.rate_at(moment) / 60)):
                 text = templates[rng.integers(len(templates))]
                 truth = {"sentiment": "negative", "crisis": crisis.theme}
-                batch.append((rng.random(), {"brand": crisis.brand, "text": _fill(text, by_brand[crisis.brand]), "truth": truth}))
+                batch.append(
+                    (rng.random(), {"brand": crisis.brand, "text": _fill(text, by_brand[crisis.brand]), "truth": truth})
+                )
         for burst in scenario.viral:
             active = burst.onset <= moment < burst.onset + burst.duration
             for _ in range(rng.poisson(burst.positive_per_hour / 60) if active else 0):
                 text = VIRAL_POSITIVE_TEXTS[rng.integers(len(VIRAL_POSITIVE_TEXTS))]
                 truth = {"sentiment": "positive", "viral": True}
-                batch.append((rng.random(), {"brand": burst.brand, "text": _fill(text, by_brand[burst.brand]), "truth": truth}))
+                batch.append(
+                    (rng.random(), {"brand": burst.brand, "text": _fill(text, by_brand[burst.brand]), "truth": truth})
+                )
         batch.sort(key=lambda item: item[0])
         for offset, record in batch:
             sequence += 1

@@ -17,7 +17,7 @@ from crisiswatch.contracts.topics import Topics
 from . import metrics
 from .brands import BrandCatalog
 from .dedup import RecentIds
-from .records import FieldMapping, RejectedInput, decode_json_object, to_mentions
+from .records import DEFAULT_MAPPING, FieldMapping, RejectedInput, decode_json_object, to_mentions
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Listener:
         producer: KafkaProducer,
         topics: Topics,
         catalog: BrandCatalog,
-        mapping: FieldMapping = FieldMapping(),
+        mapping: FieldMapping = DEFAULT_MAPPING,
         recent: RecentIds | None = None,
     ) -> None:
         self.producer = producer

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .records import FieldMapping, RejectedInput, parse_timestamp
+from .records import DEFAULT_MAPPING, FieldMapping, RejectedInput, parse_timestamp
 
 RawRecord = bytes | Mapping[str, Any]
 
@@ -43,7 +43,7 @@ def _event_time(record: RawRecord, mapping: FieldMapping) -> datetime | None:
 def paced(
     records: Iterable[RawRecord],
     speed: float,
-    mapping: FieldMapping = FieldMapping(),
+    mapping: FieldMapping = DEFAULT_MAPPING,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     should_stop: Callable[[], bool] = lambda: False,
