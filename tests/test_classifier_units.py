@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
+
 from crisiswatch.classifier.batching import BatchPolicy, plan_batches
 from crisiswatch.classifier.evaluation import classification_report
 from crisiswatch.classifier.labels import LabelMappingError, map_labels
 from crisiswatch.classifier.model import choose_runtime
 from crisiswatch.classifier.textprep import normalise_for_model
-
 from crisiswatch.contracts.schemas import Sentiment
 
 N, U, P = Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from crisiswatch.alerter.compose import compose_blocks, headline
 from slack_sdk.models.blocks import Block
 
+from crisiswatch.alerter.compose import compose_blocks, headline
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention, Severity
 
 T0 = datetime(2026, 3, 2, 11, tzinfo=UTC)

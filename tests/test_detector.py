@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+
 from crisiswatch.alerter.detector import (
     DetectorConfig,
     DetectorState,
@@ -14,7 +15,6 @@ from crisiswatch.alerter.detector import (
     tail_surprise,
 )
 from crisiswatch.alerter.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
-
 from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores
 
 CONFIG = DetectorConfig()

@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
 from crisiswatch.listener.dedup import RecentIds
 from crisiswatch.listener.records import FieldMapping, RejectedInput, decode_json_object, to_mentions

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
 from crisiswatch.classifier.evaluation import classification_report
 from crisiswatch.classifier.labelled import read_labelled
 from crisiswatch.classifier.model import SentimentModel, choose_runtime
 from crisiswatch.classifier.network import base_model_dir
 from crisiswatch.classifier.training import stratified_split
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
 from crisiswatch.contracts.schemas import Sentiment
 
 from .conftest import SHARED_DATA

@@ -7,10 +7,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
 from kafka import KafkaConsumer, KafkaProducer
 
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
+from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
 
 from .conftest import Pipeline, metric_value
 

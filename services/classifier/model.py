@@ -8,12 +8,16 @@ path, whose labels are mapped onto negative/neutral/positive.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from tokenizers import Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment, SentimentScores
@@ -25,7 +29,7 @@ from .textprep import normalise_for_model
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ def choose_runtime(device: str = "auto", dtype: str = "auto", threads: int = 0) 
             dtype = "bf16" if cpu_has_bf16() else "fp32"
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected auto, {', '.join(DTYPES)}")
+    if dtype == "int8" and device != "cpu":
+        raise ValueError("dtype int8 (dynamic quantisation of linear layers) runs on the CPU only")
     if threads > 0:
         torch.set_num_threads(threads)
     return Runtime(device=device, dtype=dtype, threads=torch.get_num_threads())
@@ -93,7 +99,15 @@ class SentimentModel:
         self.runtime = runtime
         self.max_length = max_length
         self._logits_attr = returns_logits_attr
-        self.network = network.to(device=runtime.device, dtype=runtime.torch_dtype).eval()
+        network = network.to(device=runtime.device, dtype=runtime.torch_dtype).eval()
+        if runtime.dtype == "int8":
+            network = torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
+        self.network = network
+        self._fast: Tokenizer | None = None
+        if tokenizer.is_fast:
+            self._fast = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+            self._fast.no_padding()
+            self._fast.enable_truncation(max_length)
         self._merge = torch.zeros((len(self.labels), len(SENTIMENT_ORDER)), dtype=torch.float32)
         for column, label in enumerate(self.labels):
             self._merge[column, SENTIMENT_ORDER.index(label)] = 1.0
@@ -118,22 +132,27 @@ class SentimentModel:
         return cls(reference, hf_model, tokenizer, labels, runtime, limit, True)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text (normalised as in training, truncated to ``max_length``)."""
+        """Token ids per text (normalised as in training, truncated to ``max_length``).
+
+        Uses the Rust tokenizer directly when the checkpoint has one: it encodes
+        the batch in parallel and releases the GIL, so it can run beside the model.
+        """
         prepared = [normalise_for_model(text) or text for text in texts]
+        if self._fast is not None:
+            return [encoding.ids for encoding in self._fast.encode_batch(prepared)]
         return self.tokenizer(prepared, truncation=True, max_length=self.max_length)["input_ids"]
 
     @torch.inference_mode()
     def scores_for_ids(self, encoded: Sequence[Sequence[int]]) -> list[SentimentScores]:
         """Probabilities for already-tokenised texts of one batch, in input order."""
-        width = max(len(ids) for ids in encoded)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, : len(ids)] = 1
-        input_ids, mask = input_ids.to(self.runtime.device), mask.to(self.runtime.device)
-        output = self.network(input_ids=input_ids, attention_mask=mask)
+        lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
+        mask = np.arange(int(lengths.max())) < lengths[:, None]
+        input_ids = np.full(mask.shape, self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        input_ids[mask] = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+        device = self.runtime.device
+        input_ids_t = torch.from_numpy(input_ids).to(device, non_blocking=True)
+        mask_t = torch.from_numpy(mask.astype(np.int64)).to(device, non_blocking=True)
+        output = self.network(input_ids=input_ids_t, attention_mask=mask_t)
         logits = output.logits if self._logits_attr else output
         probabilities = torch.softmax(logits.float(), dim=-1).cpu() @ self._merge
         return [
@@ -141,13 +160,24 @@ class SentimentModel:
             for row in probabilities.clamp(0.0, 1.0).tolist()
         ]
 
-    def predict(self, texts: Sequence[str], max_batch_size: int = 64) -> list[SentimentScores]:
-        """Probabilities for each text, batched by similar length, returned in input order."""
-        if not texts:
-            return []
-        encoded = self.encode(texts)
-        results: list[SentimentScores | None] = [None] * len(texts)
-        for batch in plan_batches([len(ids) for ids in encoded], max_batch_size):
-            for index, scores in zip(batch, self.scores_for_ids([encoded[i] for i in batch]), strict=True):
-                results[index] = scores
-        return [r for r in results if r is not None]
+    def predict(self, texts: Sequence[str], max_batch_size: int = 64, chunk: int = 4096) -> list[SentimentScores]:
+        """Probabilities for each text, batched by similar length, returned in input order.
+
+        Texts are taken ``chunk`` at a time; the next chunk is tokenised on a
+        helper thread while the model scores the current one.
+        """
+        results: list[SentimentScores] = []
+        starts = range(0, len(texts), chunk)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenise") as tokeniser:
+            pending = [tokeniser.submit(self.encode, texts[start : start + chunk]) for start in starts[:1]]
+            for position, _ in enumerate(starts):
+                encoded = pending.pop().result()
+                if position + 1 < len(starts):
+                    following = starts[position + 1]
+                    pending.append(tokeniser.submit(self.encode, texts[following : following + chunk]))
+                ordered: list[SentimentScores | None] = [None] * len(encoded)
+                for batch in plan_batches([len(ids) for ids in encoded], max_batch_size):
+                    for index, scores in zip(batch, self.scores_for_ids([encoded[i] for i in batch]), strict=True):
+                        ordered[index] = scores
+                results.extend(s for s in ordered if s is not None)
+        return results

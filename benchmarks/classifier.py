@@ -1,0 +1,158 @@
+"""``make bench``: classifier throughput, batch latency and accuracy, alone and through the broker.
+
+For each precision it scores a fixed labelled sample (the project's dev split
+of the shared SemEval data when present, else the demo scenario's texts with
+their generated labels), reporting mentions/s, p50/p95 batch latency and
+macro recall, so a faster setting that costs accuracy shows. It then runs the
+real classifier service loop against the embedded broker and reports the
+end-to-end rate. Figures depend on the machine: the header says which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crisiswatch.broker import EmbeddedBroker, free_port
+from crisiswatch.classifier.batching import BatchPolicy, plan_batches
+from crisiswatch.classifier.evaluation import classification_report
+from crisiswatch.classifier.labelled import LabelledText, read_labelled
+from crisiswatch.classifier.model import SentimentModel, choose_runtime
+from crisiswatch.classifier.service import ClassifierService
+from crisiswatch.classifier.training import stratified_split
+from crisiswatch.contracts.kafka import KafkaSettings, make_consumer, make_producer
+from crisiswatch.contracts.lifecycle import StopSignal
+from crisiswatch.contracts.schemas import Mention, Sentiment
+from crisiswatch.contracts.topics import Topics
+from crisiswatch.listener.scenario import demo_scenario, generate
+
+SEMEVAL = Path(__file__).resolve().parents[2] / "shared/data/sentiment/english/semeval_2013_2016_train.tsv"
+console = Console()
+
+
+def labelled_sample(size: int) -> tuple[str, list[LabelledText]]:
+    """The fixed evaluation sample and where it came from."""
+    if SEMEVAL.is_file():
+        _, dev = stratified_split(read_labelled(SEMEVAL), dev_fraction=0.1, seed=2026)
+        step = max(1, len(dev) // size)
+        return "SemEval dev split (project split, seed 2026, every k-th row)", dev[::step][:size]
+    rows = [LabelledText(r["text"], Sentiment(r["truth"]["sentiment"])) for r in generate(demo_scenario())]
+    return "demo scenario texts (generated labels)", rows[:size]
+
+
+def rss_mb() -> float:
+    """Peak resident memory of this process in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int) -> dict[str, object]:
+    """Throughput of ``SentimentModel.predict`` (the service's code path), then per-batch latency."""
+    texts = [r.text for r in rows]
+    model.predict(texts[: batch_size * 4], batch_size)
+    started = time.perf_counter()
+    scores = model.predict(texts, batch_size)
+    elapsed = time.perf_counter() - started
+    report = classification_report([r.label for r in rows], [s.label for s in scores])
+    encoded = model.encode(texts[:20_000])
+    latencies: list[float] = []
+    for batch in plan_batches([len(e) for e in encoded], batch_size):
+        t = time.perf_counter()
+        model.scores_for_ids([encoded[i] for i in batch])
+        latencies.append(time.perf_counter() - t)
+    return {
+        "mentions_per_s": round(len(texts) / elapsed, 1),
+        "p50_batch_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
+        "p95_batch_ms": round(1000 * float(np.percentile(latencies, 95)), 1),
+        "macro_recall": round(100 * report.macro_recall, 2),
+        "accuracy": round(100 * report.accuracy, 2),
+    }
+
+
+def bench_through_broker(model: SentimentModel, rows: list[LabelledText], batch_size: int) -> dict[str, object]:
+    """Produce the sample to a real broker and time the classifier service until all are scored."""
+    with EmbeddedBroker(port=free_port()) as broker:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+        topics = Topics()
+        producer = make_producer(kafka, "bench")
+        for i, row in enumerate(rows):
+            mention = Mention(id=f"b{i}", source="bench", brand="acme-air", text=row.text, created_at=time.time())
+            producer.send(topics.raw, key=b"acme-air", value=mention.to_bytes())
+        producer.flush()
+        service = ClassifierService(
+            model,
+            make_consumer(kafka, "bench", [topics.raw], "bench"),
+            make_producer(kafka, "bench"),
+            topics,
+            BatchPolicy(batch_size, 0.05),
+        )
+        watcher = make_consumer(kafka, "bench-watch", [topics.scored], "watch")
+        stop = StopSignal(install_handlers=False)
+        runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
+        started = None
+        seen = 0
+        runner.start()
+        deadline = time.monotonic() + 600
+        while seen < len(rows) and time.monotonic() < deadline:
+            polled = watcher.poll(timeout_ms=200)
+            if polled and started is None:
+                started = time.perf_counter()
+            seen += sum(len(v) for v in polled.values())
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+        stop.set()
+        runner.join(30)
+        watcher.close()
+        return {"mentions_per_s": round(seen / max(elapsed, 1e-9), 1), "scored": seen}
+
+
+def main(
+    size: Annotated[int, typer.Option(help="texts in the fixed sample")] = 4000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    dtypes: Annotated[str, typer.Option(help="comma-separated precisions to compare")] = "fp32,auto",
+    device: str = "auto",
+    broker: Annotated[bool, typer.Option(help="also measure through the embedded broker")] = True,
+    output: Annotated[Path | None, typer.Option(help="write the figures as JSON here")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="score the sample this many times (for fast devices)")] = 1,
+) -> None:
+    """Run the classifier benchmark and print a table."""
+    source, rows = labelled_sample(size)
+    rows = rows * repeat
+    header = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "sample": f"{len(rows)} texts from {source}",
+        "batch_policy": f"length-bucketed, max {batch_size}, max wait 50 ms",
+    }
+    console.print(header)
+    results: list[dict[str, object]] = []
+    for dtype in dtypes.split(","):
+        runtime = choose_runtime(device, dtype)
+        model = SentimentModel.load("default", runtime)
+        figures = {"device": runtime.device, "dtype": runtime.dtype, "threads": runtime.threads}
+        figures |= bench_alone(model, rows, batch_size)
+        if broker:
+            figures["through_broker_per_s"] = bench_through_broker(model, rows, batch_size)["mentions_per_s"]
+        figures["peak_rss_mb"] = round(rss_mb())
+        results.append(figures)
+        del model
+    table = Table(*results[0].keys(), title="classifier benchmark")
+    for figures in results:
+        table.add_row(*(str(v) for v in figures.values()))
+    console.print(table)
+    if output:
+        output.write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    typer.run(main)
