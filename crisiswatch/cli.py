@@ -9,18 +9,30 @@ from typing import Annotated
 import typer
 
 from crisiswatch.alerter.main import cli as alerter_cli
-from crisiswatch.classifier.main import classify, model_cli
-from crisiswatch.classifier.main import cli as classifier_cli
 from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.listener.main import cli as listener_cli
 
 app = typer.Typer(help="crisiswatch: real-time social-listening crisis detection.", no_args_is_help=True)
 app.add_typer(listener_cli, name="listener")
-app.add_typer(classifier_cli, name="classifier")
 app.add_typer(alerter_cli, name="alerter")
-app.add_typer(model_cli, name="model")
-app.command("classify")(classify)
+
+try:
+    from crisiswatch.classifier.main import classify, model_cli
+    from crisiswatch.classifier.main import cli as classifier_cli
+except ImportError as missing:  # the listener and alerter install without the model stack
+    _missing_model_stack = str(missing)
+
+    @app.command(
+        "classifier", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
+    )
+    def classifier_unavailable() -> None:
+        """Unavailable: install the model extra (pip install 'crisiswatch[model]')."""
+        raise typer.BadParameter(f"the classifier needs the model extra: {_missing_model_stack}")
+else:
+    app.add_typer(classifier_cli, name="classifier")
+    app.add_typer(model_cli, name="model")
+    app.command("classify")(classify)
 
 
 @app.command()

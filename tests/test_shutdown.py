@@ -1,0 +1,55 @@
+"""SIGTERM: the classifier finishes and commits the batch in hand, then exits cleanly."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from crisiswatch.contracts.schemas import Mention
+
+from .conftest import Pipeline
+
+pytestmark = pytest.mark.pipeline
+
+
+def test_sigterm_commits_exactly_what_was_scored(pipeline_factory) -> None:
+    pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_BATCH_SIZE": "16"})
+    producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
+    for i in range(400):
+        mention = Mention(
+            id=f"s{i}", source="t", brand="acme-air", text=f"Acme Air flight {i} was late again", created_at=time.time()
+        )
+        producer.send(pipeline.topics.raw, key=b"acme-air", value=mention.to_bytes())
+    producer.flush()
+    classifier = pipeline.start("classifier", "run")
+    pipeline.wait_for_metric("classifier", "crisiswatch_classifier_mentions_total", 'outcome="scored"', 32)
+    classifier.send_signal(signal.SIGTERM)
+    assert classifier.wait(60) == 0
+    scored = _count(pipeline, pipeline.topics.scored)
+    group = KafkaConsumer(
+        bootstrap_servers=pipeline.broker.bootstrap_servers,
+        group_id=pipeline.env["CLASSIFIER_GROUP_ID"],
+        enable_auto_commit=False,
+    )
+    partitions = group.partitions_for_topic(pipeline.topics.raw) or set()
+    committed = sum(group.committed(TopicPartition(pipeline.topics.raw, p)) or 0 for p in partitions)
+    group.close(autocommit=False)
+    assert 32 <= scored < 400, "stopped mid-stream"
+    assert committed == scored, "every scored mention is committed, and nothing unscored is"
+
+
+def _count(pipeline: Pipeline, topic: str) -> int:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=pipeline.broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=3000,
+    )
+    count = sum(1 for _ in consumer)
+    consumer.close()
+    return count
