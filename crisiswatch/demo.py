@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from crisiswatch.alerter.compose import headline
 from crisiswatch.broker import EmbeddedBroker, free_port
 from crisiswatch.contracts.schemas import Incident, ScoredMention
 from crisiswatch.contracts.topics import Topics
@@ -111,12 +112,7 @@ def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> i
                         if record.topic == topics.alerts:
                             incident = Incident.model_validate_json(record.value)
                             alerts.append(incident)
-                            live.console.print(
-                                f"[bold red]ALERT[/] {incident.event.value.upper()} {incident.brand} "
-                                f"({incident.severity.value}): {incident.observed_negative} negative mentions vs "
-                                f"{incident.expected_negative:.1f} expected, surprise {incident.surprise:.1f} "
-                                f"at {incident.window_end:%H:%M} scenario time"
-                            )
+                            live.console.print(f"[bold red]ALERT[/] {headline(incident)}")
                             continue
                         mention = ScoredMention.model_validate_json(record.value)
                         brand = status[mention.brand]
