@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench eval-detector clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.classifier
+
+eval-detector: setup
+	$(BIN)/crisiswatch eval-detector --nab ../shared/data/nab
 
 clean:
 	rm -rf $(VENV) .crisiswatch runs .pytest_cache .ruff_cache build dist *.egg-info

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from crisiswatch.alerter.detector import DetectorConfig, Sensitivity
 from crisiswatch.alerter.main import cli as alerter_cli
 from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.topics import Topics
@@ -65,6 +67,49 @@ def demo(
     from crisiswatch.demo import run_demo
 
     raise typer.Exit(run_demo(speed=speed, port=port))
+
+
+@app.command()
+def backtest(
+    counts: Annotated[
+        Path, typer.Option("--counts", exists=True, dir_okay=False, help="NAB-format timestamp,value series")
+    ],
+    output: Annotated[Path, typer.Option(help="where to write timestamp,value,anomaly_score,alert")],
+    sensitivity: Annotated[Sensitivity, typer.Option(help="fewer, balanced or more alerts")] = Sensitivity.BALANCED,
+) -> None:
+    """Run the live detector offline over a count series and mark where it would alert."""
+    from crisiswatch.analysis.counts import detect, read_series, write_points
+
+    points = list(detect(read_series(counts), DetectorConfig(sensitivity=sensitivity)))
+    write_points(points, output)
+    typer.echo(f"{len(points)} buckets, {sum(p.alert for p in points)} alerts -> {output}")
+
+
+@app.command("eval-detector")
+def eval_detector(
+    nab: Annotated[Path, typer.Option(help="folder with realTweets/ and realTweets_windows.json")] = Path(
+        "../shared/data/nab"
+    ),
+) -> None:
+    """Score the detector with the NAB rules on the shared tweet-volume series, beside the NAB anchors."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crisiswatch.analysis.evaluate import NAB_ANCHORS, evaluate_nab
+
+    if not (nab / "realTweets_windows.json").is_file():
+        raise typer.BadParameter(f"{nab} does not hold realTweets_windows.json")
+    result = evaluate_nab(nab, DetectorConfig())
+    table = Table("detector", "standard", "low-FP", "low-FN", title="NAB realTweets (5 series, 14 windows)")
+    table.add_row("crisiswatch", *(f"{result.scores[p]:.1f}" for p in ("standard", "low-FP", "low-FN")), style="bold")
+    for name, figures in NAB_ANCHORS.items():
+        table.add_row(name, *(f"{v:.1f}" for v in figures))
+    console = Console()
+    console.print(table)
+    detail = Table("series", "windows", "detected", "false positives", title="crisiswatch per series (standard)")
+    for series, row in result.detail.items():
+        detail.add_row(series, *(str(v) for v in row.values()))
+    console.print(detail)
 
 
 def main() -> None:

@@ -89,7 +89,7 @@ def test_no_re_alert_during_cooldown_and_after_a_restart() -> None:
 
 
 def test_fewer_sensitivity_needs_stronger_evidence() -> None:
-    negatives = [1, 0, 1, 1] * 12 + [7, 7]
+    negatives = [1, 0, 1, 1] * 12 + [9, 9]
     _, balanced = _run(_buckets(negatives))
     _, fewer = _run(_buckets(negatives), DetectorConfig(sensitivity=Sensitivity.FEWER))
     assert balanced and not fewer

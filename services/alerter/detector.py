@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
-from scipy.stats import poisson
+from scipy.stats import nbinom, poisson
 
 from crisiswatch.contracts.schemas import IncidentEventType, SampleMention, Severity
 
@@ -49,14 +49,17 @@ class DetectorConfig:
     prior_pseudo_buckets: float = 2.0
     warmup_buckets: int = 12
     baseline_halflife_buckets: float = 72.0
+    seasonal_rate: float = 0.05
+    dispersion_rate: float = 0.05
+    max_dispersion: float = 2.0
     floor_negative_per_bucket: float = 0.2
     hot_surprise: float = 3.0
-    open_surprise: float = 7.0
+    open_surprise: float = 10.0
     confirm_buckets: int = 2
     min_negative: int = 8
     resolve_surprise: float = 1.3
     resolve_quiet_buckets: int = 3
-    cooldown_buckets: int = 12
+    cooldown_buckets: int = 72
     winsor_sigmas: float = 3.0
 
     def scaled(self, value: float) -> float:
@@ -64,11 +67,21 @@ class DetectorConfig:
         return value * _SURPRISE_SCALE[self.sensitivity]
 
 
+HOURS = 24
+
+
 class Baseline(BaseModel):
-    """What is normal for a brand: EWMA rates per bucket, seeded by a prior."""
+    """What is normal for a brand: levels per bucket, their rhythm over the day, and their spread.
+
+    ``negative`` and ``total`` are de-seasonalised levels; ``daily`` holds one
+    multiplier per hour of the day (mean 1); ``dispersion`` is the extra-Poisson
+    variance of negative counts (variance = mu + dispersion * mu^2).
+    """
 
     negative: float
     total: float
+    dispersion: float = 0.0
+    daily: list[float] = Field(default_factory=lambda: [1.0] * HOURS)
     buckets_seen: int = 0
 
 
@@ -139,43 +152,75 @@ class Decision:
     total_negative: int
 
 
-def tail_surprise(observed: int, expected: float) -> float:
-    """``-log10 P(X >= observed)`` for ``X ~ Poisson(expected)``; 0 when nothing exceeds expectation."""
+def tail_surprise(observed: int, expected: float, dispersion: float = 0.0) -> float:
+    """``-log10 P(X >= observed)``; 0 when nothing exceeds expectation.
+
+    ``X`` is Poisson(expected) or, with ``dispersion`` > 0, negative binomial
+    with that mean and variance ``expected + dispersion * expected**2``.
+    """
     if observed <= 0 or observed <= expected:
         return 0.0
-    log_tail = poisson.logsf(observed - 1, max(expected, 1e-9))
+    mean = max(expected, 1e-9)
+    if dispersion < 1e-6:
+        log_tail = poisson.logsf(observed - 1, mean)
+    else:
+        size = 1 / dispersion
+        log_tail = nbinom.logsf(observed - 1, size, size / (size + mean))
     return float(-log_tail / math.log(10))
 
 
-def expected_counts(baseline: Baseline, config: DetectorConfig) -> tuple[float, float]:
-    """Expected negative and total mentions per bucket."""
-    return max(baseline.negative, config.floor_negative_per_bucket), max(baseline.total, 1.0)
+def expected_counts(baseline: Baseline, config: DetectorConfig, moment: datetime) -> tuple[float, float]:
+    """Expected negative and total mentions in the bucket starting at ``moment``."""
+    factor = baseline.daily[moment.hour]
+    return max(baseline.negative * factor, config.floor_negative_per_bucket), max(baseline.total * factor, 1.0)
 
 
 def score(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> BucketScore:
     """The bucket's expected counts and its surprise."""
-    expected_negative, expected_total = expected_counts(baseline, config)
-    return BucketScore(expected_negative, expected_total, tail_surprise(bucket.negative, expected_negative))
+    expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
+    surprise = tail_surprise(bucket.negative, expected_negative, baseline.dispersion)
+    return BucketScore(expected_negative, expected_total, surprise)
 
 
 def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> Baseline:
-    """Fold a bucket into the baseline.
+    """Fold a bucket into the baseline: level, hour-of-day rhythm and spread.
 
-    While history is short the baseline is the running mean of what was seen,
-    with the prior counting as ``prior_pseudo_buckets`` observations; after the
-    warm-up it is an EWMA of buckets clipped to ``winsor_sigmas`` above expectation.
+    While history is short the levels are running means of what was seen, with
+    the prior counting as ``prior_pseudo_buckets`` observations; after the
+    warm-up they are EWMAs of buckets clipped to ``winsor_sigmas`` standard
+    deviations above expectation, so one spike cannot drag the baseline up.
     """
     seen = baseline.buckets_seen
     alpha = max(1 - 0.5 ** (1 / config.baseline_halflife_buckets), 1 / (seen + 1 + config.prior_pseudo_buckets))
+    hour = bucket.start.hour
+    factor = baseline.daily[hour]
+    expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
     negative, total = float(bucket.negative), float(bucket.total)
     if seen >= config.warmup_buckets:
-        expected_negative, expected_total = expected_counts(baseline, config)
-        negative = min(negative, expected_negative + config.winsor_sigmas * math.sqrt(expected_negative) + 1)
-        total = min(total, expected_total + config.winsor_sigmas * math.sqrt(expected_total) + 1)
+        spread = math.sqrt(expected_negative + baseline.dispersion * expected_negative**2)
+        negative = min(negative, expected_negative + config.winsor_sigmas * spread + 1)
+        total_spread = math.sqrt(expected_total + baseline.dispersion * expected_total**2)
+        total = min(total, expected_total + config.winsor_sigmas * total_spread + 1)
+    level = (1 - alpha) * baseline.negative + alpha * negative / factor
+    daily = list(baseline.daily)
+    dispersion = baseline.dispersion
+    if seen >= config.warmup_buckets:
+        if baseline.negative > 0:
+            observed_factor = min(max(negative / baseline.negative, 0.2), 5.0)
+            daily[hour] = (1 - config.seasonal_rate) * factor + config.seasonal_rate * observed_factor
+            mean = sum(daily) / HOURS
+            daily = [f / mean for f in daily]
+        if expected_negative >= 1.0:
+            residual = float(bucket.negative) - expected_negative
+            excess = (residual**2 - expected_negative) / expected_negative**2
+            excess = min(max(excess, 0.0), config.max_dispersion)
+            dispersion = (1 - config.dispersion_rate) * dispersion + config.dispersion_rate * excess
     return Baseline(
-        negative=(1 - alpha) * baseline.negative + alpha * negative,
-        total=(1 - alpha) * baseline.total + alpha * total,
-        buckets_seen=baseline.buckets_seen + 1,
+        negative=level,
+        total=(1 - alpha) * baseline.total + alpha * total / factor,
+        dispersion=dispersion,
+        daily=daily,
+        buckets_seen=seen + 1,
     )
 
 
@@ -247,7 +292,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
             window = state.hot_streak
             observed = sum(b.negative for b in window)
             expected = bucket_score.expected_negative * len(window)
-            combined = tail_surprise(observed, expected)
+            combined = tail_surprise(observed, expected, state.baseline.dispersion)
             if observed >= config.min_negative and combined >= config.scaled(config.open_surprise):
                 state.incidents_opened += 1
                 state.incident = OpenIncident(

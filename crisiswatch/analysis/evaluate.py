@@ -1,0 +1,56 @@
+"""``make eval-detector``: the detector scored with the NAB rules on the shared tweet-volume series."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from crisiswatch.alerter.detector import DetectorConfig
+
+from .counts import detect, read_series
+from .nab import PROFILES, SeriesScore, normalised, score_series
+
+NAB_ANCHORS = {
+    "ARTime": (82.0, 69.9, 88.0),
+    "CAD OSE": (78.9, 77.2, 80.9),
+    "Numenta HTM": (76.9, 65.7, 82.2),
+    "Skyline": (67.6, 39.2, 78.4),
+    "Twitter ADVec": (59.6, 30.8, 70.7),
+    "windowed Gaussian": (52.5, 9.0, 68.3),
+}
+
+
+@dataclass(frozen=True)
+class NabResult:
+    """Normalised scores per profile and per-series detail."""
+
+    scores: dict[str, float]
+    detail: dict[str, dict[str, object]]
+
+
+def _windows(raw: list[list[str]]) -> list[tuple[datetime, datetime]]:
+    return [tuple(datetime.fromisoformat(t).replace(tzinfo=UTC) for t in pair) for pair in raw]  # type: ignore[misc]
+
+
+def evaluate_nab(nab_dir: Path, config: DetectorConfig) -> NabResult:
+    """Score the detector on every series listed in ``realTweets_windows.json`` under ``nab_dir``."""
+    labels = json.loads((nab_dir / "realTweets_windows.json").read_text())
+    per_profile: dict[str, list[SeriesScore]] = {p.name: [] for p in PROFILES}
+    detail: dict[str, dict[str, object]] = {}
+    for name, windows in sorted(labels.items()):
+        series = read_series(nab_dir / name)
+        points = list(detect(series, config))
+        alerts = [p.alert for p in points]
+        timestamps = [p.timestamp for p in points]
+        for profile in PROFILES:
+            result = score_series(alerts, timestamps, _windows(windows), profile)
+            per_profile[profile.name].append(result)
+            if profile.name == "standard":
+                detail[Path(name).stem] = {
+                    "windows": result.windows,
+                    "detected": result.detected_windows,
+                    "false_positives": result.false_positives,
+                }
+    return NabResult({name: normalised(scores) for name, scores in per_profile.items()}, detail)
