@@ -1,22 +1,31 @@
 """The crisis detector (pure and deterministic): closed buckets in, incident decisions out.
 
-Negative mentions per bucket are counts, so they are judged as counts: the
-surprise of a bucket is ``-log10 P(X >= observed)`` under a Poisson law around
-the brand's baseline, which holds at a fraction of a mention per bucket and at
-hundreds. A new brand learns its level during a warm-up before it may alert.
-An incident opens only when ``confirm_buckets`` consecutive buckets are
-surprising and together hold ``min_negative`` mentions; it resolves after
-``resolve_quiet_buckets`` unsurprising buckets (hysteresis), and a brand
-cannot re-open within the cooldown. The baseline is a winsorised EWMA that is
-frozen while an incident is open, so the spike never teaches it that storms are
-normal. The same code runs in the live alerter and in offline backtests.
+Negative mentions are counts, so they are judged as counts. Each brand has a
+baseline that learns its level, its rhythm over the day and its spread; the
+expected count of a bucket is the level times the hour-of-day factor, and the
+spread is negative binomial (variance ``mu + dispersion * mu**2``), which is
+Poisson for a well-behaved brand and holds at a fraction of a mention per
+bucket and at hundreds.
+
+Every closed bucket ends several look-back windows (a sudden storm shows in
+one bucket, a slow burn over an hour or two). For each window the surprise is
+``-log10 P(X >= observed)`` of its summed count under the baseline, less the
+``log10`` of the number of windows tried (a Bonferroni correction), and the
+most surprising window speaks. An incident opens when that surprise clears
+``open_surprise`` with at least ``min_negative`` mentions while the latest
+bucket is still above normal; no window is shorter than ``confirm_buckets``,
+so the evidence always spans several buckets. The baseline is frozen while a brand is hot, so a spike never
+teaches it that storms are normal; the incident resolves only after
+``resolve_quiet`` without surprise (hysteresis), and the brand cannot re-open
+within ``cooldown``. Escalation to a higher severity is the only re-alert.
+The same code runs in the live alerter and in offline backtests.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
@@ -25,6 +34,9 @@ from scipy.stats import nbinom, poisson
 from crisiswatch.contracts.schemas import IncidentEventType, SampleMention, Severity
 
 from .windows import Bucket
+
+HOURS = 24
+MINUTE = timedelta(minutes=1)
 
 
 class Sensitivity(enum.StrEnum):
@@ -35,39 +47,56 @@ class Sensitivity(enum.StrEnum):
     MORE = "more"
 
 
-_SURPRISE_SCALE = {Sensitivity.FEWER: 1.5, Sensitivity.BALANCED: 1.0, Sensitivity.MORE: 0.7}
+_SURPRISE_SCALE = {Sensitivity.FEWER: 1.4, Sensitivity.BALANCED: 1.0, Sensitivity.MORE: 0.75}
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Thresholds of the detector; surprises are in -log10 probability units."""
+    """The detector's settings; surprises are in -log10 probability units, durations in time."""
 
     bucket: timedelta = timedelta(minutes=5)
     sensitivity: Sensitivity = Sensitivity.BALANCED
-    prior_negative_per_bucket: float = 1.0
-    prior_total_per_bucket: float = 8.0
+    windows: tuple[timedelta, ...] = field(default=tuple(MINUTE * m for m in (1, 2, 5, 15, 30, 60, 120)))
+    prior_negative_per_hour: float = 6.0
+    prior_total_per_hour: float = 60.0
     prior_pseudo_buckets: float = 2.0
-    warmup_buckets: int = 12
-    baseline_halflife_buckets: float = 72.0
-    seasonal_rate: float = 0.05
-    dispersion_rate: float = 0.05
+    warmup: timedelta = timedelta(hours=2)
+    baseline_halflife: timedelta = timedelta(hours=12)
+    seasonal_halflife_days: float = 2.0
+    dispersion_halflife: timedelta = timedelta(days=1)
     max_dispersion: float = 2.0
-    floor_negative_per_bucket: float = 0.2
-    hot_surprise: float = 3.0
-    open_surprise: float = 10.0
-    confirm_buckets: int = 2
-    min_negative: int = 8
-    resolve_surprise: float = 1.3
-    resolve_quiet_buckets: int = 3
-    cooldown_buckets: int = 72
+    min_dispersion: float = 0.02
+    early_dispersion: float = 0.25
+    early_span: timedelta = timedelta(days=1)
+    floor_negative_per_hour: float = 0.6
     winsor_sigmas: float = 3.0
+    hot_surprise: float = 3.0
+    open_surprise: float = 8.0
+    min_negative: int = 8
+    confirm_buckets: int = 2
+    resolve_surprise: float = 1.3
+    resolve_window: timedelta = timedelta(minutes=15)
+    resolve_quiet: timedelta = timedelta(minutes=15)
+    cooldown: timedelta = timedelta(hours=12)
 
     def scaled(self, value: float) -> float:
         """A surprise threshold adjusted for the sensitivity setting."""
         return value * _SURPRISE_SCALE[self.sensitivity]
 
+    def buckets(self, span: timedelta) -> int:
+        """How many buckets cover ``span`` (at least one)."""
+        return max(1, round(span / self.bucket))
 
-HOURS = 24
+    def window_lengths(self) -> tuple[int, ...]:
+        """The look-back windows in buckets that may open an incident, shortest first, without repeats.
+
+        None is shorter than ``confirm_buckets``: one burst alone never opens one.
+        """
+        return tuple(sorted({max(self.buckets(w), self.confirm_buckets) for w in self.windows}))
+
+    def per_bucket(self, per_hour: float) -> float:
+        """A per-hour rate expressed per bucket."""
+        return per_hour * (self.bucket / timedelta(hours=1))
 
 
 class Baseline(BaseModel):
@@ -83,6 +112,18 @@ class Baseline(BaseModel):
     dispersion: float = 0.0
     daily: list[float] = Field(default_factory=lambda: [1.0] * HOURS)
     buckets_seen: int = 0
+
+
+class RecentBucket(BaseModel):
+    """A closed bucket as the look-back windows need it: counts, what was expected, evidence."""
+
+    start: datetime
+    negative: int
+    total: int
+    expected_negative: float
+    expected_total: float
+    reach: int
+    samples: list[SampleMention] = Field(default_factory=list)
 
 
 class OpenIncident(BaseModel):
@@ -103,7 +144,7 @@ class DetectorState(BaseModel):
 
     brand: str
     baseline: Baseline
-    hot_streak: list[Bucket] = Field(default_factory=list)
+    recent: list[RecentBucket] = Field(default_factory=list)
     incident: OpenIncident | None = None
     cooldown_until: datetime | None = None
     incidents_opened: int = 0
@@ -113,16 +154,29 @@ class DetectorState(BaseModel):
         """A brand never seen before starts from the prior."""
         return cls(
             brand=brand,
-            baseline=Baseline(negative=config.prior_negative_per_bucket, total=config.prior_total_per_bucket),
+            baseline=Baseline(
+                negative=config.per_bucket(config.prior_negative_per_hour),
+                total=config.per_bucket(config.prior_total_per_hour),
+            ),
         )
 
 
 @dataclass(frozen=True)
 class BucketScore:
-    """How unusual one bucket is for the brand."""
+    """How unusual one bucket is for the brand on its own."""
 
     expected_negative: float
     expected_total: float
+    surprise: float
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """The most surprising look-back window ending at the latest bucket."""
+
+    buckets: int
+    observed: int
+    expected: float
     surprise: float
 
 
@@ -172,51 +226,76 @@ def tail_surprise(observed: int, expected: float, dispersion: float = 0.0) -> fl
 def expected_counts(baseline: Baseline, config: DetectorConfig, moment: datetime) -> tuple[float, float]:
     """Expected negative and total mentions in the bucket starting at ``moment``."""
     factor = baseline.daily[moment.hour]
-    return max(baseline.negative * factor, config.floor_negative_per_bucket), max(baseline.total * factor, 1.0)
+    floor = config.per_bucket(config.floor_negative_per_hour)
+    return max(baseline.negative * factor, floor), max(baseline.total * factor, 1e-3)
 
 
 def score(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> BucketScore:
-    """The bucket's expected counts and its surprise."""
+    """The bucket's expected counts and its own surprise."""
     expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
     surprise = tail_surprise(bucket.negative, expected_negative, baseline.dispersion)
     return BucketScore(expected_negative, expected_total, surprise)
 
 
-def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> Baseline:
-    """Fold a bucket into the baseline: level, hour-of-day rhythm and spread.
+def scan(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]) -> WindowScore:
+    """The most surprising window among those of ``lengths`` buckets ending at the latest bucket.
+
+    The dispersion is not divided by the window length: what makes a long
+    window surprising by accident is a baseline that is off for a while, an
+    error shared by all its buckets. The surprise is corrected for the number
+    of windows tried.
+    """
+    usable = [n for n in lengths if n <= len(recent)]
+    correction = math.log10(len(lengths))
+    best = WindowScore(1, 0, 0.0, 0.0)
+    for n in usable:
+        window = recent[-n:]
+        observed = sum(b.negative for b in window)
+        expected = sum(b.expected_negative for b in window)
+        surprise = max(0.0, tail_surprise(observed, expected, dispersion) - correction)
+        if surprise > best.surprise:
+            best = WindowScore(n, observed, expected, surprise)
+    return best
+
+
+def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig, learn_spread: bool = True) -> Baseline:
+    """Fold a normal bucket into the baseline: level, hour-of-day rhythm and spread.
 
     While history is short the levels are running means of what was seen, with
     the prior counting as ``prior_pseudo_buckets`` observations; after the
     warm-up they are EWMAs of buckets clipped to ``winsor_sigmas`` standard
-    deviations above expectation, so one spike cannot drag the baseline up.
+    deviations above expectation, so no single bucket drags the baseline up.
+    The spread is learnt only from unsurprising buckets (``learn_spread``), so
+    a surge is never explained away as noise.
     """
     seen = baseline.buckets_seen
-    alpha = max(1 - 0.5 ** (1 / config.baseline_halflife_buckets), 1 / (seen + 1 + config.prior_pseudo_buckets))
+    warm = seen >= config.buckets(config.warmup)
+    alpha = max(1 - 0.5 ** (config.bucket / config.baseline_halflife), 1 / (seen + 1 + config.prior_pseudo_buckets))
     hour = bucket.start.hour
     factor = baseline.daily[hour]
     expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
     negative, total = float(bucket.negative), float(bucket.total)
-    if seen >= config.warmup_buckets:
+    if warm:
         spread = math.sqrt(expected_negative + baseline.dispersion * expected_negative**2)
         negative = min(negative, expected_negative + config.winsor_sigmas * spread + 1)
         total_spread = math.sqrt(expected_total + baseline.dispersion * expected_total**2)
         total = min(total, expected_total + config.winsor_sigmas * total_spread + 1)
-    level = (1 - alpha) * baseline.negative + alpha * negative / factor
     daily = list(baseline.daily)
     dispersion = baseline.dispersion
-    if seen >= config.warmup_buckets:
+    if warm:
         if baseline.negative > 0:
+            updates_per_slot = config.seasonal_halflife_days * (timedelta(hours=1) / config.bucket)
+            rate = 1 - 0.5 ** (1 / updates_per_slot)
             observed_factor = min(max(negative / baseline.negative, 0.2), 5.0)
-            daily[hour] = (1 - config.seasonal_rate) * factor + config.seasonal_rate * observed_factor
+            daily[hour] = (1 - rate) * factor + rate * observed_factor
             mean = sum(daily) / HOURS
             daily = [f / mean for f in daily]
-        if expected_negative >= 1.0:
-            residual = float(bucket.negative) - expected_negative
-            excess = (residual**2 - expected_negative) / expected_negative**2
-            excess = min(max(excess, 0.0), config.max_dispersion)
-            dispersion = (1 - config.dispersion_rate) * dispersion + config.dispersion_rate * excess
+        if learn_spread and expected_negative >= 1.0:
+            excess = ((negative - expected_negative) ** 2 - expected_negative) / expected_negative**2
+            rate = 1 - 0.5 ** (config.bucket / config.dispersion_halflife)
+            dispersion = max(0.0, (1 - rate) * dispersion + rate * min(excess, config.max_dispersion))
     return Baseline(
-        negative=level,
+        negative=(1 - alpha) * baseline.negative + alpha * negative / factor,
         total=(1 - alpha) * baseline.total + alpha * total / factor,
         dispersion=dispersion,
         daily=daily,
@@ -224,12 +303,23 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig)
     )
 
 
-def severity_for(surprise: float, observed: int, expected: float, config: DetectorConfig) -> Severity:
+def effective_dispersion(baseline: Baseline, config: DetectorConfig) -> float:
+    """The spread the tests use: learnt, but never below ``min_dispersion``, and wide while history is short.
+
+    A young baseline has not seen a whole day yet, so its rhythm is a guess:
+    ``early_dispersion`` shrinks away as ``early_span`` of history accumulates.
+    """
+    span = config.buckets(config.early_span)
+    early = config.early_dispersion * span / (span + baseline.buckets_seen)
+    return max(baseline.dispersion, config.min_dispersion, early)
+
+
+def severity_for(window: WindowScore, config: DetectorConfig) -> Severity:
     """Watch / warning / critical from how surprising and how large the surge is."""
-    ratio = observed / max(expected, 1e-9)
-    if surprise >= config.scaled(2 * config.open_surprise) and ratio >= 8:
+    ratio = window.observed / max(window.expected, 1e-9)
+    if window.surprise >= config.scaled(3 * config.open_surprise) and ratio >= 8:
         return Severity.CRITICAL
-    if surprise >= config.scaled(1.5 * config.open_surprise) or ratio >= 4:
+    if window.surprise >= config.scaled(2 * config.open_surprise) or ratio >= 4:
         return Severity.WARNING
     return Severity.WATCH
 
@@ -243,98 +333,117 @@ def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:
     return ranked[:5]
 
 
+def _decision(
+    state: DetectorState, event: IncidentEventType, window: WindowScore, rule: str, config: DetectorConfig
+) -> Decision:
+    incident = state.incident
+    if incident is None:
+        raise ValueError("a decision needs an incident")
+    buckets = state.recent[-window.buckets :]
+    total = sum(b.total for b in buckets)
+    expected_total = sum(b.expected_total for b in buckets)
+    return Decision(
+        event=event,
+        incident_id=incident.incident_id,
+        revision=incident.revision,
+        brand=state.brand,
+        severity=incident.severity,
+        window_start=buckets[0].start,
+        window_end=buckets[-1].start + config.bucket,
+        opened_at=incident.opened_at,
+        observed_negative=window.observed,
+        expected_negative=round(window.expected, 3),
+        observed_total=total,
+        expected_total=round(expected_total, 3),
+        negative_share=round(window.observed / total, 4) if total else 0.0,
+        baseline_negative_share=round(min(1.0, window.expected / expected_total), 4) if expected_total else 0.0,
+        surprise=round(window.surprise, 2),
+        reach=sum(b.reach for b in buckets),
+        rule=rule,
+        samples=tuple(incident.samples),
+        peak_negative=incident.peak_negative,
+        total_negative=incident.total_negative,
+    )
+
+
+def _describe(window: WindowScore, threshold: float, config: DetectorConfig) -> str:
+    minutes = round(window.buckets * config.bucket / MINUTE)
+    return (
+        f"{window.observed} negative mentions in the last {minutes} min vs {window.expected:.1f} expected: "
+        f"surprise {window.surprise:.1f} >= {threshold:.1f}"
+    )
+
+
 def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[DetectorState, list[Decision]]:
     """Advance one brand by one closed bucket; returns the new state and any incident events."""
     state = state.model_copy(deep=True)
-    bucket_score = score(state.baseline, bucket, config)
+    own = score(state.baseline, bucket, config)
+    lengths = config.window_lengths()
+    state.recent.append(
+        RecentBucket(
+            start=bucket.start,
+            negative=bucket.negative,
+            total=bucket.total,
+            expected_negative=own.expected_negative,
+            expected_total=own.expected_total,
+            reach=bucket.reach_negative,
+            samples=bucket.samples,
+        )
+    )
+    del state.recent[: -max(lengths)]
     end = bucket.start + config.bucket
-    bucket.negative / bucket.total if bucket.total else 0.0
-    baseline_share = min(1.0, bucket_score.expected_negative / bucket_score.expected_total)
     decisions: list[Decision] = []
 
-    def decision(event: IncidentEventType, window: list[Bucket], surprise: float, rule: str) -> Decision:
-        incident = state.incident
-        assert incident is not None
-        observed = sum(b.negative for b in window)
-        total = sum(b.total for b in window)
-        return Decision(
-            event=event,
-            incident_id=incident.incident_id,
-            revision=incident.revision,
-            brand=state.brand,
-            severity=incident.severity,
-            window_start=window[0].start,
-            window_end=window[-1].start + config.bucket,
-            opened_at=incident.opened_at,
-            observed_negative=observed,
-            expected_negative=round(bucket_score.expected_negative * len(window), 3),
-            observed_total=total,
-            expected_total=round(bucket_score.expected_total * len(window), 3),
-            negative_share=round(observed / total, 4) if total else 0.0,
-            baseline_negative_share=round(baseline_share, 4),
-            surprise=round(surprise, 2),
-            reach=sum(b.reach_negative for b in window),
-            rule=rule,
-            samples=tuple(incident.samples),
-            peak_negative=incident.peak_negative,
-            total_negative=incident.total_negative,
-        )
-
-    if state.incident is None and state.baseline.buckets_seen < config.warmup_buckets:
+    if state.incident is None and state.baseline.buckets_seen < config.buckets(config.warmup):
         state.baseline = updated_baseline(state.baseline, bucket, config)
         return state, decisions
 
+    dispersion = effective_dispersion(state.baseline, config)
+    best = scan(state.recent, dispersion, lengths)
     if state.incident is None:
-        hot = bucket_score.surprise >= config.scaled(config.hot_surprise) and bucket.negative > 0
-        state.hot_streak = [*state.hot_streak, bucket][-config.confirm_buckets :] if hot else []
         cooling = state.cooldown_until is not None and bucket.start < state.cooldown_until
-        if len(state.hot_streak) >= config.confirm_buckets and not cooling:
-            window = state.hot_streak
-            observed = sum(b.negative for b in window)
-            expected = bucket_score.expected_negative * len(window)
-            combined = tail_surprise(observed, expected, state.baseline.dispersion)
-            if observed >= config.min_negative and combined >= config.scaled(config.open_surprise):
-                state.incidents_opened += 1
-                state.incident = OpenIncident(
-                    incident_id=f"{state.brand}-{window[0].start:%Y%m%dT%H%M}",
-                    revision=1,
-                    opened_at=end,
-                    severity=severity_for(combined, observed, expected, config),
-                    peak_negative=max(b.negative for b in window),
-                    total_negative=observed,
-                    samples=_merge_samples(*(b.samples for b in window)),
-                )
-                rule = (
-                    f"{len(window)} consecutive buckets above {config.scaled(config.hot_surprise):.1f} surprise; "
-                    f"combined surprise {combined:.1f} >= {config.scaled(config.open_surprise):.1f} with "
-                    f"{observed} >= {config.min_negative} negative mentions"
-                )
-                decisions.append(decision(IncidentEventType.OPENED, window, combined, rule))
-                state.hot_streak = []
-        if state.incident is None and not hot:
-            state.baseline = updated_baseline(state.baseline, bucket, config)
+        threshold = config.scaled(config.open_surprise)
+        elevated = bucket.negative > own.expected_negative
+        if best.surprise >= threshold and best.observed >= config.min_negative and elevated and not cooling:
+            window = state.recent[-best.buckets :]
+            state.incidents_opened += 1
+            state.incident = OpenIncident(
+                incident_id=f"{state.brand}-{window[0].start:%Y%m%dT%H%M}",
+                revision=1,
+                opened_at=end,
+                severity=severity_for(best, config),
+                peak_negative=max(b.negative for b in window),
+                total_negative=best.observed,
+                samples=_merge_samples(*(b.samples for b in window)),
+            )
+            decisions.append(
+                _decision(state, IncidentEventType.OPENED, best, _describe(best, threshold, config), config)
+            )
+        else:
+            calm = best.surprise < config.scaled(config.hot_surprise)
+            state.baseline = updated_baseline(state.baseline, bucket, config, learn_spread=calm)
         return state, decisions
 
     incident = state.incident
     incident.total_negative += bucket.negative
     incident.peak_negative = max(incident.peak_negative, bucket.negative)
     incident.samples = _merge_samples(incident.samples, bucket.samples)
-    if bucket_score.surprise < config.scaled(config.resolve_surprise):
+    short = scan(state.recent, dispersion, tuple(n for n in lengths if n <= config.buckets(config.resolve_window)))
+    if short.surprise < config.scaled(config.resolve_surprise):
         incident.quiet_buckets += 1
     else:
         incident.quiet_buckets = 0
-        severity = severity_for(bucket_score.surprise, bucket.negative, bucket_score.expected_negative, config)
+        severity = severity_for(best, config)
         if severity.rank > incident.severity.rank:
             incident.severity = severity
             incident.revision += 1
-            rule = f"severity rose to {severity.value}: surprise {bucket_score.surprise:.1f} in one bucket"
-            decisions.append(decision(IncidentEventType.ESCALATED, [bucket], bucket_score.surprise, rule))
-    if incident.quiet_buckets >= config.resolve_quiet_buckets:
+            rule = f"severity rose to {severity.value}: " + _describe(best, config.scaled(config.open_surprise), config)
+            decisions.append(_decision(state, IncidentEventType.ESCALATED, best, rule, config))
+    if incident.quiet_buckets >= config.buckets(config.resolve_quiet):
         incident.revision += 1
-        rule = (
-            f"{incident.quiet_buckets} consecutive buckets below {config.scaled(config.resolve_surprise):.1f} surprise"
-        )
-        decisions.append(decision(IncidentEventType.RESOLVED, [bucket], bucket_score.surprise, rule))
+        quiet_minutes = round(incident.quiet_buckets * config.bucket / MINUTE)
+        rule = f"{quiet_minutes} min without surprise above {config.scaled(config.resolve_surprise):.1f}"
+        decisions.append(_decision(state, IncidentEventType.RESOLVED, short, rule, config))
         state.incident = None
-        state.cooldown_until = end + config.bucket * config.cooldown_buckets
+        state.cooldown_until = end + config.cooldown
     return state, decisions
