@@ -91,7 +91,7 @@ def eval_detector(
         "../shared/data/nab"
     ),
 ) -> None:
-    """Score the detector with the NAB rules on the shared tweet-volume series, beside the NAB anchors."""
+    """Score the detector with the NAB rules on the shared series (beside NAB anchors) and on the synthetic suite."""
     from rich.console import Console
     from rich.table import Table
 
@@ -110,6 +110,21 @@ def eval_detector(
     for series, row in result.detail.items():
         detail.add_row(series, *(str(v) for v in row.values()))
     console.print(detail)
+
+    from crisiswatch.analysis.synthetic import run_suite
+
+    summary = run_suite(DetectorConfig())
+    cases = Table("case", "detected", "delay", "false incidents", "calm brand-weeks", title="synthetic crisis suite")
+    for case in summary.results:
+        delay = f"{case.delay.total_seconds() / 60:.0f} min" if case.delay is not None else "—"
+        detected = "yes" if case.detected else ("no" if case.case.scenario.crises else "(no crisis)")
+        cases.add_row(case.case.name, detected, delay, str(case.false_incidents), f"{case.calm_brand_weeks:.2f}")
+    console.print(cases)
+    median = summary.median_delay_minutes_at_1_per_minute
+    console.print(
+        f"recall {100 * summary.recall:.0f}% · {summary.false_incidents_per_brand_week:.2f} false incidents per calm "
+        f"brand-week · median delay {median if median is not None else '—'} min for brands with >= 1 negative/min"
+    )
 
 
 def main() -> None:
