@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-fast lint bench eval-detector clean
+.PHONY: setup demo test test-fast lint bench bench-detector eval-detector clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[model,dev]"
+	$(BIN)/pip install --quiet -e ".[model,local,dev]"
 	touch $(STAMP)
 
 demo: setup
@@ -33,6 +33,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.classifier
+
+bench-detector: setup
+	$(BIN)/python -m benchmarks.detector
 
 eval-detector: setup
 	$(BIN)/crisiswatch eval-detector --nab ../shared/data/nab

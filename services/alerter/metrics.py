@@ -1,4 +1,4 @@
-"""The alerter's Prometheus metrics (brand labels are bounded to brands seen in the stream)."""
+"""The alerter's Prometheus metrics (per-brand series are capped by `ALERTER_METRIC_BRANDS_MAX`)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ class AlerterSettings(BaseSettings):
     data_dir: Path = Path(".crisiswatch/alerter")
     alerts_file: Path = Path("alerts.jsonl")
     metrics_port: int = Field(default=9103, ge=0, le=65535)
+    metric_brands_max: int = Field(default=500, ge=1, description="per-brand series beyond this read `_other`")
+    lag_refresh_seconds: float = Field(default=15.0, gt=0)
     log_level: str = "INFO"
 
 

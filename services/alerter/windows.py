@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 import math
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -28,15 +30,37 @@ class AddResult(enum.StrEnum):
     LATE = "late"
 
 
-class Bucket(BaseModel):
-    """Counts for one brand over ``[start, start + width)``."""
+@dataclass(slots=True)
+class Bucket:
+    """Counts for one brand over ``[start, start + width)``.
+
+    A slotted dataclass rather than a model: every mention updates one, so
+    attribute writes must be cheap. Pydantic still validates and serialises it
+    inside ``BrandBuckets``; ``id_index`` is a lookup cache and is not stored.
+    """
 
     start: datetime
     total: int = 0
     negative: int = 0
     reach_negative: int = 0
-    ids: list[str] = Field(default_factory=list)
-    samples: list[SampleMention] = Field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    samples: list[SampleMention] = field(default_factory=list)
+    id_index: Annotated[set[str] | None, Field(exclude=True)] = field(default=None, repr=False, compare=False)
+
+    def remember(self, mention_id: str) -> bool:
+        """Record ``mention_id``; False when it was already counted here (a redelivery)."""
+        if self.id_index is None:
+            self.id_index = set(self.ids)
+        if mention_id in self.id_index:
+            return False
+        self.id_index.add(mention_id)
+        self.ids.append(mention_id)
+        return True
+
+
+def sample_rank(negative_score: float, author_followers: int) -> float:
+    """How influential a negative post is for an alert: confidence weighted by the log of the audience."""
+    return negative_score * math.log10(10 + author_followers)
 
 
 class BrandBuckets(BaseModel):
@@ -55,37 +79,46 @@ def bucket_start(moment: datetime, width: timedelta) -> datetime:
 
 def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta) -> AddResult:
     """Count ``mention`` into its bucket (mutates ``state``)."""
-    start = bucket_start(mention.created_at, width)
-    if state.next_to_close is not None and start < state.next_to_close:
-        return AddResult.LATE
-    bucket = next((b for b in state.open if b.start == start), None)
-    if bucket is None:
-        bucket = Bucket(start=start)
-        state.open.append(bucket)
-        state.open.sort(key=lambda b: b.start)
-    if mention.id in bucket.ids:
+    created_at = mention.created_at
+    newest = state.open[-1] if state.open else None
+    if newest is not None and newest.start <= created_at < newest.start + width:
+        bucket = newest  # the common case; an open bucket is never late
+    else:
+        start = bucket_start(created_at, width)
+        if state.next_to_close is not None and start < state.next_to_close:
+            return AddResult.LATE
+        found = next((b for b in state.open if b.start == start), None)
+        if found is None:
+            found = Bucket(start=start)
+            state.open.append(found)
+            state.open.sort(key=lambda b: b.start)
+        bucket = found
+    if not bucket.remember(mention.id):
         return AddResult.DUPLICATE
-    bucket.ids.append(mention.id)
     bucket.total += 1
     if mention.label is Sentiment.NEGATIVE:
         bucket.negative += 1
         bucket.reach_negative += mention.reach
-        sample = SampleMention(
-            id=mention.id,
-            text=mention.text[:500],
-            author_handle=mention.author_handle,
-            author_followers=mention.author_followers,
-            url=mention.url,
-            created_at=mention.created_at,
-            negative_score=round(mention.scores.negative, 4),
-        )
-        bucket.samples.append(sample)
-        bucket.samples.sort(key=lambda s: s.negative_score * math.log10(10 + s.author_followers), reverse=True)
-        del bucket.samples[MAX_SAMPLES:]
-    if state.watermark is None or mention.created_at > state.watermark:
-        state.watermark = mention.created_at
+        negative_score = round(mention.scores.negative, 4)
+        rank = sample_rank(negative_score, mention.author_followers)
+        samples = bucket.samples
+        if len(samples) < MAX_SAMPLES or rank > sample_rank(samples[-1].negative_score, samples[-1].author_followers):
+            sample = SampleMention(
+                id=mention.id,
+                text=mention.text[:500],
+                author_handle=mention.author_handle,
+                author_followers=mention.author_followers,
+                url=mention.url,
+                created_at=mention.created_at,
+                negative_score=negative_score,
+            )
+            samples.append(sample)
+            samples.sort(key=lambda s: sample_rank(s.negative_score, s.author_followers), reverse=True)
+            del samples[MAX_SAMPLES:]
+    if state.watermark is None or created_at > state.watermark:
+        state.watermark = created_at
     if state.next_to_close is None:
-        state.next_to_close = start
+        state.next_to_close = bucket.start
     return AddResult.COUNTED
 
 
@@ -99,7 +132,10 @@ def close_ready(
     """
     if state.next_to_close is None:
         return []
-    horizon = max(t for t in (state.watermark, now) if t is not None) - lateness
+    latest = state.watermark if now is None else now if state.watermark is None else max(state.watermark, now)
+    if latest is None:
+        return []
+    horizon = latest - lateness
     closed: list[Bucket] = []
     while state.next_to_close + width <= horizon and len(closed) < MAX_GAP_BUCKETS:
         start = state.next_to_close

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -26,9 +26,10 @@ from . import metrics
 from .batching import BatchPolicy
 from .evaluation import classification_report
 from .labelled import read_labelled
-from .model import SentimentModel, choose_runtime
-from .service import ClassifierService
 from .settings import ClassifierSettings
+
+if TYPE_CHECKING:
+    from .model import SentimentModel
 
 log = logging.getLogger("crisiswatch.classifier")
 cli = typer.Typer(help="Score mention sentiment: the stream service.", no_args_is_help=True)
@@ -37,7 +38,13 @@ stderr = Console(stderr=True)
 
 
 def load_model(settings: ClassifierSettings) -> SentimentModel:
-    """Load the configured model on the chosen device and precision, and say what was chosen."""
+    """Load the configured model on the chosen device and precision, and say what was chosen.
+
+    torch and transformers are imported here, not at module import, so the
+    ``crisiswatch`` command starts fast for everything that needs no model.
+    """
+    from .model import SentimentModel, choose_runtime
+
     runtime = choose_runtime(settings.device, settings.dtype, settings.threads)
     model = SentimentModel.load(settings.model, runtime, settings.max_length)
     log.info(
@@ -71,6 +78,8 @@ def run() -> None:
     )
     serve_metrics(settings.metrics_port, "classifier")
     topics = Topics(kafka.topic_prefix)
+    from .service import ClassifierService
+
     service = ClassifierService(
         model,
         make_consumer(kafka, settings.group_id, [topics.raw], "crisiswatch-classifier"),

@@ -13,7 +13,7 @@ class ClassifierSettings(BaseSettings):
 
     model: str = Field(default="default", description="'default', a local path or a Hugging Face model id")
     device: str = Field(default="auto", description="auto, cpu or cuda[:N]")
-    dtype: str = Field(default="auto", description="auto, fp32, bf16 or fp16")
+    dtype: str = Field(default="auto", description="auto, fp32, bf16, fp16, or int8 (CPU only)")
     threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 keeps torch's default")
     max_length: int = Field(default=0, ge=0, description="token limit per text; 0 uses the model's own")
     max_batch_size: int = Field(default=64, ge=1)

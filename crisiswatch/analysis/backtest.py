@@ -1,0 +1,276 @@
+"""Backtesting a recorded stream of mentions: label what is unlabelled, count, detect, keep every verdict.
+
+Runs the live alerter's own pure functions (``windows.add_mention`` /
+``close_ready`` and ``detector.judge``) over a file instead of a topic, so what
+a backtest reports is what the alerter would have done with the same mentions
+and settings. Mentions are fed in event-time order; the lateness allowance still
+applies, as it would live.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from crisiswatch.alerter.detector import BucketVerdict, DetectorConfig, DetectorState, judge
+from crisiswatch.alerter.windows import BrandBuckets, add_mention, close_ready
+from crisiswatch.contracts.schemas import Incident, Mention, ScoredMention, Sentiment, SentimentScores
+from crisiswatch.listener.brands import BrandCatalog
+from crisiswatch.listener.records import DEFAULT_MAPPING, FieldMapping, RejectedInput, decode_json_object, to_mentions
+from crisiswatch.listener.sources import read_file
+
+LABELLED_MODEL = "labelled-input"
+SENTIMENT_ALIASES = {"neg": Sentiment.NEGATIVE, "neu": Sentiment.NEUTRAL, "pos": Sentiment.POSITIVE}
+ScoreTexts = Callable[[Sequence[str]], list[SentimentScores]]
+
+
+@dataclass
+class LoadedMentions:
+    """A file's mentions ready for the detector, and what could not be used (line, reason)."""
+
+    mentions: list[ScoredMention]
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    classified: int = 0
+
+
+@dataclass
+class BrandReplay:
+    """Everything the detector decided for one brand, bucket by bucket."""
+
+    brand: str
+    verdicts: list[BucketVerdict] = field(default_factory=list)
+
+    @property
+    def incidents(self) -> list[Incident]:
+        """Every incident event, in order."""
+        return [decision.incident() for verdict in self.verdicts for decision in verdict.decisions]
+
+
+def parse_sentiment(value: Any) -> Sentiment | None:
+    """A label given in the input (negative/neutral/positive, any case, or neg/neu/pos); None when absent."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower()
+    if text in SENTIMENT_ALIASES:
+        return SENTIMENT_ALIASES[text]
+    try:
+        return Sentiment(text)
+    except ValueError:
+        raise RejectedInput(f"sentiment {str(value)[:32]!r} is not negative, neutral or positive") from None
+
+
+def field_value(record: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` (``truth.sentiment``), or None."""
+    value: Any = record
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def one_hot(label: Sentiment) -> SentimentScores:
+    """Scores for a mention whose label was given rather than predicted."""
+    return SentimentScores(**{sentiment.value: float(sentiment is label) for sentiment in Sentiment})
+
+
+def scored(mention: Mention, scores: SentimentScores, label: Sentiment, model: str) -> ScoredMention:
+    """``mention`` with its sentiment."""
+    return ScoredMention(**mention.model_dump(), label=label, scores=scores, model=model)
+
+
+def predicted_label(scores: SentimentScores) -> Sentiment:
+    """The most probable class."""
+    return max(Sentiment, key=lambda sentiment: getattr(scores, sentiment.value))
+
+
+def load_mentions(
+    path: Path,
+    catalog: BrandCatalog,
+    score_texts: ScoreTexts | None,
+    mapping: FieldMapping = DEFAULT_MAPPING,
+    label_field: str = "sentiment",
+    model_name: str = "model",
+    batch: int = 4096,
+    on_progress: Callable[[int], None] | None = None,
+) -> LoadedMentions:
+    """Read, validate and label a JSONL/CSV file; only rows without a label go through ``score_texts``.
+
+    Raises ``ValueError`` when some rows need the model and none was given.
+    """
+    loaded = LoadedMentions(mentions=[])
+    unlabelled: list[Mention] = []
+
+    def flush() -> None:
+        if not unlabelled:
+            return
+        if score_texts is None:
+            raise ValueError("some mentions carry no sentiment label and no model was given to classify them")
+        for mention, scores in zip(unlabelled, score_texts([m.text for m in unlabelled]), strict=True):
+            loaded.mentions.append(scored(mention, scores, predicted_label(scores), model_name))
+        loaded.classified += len(unlabelled)
+        if on_progress:
+            on_progress(len(unlabelled))
+        unlabelled.clear()
+
+    for line, raw in enumerate(read_file(path), start=1):
+        try:
+            record: Mapping[str, Any] = raw if isinstance(raw, Mapping) else decode_json_object(raw)
+            label = parse_sentiment(field_value(record, label_field))
+            mentions = to_mentions(record, catalog, mapping, source=path.name)
+        except RejectedInput as error:
+            loaded.rejected.append((line, error.reason))
+            continue
+        if label is None:
+            unlabelled.extend(mentions)
+            if len(unlabelled) >= batch:
+                flush()
+        else:
+            loaded.mentions.extend(scored(m, one_hot(label), label, LABELLED_MODEL) for m in mentions)
+            if on_progress:
+                on_progress(len(mentions))
+    flush()
+    return loaded
+
+
+def replay(
+    mentions: Iterable[ScoredMention], config: DetectorConfig, lateness: timedelta = timedelta(minutes=2)
+) -> dict[str, BrandReplay]:
+    """Run every brand's mentions, in event-time order, through the live alerter's buckets and detector."""
+    buckets: dict[str, BrandBuckets] = {}
+    states: dict[str, DetectorState] = {}
+    replays: dict[str, BrandReplay] = {}
+
+    def advance(brand: str, now: Any = None) -> None:
+        closed = close_ready(buckets[brand], config.bucket, lateness, now=now)
+        if closed:
+            states[brand], verdicts = judge(states[brand], closed, config)
+            replays[brand].verdicts.extend(verdicts)
+
+    for mention in sorted(mentions, key=lambda m: m.created_at):
+        brand = mention.brand
+        if brand not in buckets:
+            buckets[brand] = BrandBuckets()
+            states[brand] = DetectorState.fresh(brand, config)
+            replays[brand] = BrandReplay(brand)
+        add_mention(buckets[brand], mention, config.bucket)
+        advance(brand)
+    for brand, brand_buckets in buckets.items():
+        if brand_buckets.watermark is not None:
+            advance(brand, now=brand_buckets.watermark + lateness + config.bucket)
+    return dict(sorted(replays.items()))
+
+
+def incidents_json(replays: Mapping[str, BrandReplay]) -> str:
+    """All incident events of a backtest as a JSON array."""
+    events = [incident.model_dump(mode="json") for r in replays.values() for incident in r.incidents]
+    return json.dumps(events, indent=2, ensure_ascii=False)
+
+
+def bucket_rows(replays: Mapping[str, BrandReplay]) -> Iterator[dict[str, Any]]:
+    """One row per brand and bucket: counts, expectation, surprise (for CSV export)."""
+    for replay_ in replays.values():
+        for verdict in replay_.verdicts:
+            yield {
+                "brand": replay_.brand,
+                "start": verdict.bucket.start.isoformat(),
+                "total": verdict.bucket.total,
+                "negative": verdict.bucket.negative,
+                "reach_negative": verdict.bucket.reach_negative,
+                "expected_negative": round(verdict.score.expected_negative, 4),
+                "expected_total": round(verdict.score.expected_total, 4),
+                "surprise": round(verdict.score.surprise, 3),
+                "events": ";".join(d.event.value for d in verdict.decisions),
+            }
+
+
+def write_outputs(
+    replays: Mapping[str, BrandReplay], config: DetectorConfig, directory: Path, title: str, facts: Mapping[str, str]
+) -> dict[str, Path]:
+    """Write ``incidents.json``, ``buckets.csv`` and ``report.html`` into ``directory``; returns their paths."""
+    import csv
+
+    from .report import render_html
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {name: directory / name for name in ("incidents.json", "buckets.csv", "report.html")}
+    paths["incidents.json"].write_text(incidents_json(replays) + "\n", encoding="utf-8")
+    rows = list(bucket_rows(replays))
+    with paths["buckets.csv"].open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["brand", "start"])
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["report.html"].write_text(render_html(replays, config, title, facts), encoding="utf-8")
+    return paths
+
+
+def lazy_model_scorer(reference: str, on_load: Callable[[str], None] | None = None) -> ScoreTexts:
+    """A ``ScoreTexts`` that loads the classifier's model on first use, so labelled files never import torch."""
+    loaded: list[Any] = []
+
+    def score_texts(texts: Sequence[str]) -> list[SentimentScores]:
+        if not loaded:
+            from crisiswatch.classifier.model import SentimentModel
+
+            loaded.append(SentimentModel.load(reference))
+            if on_load:
+                on_load(loaded[0].name)
+        return loaded[0].predict(texts)
+
+    return score_texts
+
+
+def run_mentions_backtest(
+    path: Path,
+    directory: Path,
+    config: DetectorConfig,
+    lateness: timedelta,
+    brands: Path | None,
+    mapping: str,
+    label_field: str,
+    model: str,
+) -> dict[str, BrandReplay]:
+    """The ``crisiswatch backtest MENTIONS`` command: load with a progress bar, replay, write and summarise."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE
+
+    console = Console(stderr=True)
+    catalog = BrandCatalog.from_file(brands or DEFAULT_BRANDS_FILE)
+    rows = sum(1 for _ in read_file(path))
+    model_names: list[str] = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("labelling mentions", total=rows)
+        loaded = load_mentions(
+            path,
+            catalog,
+            lazy_model_scorer(model, on_load=model_names.append),
+            FieldMapping.parse(mapping) if mapping else DEFAULT_MAPPING,
+            label_field,
+            model_name=model,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+        progress.update(task, completed=rows)
+    replays = replay(loaded.mentions, config, lateness)
+    facts = {
+        "input": f"{path} ({rows} rows, {len(loaded.mentions)} mentions, {len(loaded.rejected)} rejected)",
+        "sentiment": f"{loaded.classified} classified by {model_names[0] if model_names else '—'}, "
+        f"{len(loaded.mentions) - loaded.classified} labelled in the input",
+        "detector": f"{config.bucket.total_seconds() / 60:g}-minute buckets, sensitivity {config.sensitivity.value}, "
+        f"lateness {lateness.total_seconds() / 60:g} min",
+    }
+    paths = write_outputs(replays, config, directory, f"crisiswatch backtest: {path.name}", facts)
+    for line, reason in loaded.rejected[:5]:
+        console.print(f"[yellow]line {line} rejected:[/] {reason}")
+    for brand, brand_replay in replays.items():
+        opened = [i for i in brand_replay.incidents if i.event.value == "opened"]
+        console.print(f"{brand}: {len(brand_replay.verdicts)} buckets, {len(opened)} incidents")
+        for incident in opened:
+            console.print(f"  {incident.opened_at:%Y-%m-%d %H:%M} UTC {incident.severity.value}: {incident.rule}")
+    console.print(f"report: {paths['report.html']} · incidents: {paths['incidents.json']}")
+    return replays

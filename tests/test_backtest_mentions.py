@@ -1,0 +1,181 @@
+"""``crisiswatch backtest MENTIONS``: labelled and unlabelled rows, bad rows, the report, and the shared code path."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from crisiswatch.alerter.detector import MAX_SURPRISE, DetectorConfig, expected_band, tail_surprise
+from crisiswatch.alerter.windows import BrandBuckets, add_mention
+from crisiswatch.analysis.backtest import lazy_model_scorer, load_mentions, one_hot, replay
+from crisiswatch.cli import app
+from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention, Sentiment
+from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, BrandCatalog
+from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, generate
+
+START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+ONSET = START + timedelta(hours=4)
+SCENARIO = Scenario(
+    name="backtest",
+    start=START,
+    duration=timedelta(hours=7),
+    brands=(
+        BrandTraffic("acme-air", "Acme Air", "AcmeAir", mentions_per_hour=60),
+        BrandTraffic("voltcell", "Voltcell", "Voltcell", mentions_per_hour=40),
+    ),
+    crises=(Crisis("voltcell", ONSET, timedelta(hours=1), "product defect", negative_per_hour=200),),
+    seed=4,
+)
+
+
+def write_scenario(path: Path, labelled: bool = True) -> int:
+    """The scenario as JSONL; with ``labelled`` each row carries its generated sentiment."""
+    rows = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for record in generate(SCENARIO):
+            if labelled:
+                record["sentiment"] = record["truth"]["sentiment"]
+            handle.write(json.dumps(record) + "\n")
+            rows += 1
+    return rows
+
+
+def test_a_labelled_file_yields_one_incident_for_the_crisis_and_a_report(tmp_path: Path) -> None:
+    source = tmp_path / "mentions.jsonl"
+    rows = write_scenario(source)
+    result = CliRunner().invoke(app, ["backtest", str(source), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    events = [Incident.model_validate(e) for e in json.loads((tmp_path / "out" / "incidents.json").read_text())]
+    opened = [e for e in events if e.event is IncidentEventType.OPENED]
+    assert [e.brand for e in opened] == ["voltcell"]
+    assert ONSET < opened[0].opened_at <= ONSET + timedelta(minutes=30)
+    assert opened[0].observed_negative > 3 * opened[0].expected_negative
+    assert events[-1].event is IncidentEventType.RESOLVED
+
+    report = (tmp_path / "out" / "report.html").read_text()
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", report)
+    assert len(images) == 2
+    assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
+    assert f"{rows} rows" in report and "0 classified" in report
+
+    with (tmp_path / "out" / "buckets.csv").open() as handle:
+        buckets = list(csv.DictReader(handle))
+    assert {row["brand"] for row in buckets} == {"acme-air", "voltcell"}
+    assert sum(int(row["total"]) for row in buckets) == rows
+    assert any("opened" in row["events"] for row in buckets if row["brand"] == "voltcell")
+
+
+def test_bad_rows_are_reported_with_line_and_reason_and_the_rest_is_used(tmp_path: Path) -> None:
+    source = tmp_path / "mixed.jsonl"
+    good = {"id": "1", "text": "Acme Air lost my bag", "created_at": "2026-03-02T07:00:00Z", "sentiment": "NEG"}
+    lines = [
+        json.dumps(good),
+        '{"id": "2", "text": "Acme Air",',
+        json.dumps({**good, "id": "3", "sentiment": "furious"}),
+        json.dumps({**good, "id": "4", "text": "nothing about any brand"}),
+    ]
+    source.write_text("\n".join(lines) + "\n")
+    loaded = load_mentions(source, BrandCatalog.from_file(DEFAULT_BRANDS_FILE), score_texts=None)
+    assert [(m.id, m.label) for m in loaded.mentions] == [("1", Sentiment.NEGATIVE)]
+    reasons = dict(loaded.rejected)
+    assert set(reasons) == {2, 3, 4}
+    assert "malformed JSON" in reasons[2]
+    assert "'furious' is not negative, neutral or positive" in reasons[3]
+    assert "no configured brand" in reasons[4]
+
+
+def test_unlabelled_rows_go_through_the_model_and_labelled_ones_do_not(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    source = tmp_path / "partly.jsonl"
+    rows = [
+        {"id": "a", "text": "Acme Air cancelled my flight, nobody answers, awful", "created_at": "2026-03-02T07:00Z"},
+        {"id": "b", "text": "Thank you Acme Air, the crew was wonderful!", "created_at": "2026-03-02T07:01Z"},
+        {"id": "c", "text": "Acme Air flight", "created_at": "2026-03-02T07:02Z", "sentiment": "neutral"},
+    ]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_mentions(
+        source, BrandCatalog.from_file(DEFAULT_BRANDS_FILE), lazy_model_scorer("default"), model_name="default"
+    )
+    labels = {m.id: (m.label, m.model) for m in loaded.mentions}
+    assert loaded.classified == 2
+    assert labels["a"] == (Sentiment.NEGATIVE, "default")
+    assert labels["b"] == (Sentiment.POSITIVE, "default")
+    assert labels["c"] == (Sentiment.NEUTRAL, "labelled-input")
+
+
+def test_a_file_needing_the_model_without_one_is_a_clear_error(tmp_path: Path) -> None:
+    source = tmp_path / "unlabelled.jsonl"
+    source.write_text(json.dumps({"id": "1", "text": "Acme Air", "created_at": "2026-03-02T07:00Z"}) + "\n")
+    with pytest.raises(ValueError, match="no model was given"):
+        load_mentions(source, BrandCatalog.from_file(DEFAULT_BRANDS_FILE), score_texts=None)
+
+
+def _mention(number: int, minute: float, label: Sentiment = Sentiment.NEGATIVE) -> ScoredMention:
+    return ScoredMention(
+        id=f"m{number}",
+        source="test",
+        brand="acme-air",
+        text="Acme Air",
+        created_at=START + timedelta(minutes=minute),
+        label=label,
+        scores=one_hot(label),
+        model="test",
+    )
+
+
+def test_bucket_state_survives_a_table_round_trip_and_still_drops_redeliveries() -> None:
+    width = timedelta(minutes=5)
+    state = BrandBuckets()
+    for number in range(3):
+        add_mention(state, _mention(number, number), width)
+    stored = json.loads(json.dumps(state.model_dump(mode="json")))
+    assert "id_index" not in stored["open"][0]
+    restored = BrandBuckets.model_validate(stored)
+    assert add_mention(restored, _mention(1, 1), width).value == "duplicate"
+    assert add_mention(restored, _mention(9, 2), width).value == "counted"
+    assert restored.open[0].total == 4
+
+
+def test_replay_runs_each_brand_through_every_bucket_up_to_its_last_mention() -> None:
+    mentions = [_mention(n, 0.5 * n, Sentiment.NEUTRAL) for n in range(240)]
+    replays = replay(mentions, DetectorConfig(bucket=timedelta(minutes=5)))
+    verdicts = replays["acme-air"].verdicts
+    assert [v.bucket.start for v in verdicts] == [START + timedelta(minutes=5 * i) for i in range(24)]
+    assert sum(v.bucket.total for v in verdicts) == 240
+
+
+def test_an_overwhelming_surge_has_a_finite_surprise_that_survives_json() -> None:
+    assert tail_surprise(20, 2.0) == pytest.approx(-math.log10(stats.poisson.sf(19, 2.0)))
+    size = 1 / 0.3
+    assert tail_surprise(20, 2.0, 0.3) == pytest.approx(-math.log10(stats.nbinom.sf(19, size, size / (size + 2.0))))
+    assert tail_surprise(2, 2.0) == 0.0
+    surprise = tail_surprise(5000, 2.0, 0.02)
+    assert surprise == MAX_SURPRISE
+    event = _event_with_surprise(surprise)
+    assert Incident.model_validate_json(event.to_bytes()).surprise == MAX_SURPRISE
+
+
+def _event_with_surprise(surprise: float) -> Incident:
+    moment = START + timedelta(hours=1)
+    return Incident(
+        incident_id="acme-air-1", revision=1, event=IncidentEventType.OPENED, brand="acme-air",
+        severity="critical", window_start=START, window_end=moment, opened_at=moment, observed_negative=5000,
+        expected_negative=2.0, observed_total=5200, expected_total=20.0, negative_share=0.96,
+        baseline_negative_share=0.1, surprise=surprise, rule="test",
+    )  # fmt: skip
+
+
+def test_the_expected_band_is_the_central_interval_of_the_count_law() -> None:
+    assert expected_band(10.0, 0.0) == (4, 17)
+    low, high = expected_band(10.0, 0.5)
+    assert low < 4 and high > 17
+    assert expected_band(0.0, 0.1) == (0, 0)
