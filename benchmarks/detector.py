@@ -57,7 +57,7 @@ def main(
     brands: Annotated[int, typer.Option(help="brands in the stream")] = 20,
     days: Annotated[float, typer.Option(help="days of traffic")] = 2.0,
     rate: Annotated[float, typer.Option(help="mentions per hour per brand")] = 600.0,
-    bucket_minutes: Annotated[float, typer.Option(help="bucket width")] = 5.0,
+    bucket_minutes: Annotated[float, typer.Option(help="bucket width")] = 1.0,
     repeat: Annotated[int, typer.Option(help="runs; the best is reported")] = 3,
 ) -> None:
     """Build the workload, then time the detector core over it ``repeat`` times."""

@@ -83,12 +83,19 @@ def backtest(
         typer.Option(help="with --counts: the CSV to write; with MENTIONS: the report folder (runs/backtest-NAME)"),
     ] = None,
     sensitivity: Annotated[Sensitivity, typer.Option(help="fewer, balanced or more alerts")] = Sensitivity.BALANCED,
-    bucket_minutes: Annotated[float, typer.Option(min=0.1, help="bucket width")] = 5.0,
+    bucket_minutes: Annotated[float, typer.Option(min=0.1, help="bucket width")] = 1.0,
     lateness_minutes: Annotated[float, typer.Option(min=0, help="how late a mention may arrive")] = 2.0,
     brands: Annotated[Path | None, typer.Option(exists=True, help="brands.toml (default: the built-in one)")] = None,
     mapping: Annotated[str, typer.Option(help="field mapping, e.g. text=full_text,created_at=time")] = "",
     label_field: Annotated[str, typer.Option(help="rows with this field (negative/...) skip the model")] = "sentiment",
     model: Annotated[str, typer.Option(help="model for unlabelled rows: default, a path or a HF id")] = "default",
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(exists=True, dir_okay=False, help="settings file (TOML) to compare; repeat for each run"),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="known incidents (CSV brand,start,end)")
+    ] = None,
 ) -> None:
     """Run the live detector offline: over recorded MENTIONS (report + incidents) or a --counts series."""
     if (mentions is None) == (counts is None):
@@ -103,18 +110,46 @@ def backtest(
         typer.echo(f"{len(points)} buckets, {sum(p.alert for p in points)} alerts -> {output}")
         return
     assert mentions is not None
-    from crisiswatch.analysis.backtest import run_mentions_backtest
+    from crisiswatch.analysis.backtest import load_with_progress, run_mentions_backtest
+    from crisiswatch.analysis.compare import load_known, load_settings, run_comparison
 
-    run_mentions_backtest(
-        mentions,
-        output or Path("runs") / f"backtest-{mentions.stem}",
-        DetectorConfig(bucket=timedelta(minutes=bucket_minutes), sensitivity=sensitivity),
-        lateness=timedelta(minutes=lateness_minutes),
-        brands=brands,
-        mapping=mapping,
-        label_field=label_field,
-        model=model,
-    )
+    directory = output or Path("runs") / f"backtest-{mentions.stem}"
+    try:
+        runs = [load_settings(path) for path in compare or []]
+        known = load_known(labels) if labels else []
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    labelled = load_with_progress(mentions, brands, mapping, label_field, model)
+    if runs:
+        run_comparison(labelled, mentions, directory, runs, known)
+        return
+    config = DetectorConfig(bucket=timedelta(minutes=bucket_minutes), sensitivity=sensitivity)
+    run_mentions_backtest(labelled, mentions, directory, config, timedelta(minutes=lateness_minutes))
+
+
+@app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="recorded mentions (JSONL or CSV)")],
+    namespace: Annotated[str, typer.Option(help="topic prefix to publish under; never the live topics")] = "replay.",
+    speed: Annotated[float, typer.Option(help="recorded time / wall time; 0 = as fast as possible")] = 0.0,
+    preset: Annotated[str, typer.Option(help="export format: jsonl, generic-csv or x-api-v2")] = "jsonl",
+    mapping: Annotated[str, typer.Option(help="field mapping over the preset's, e.g. text=full_text")] = "",
+    timezone: Annotated[str, typer.Option(help="zone of timestamps written without an offset")] = "UTC",
+    brands: Annotated[Path | None, typer.Option(exists=True, help="brands.toml (default: the built-in one)")] = None,
+) -> None:
+    """Publish a recorded stream into a namespace with its timing; run the services with KAFKA_TOPIC_PREFIX on it."""
+    from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE
+    from crisiswatch.replay import PRESETS, mapping_for, run_replay
+
+    if not namespace:
+        raise typer.BadParameter("a replay needs a namespace (e.g. replay.): it never writes to the live topics")
+    try:
+        field_mapping = mapping_for(preset, mapping, timezone)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    chosen = PRESETS[preset]
+    counts = run_replay(path, namespace, speed, chosen, field_mapping, brands or DEFAULT_BRANDS_FILE)
+    typer.echo(" · ".join(f"{outcome} {count}" for outcome, count in counts.items()))
 
 
 @app.command("eval-detector")
@@ -153,9 +188,11 @@ def eval_detector(
         cases.add_row(case.case.name, detected, delay, str(case.false_incidents), f"{case.calm_brand_weeks:.2f}")
     console.print(cases)
     median = summary.median_delay_minutes_at_1_per_minute
+    shapes = ", ".join(f"{shape} {minutes:g}" for shape, minutes in summary.median_delay_by_shape.items())
     console.print(
         f"recall {100 * summary.recall:.0f}% · {summary.false_incidents_per_brand_week:.2f} false incidents per calm "
-        f"brand-week · median delay {median if median is not None else '—'} min for brands with >= 1 negative/min"
+        f"brand-week · median delay {median if median is not None else '—'} min for brands with >= 1 negative/min "
+        f"({shapes} min)"
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from kafka import KafkaConsumer
 
 from crisiswatch.broker import EmbeddedBroker, free_port
 from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics
@@ -30,6 +31,29 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     with EmbeddedBroker(port=free_port(), partitions=2, log_file=log) as running:
         yield running
+
+
+def read_topic(bootstrap_servers: str, topic: str, at_least: int = 0, timeout: float = 60) -> list[bytes]:
+    """Every value on ``topic`` from the start: until ``at_least`` arrived, or until it stays quiet for 3 s."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        batch = [r.value for records in consumer.poll(timeout_ms=500).values() for r in records]
+        values.extend(batch)
+        if batch:
+            quiet_since = time.monotonic()
+        if (at_least and len(values) >= at_least) or (not at_least and time.monotonic() - quiet_since > 3):
+            break
+    consumer.close()
+    return values
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +108,9 @@ class Pipeline:
             capture_output=True,
         )
 
+    def read(self, topic: str, at_least: int = 0, timeout: float = 60) -> list[bytes]:
+        return read_topic(self.broker.bootstrap_servers, topic, at_least, timeout)
+
     def metrics(self, service: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[service]}/metrics", timeout=5) as response:
             return response.read().decode()
@@ -134,10 +161,8 @@ def pipeline_factory(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFa
                 "KAFKA_TOPIC_PREFIX": prefix,
                 "LISTENER_METRICS_PORT": str(ports["listener"]),
                 "CLASSIFIER_METRICS_PORT": str(ports["classifier"]),
-                "CLASSIFIER_GROUP_ID": f"{prefix}classifier",
                 "ALERTER_METRICS_PORT": str(ports["alerter"]),
-                "ALERTER_APP_ID": f"{prefix}alerter",
-                "ALERTER_PARTITIONS": "2",
+                "KAFKA_TOPIC_PARTITIONS": "2",
                 "ALERTER_LAG_REFRESH_SECONDS": "2",
                 "ALERTER_DATA_DIR": str(tmp_path / "alerter-state"),
                 "ALERTER_ALERTS_FILE": str(tmp_path / "alerts.jsonl"),

@@ -14,9 +14,10 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from crisiswatch.alerter.detector import MAX_SURPRISE, DetectorConfig, expected_band, tail_surprise
+from crisiswatch.alerter.detector import MAX_SURPRISE, DetectorConfig, Sensitivity, expected_band, tail_surprise
 from crisiswatch.alerter.windows import BrandBuckets, add_mention
 from crisiswatch.analysis.backtest import lazy_model_scorer, load_mentions, one_hot, replay
+from crisiswatch.analysis.compare import load_settings
 from crisiswatch.cli import app
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention, Sentiment
 from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, BrandCatalog
@@ -179,3 +180,36 @@ def test_the_expected_band_is_the_central_interval_of_the_count_law() -> None:
     low, high = expected_band(10.0, 0.5)
     assert low < 4 and high > 17
     assert expected_band(0.0, 0.1) == (0, 0)
+
+
+def test_two_settings_are_compared_against_known_incidents(tmp_path: Path) -> None:
+    source = tmp_path / "mentions.jsonl"
+    write_scenario(source)
+    (tmp_path / "balanced.toml").write_text('sensitivity = "balanced"\n')
+    (tmp_path / "deaf.toml").write_text('name = "deaf"\n[detector]\nopen_surprise = 1000\nopen_surprise_floor = 1000\n')
+    known = tmp_path / "known.csv"
+    known.write_text(f"brand,start,end\nvoltcell,{ONSET.isoformat()},{(ONSET + timedelta(hours=1)).isoformat()}\n")
+    out = tmp_path / "out"
+    args = ["backtest", str(source), "--output", str(out), "--labels", str(known)]
+    args += ["--compare", str(tmp_path / "balanced.toml"), "--compare", str(tmp_path / "deaf.toml")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {row["run"]: row for row in json.loads((out / "compare.json").read_text())}
+    assert (rows["balanced"]["caught"], rows["balanced"]["unwanted"]) == ("1/1", "0")
+    assert (rows["deaf"]["caught"], rows["deaf"]["incidents"]) == ("0/1", "0")
+    report = (out / "compare.html").read_text()
+    assert report.count("data:image/png;base64,") == 2
+    assert "<h3>deaf</h3>" in report
+
+
+def test_settings_files_name_their_run_and_reject_unknown_settings(tmp_path: Path) -> None:
+    good = tmp_path / "night-shift.toml"
+    good.write_text('sensitivity = "fewer"\nbucket_minutes = 5\n[detector]\nmin_negative = 12\n')
+    run = load_settings(good)
+    assert run.name == "night-shift"
+    config = run.config()
+    assert (config.sensitivity, config.bucket, config.min_negative) == (Sensitivity.FEWER, timedelta(minutes=5), 12)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detector]\nopen_suprise = 3\n")
+    with pytest.raises(ValueError, match="unknown detector settings"):
+        load_settings(bad)

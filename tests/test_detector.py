@@ -11,13 +11,14 @@ from crisiswatch.alerter.detector import (
     DetectorConfig,
     DetectorState,
     Sensitivity,
+    open_threshold,
     step,
     tail_surprise,
 )
 from crisiswatch.alerter.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
 from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores
 
-CONFIG = DetectorConfig()
+CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
@@ -122,3 +123,47 @@ def test_buckets_count_once_drop_late_and_fill_quiet_gaps() -> None:
     closed = close_ready(state, width, lateness)
     assert [(b.start.minute, b.negative, b.total) for b in closed] == [(0, 1, 2), (5, 0, 0), (10, 0, 0), (15, 0, 0)]
     assert add_mention(state, _scored("d", 2), width) is AddResult.LATE
+
+
+def _bursty_days(days: int, seed: int = 9) -> list[int]:
+    """Negative counts with a daily burst of ~10x for two buckets, as social streams have."""
+    rng = np.random.default_rng(seed)
+    negatives = rng.poisson(5.0, size=days * 288)
+    for day in range(days):
+        burst = day * 288 + int(rng.integers(24, 264))
+        negatives[burst : burst + 2] += rng.poisson(45, size=2)
+    return negatives.tolist()
+
+
+def test_a_brand_that_bursts_every_day_needs_a_larger_surge_once_calibrated() -> None:
+    negatives = _bursty_days(10)
+    state, _ = _run(_buckets(negatives, [n + 20 for n in negatives]))
+    assert len(state.daily_max_surprises) == 9
+    assert open_threshold(state, CONFIG) > CONFIG.open_surprise
+    quiet = DetectorState.fresh("calm", CONFIG)
+    rng = np.random.default_rng(4)
+    calm = rng.poisson(5.0, size=10 * 288).tolist()
+    quiet, _ = _run(_buckets(calm, [n + 20 for n in calm]), state=quiet)
+    assert open_threshold(quiet, CONFIG) == pytest.approx(
+        max(CONFIG.open_surprise_floor, CONFIG.calibration_factor * float(np.median(quiet.daily_max_surprises)))
+    )
+    assert open_threshold(quiet, CONFIG) < open_threshold(state, CONFIG)
+
+
+def test_calibration_survives_a_restart_and_a_new_brand_uses_the_cold_start_threshold() -> None:
+    negatives = _bursty_days(5)
+    state, _ = _run(_buckets(negatives, [n + 20 for n in negatives]))
+    restored = DetectorState.model_validate_json(state.model_dump_json())
+    assert restored.daily_max_surprises == state.daily_max_surprises
+    assert open_threshold(restored, CONFIG) == open_threshold(state, CONFIG)
+    assert open_threshold(DetectorState.fresh("new", CONFIG), CONFIG) == CONFIG.open_surprise
+
+
+def test_a_slow_rise_in_a_quiet_brand_is_not_learned_as_its_daily_rhythm() -> None:
+    rng = np.random.default_rng(12)
+    calm = rng.poisson(0.2, size=4 * 288).tolist()
+    ramp = [int(rng.poisson(0.2 + 1.2 * min(1.0, i / 27))) for i in range(36)]
+    negatives = [*calm, *ramp]
+    state, events = _run(_buckets(negatives, [n + 5 for n in negatives]))
+    assert [e.event for e in events][:1] == [IncidentEventType.OPENED]
+    assert state.baseline.daily[_buckets(negatives)[-1].start.hour] < 1.2

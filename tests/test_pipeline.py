@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from crisiswatch.catalogue import metric_entries
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
@@ -49,23 +49,6 @@ GOOD_AFTER_BAD = {
 }
 
 
-def _read_topic(pipeline: Pipeline, topic: str, at_least: int, timeout: float = 60) -> list[bytes]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=pipeline.broker.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(values) < at_least and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            values.extend(r.value for r in records)
-    consumer.close()
-    return values
-
-
 @pytest.fixture(scope="module")
 def crisis_run(pipeline_factory, slack, tmp_path_factory) -> Pipeline:
     pipeline: Pipeline = pipeline_factory(
@@ -93,7 +76,7 @@ def crisis_run(pipeline_factory, slack, tmp_path_factory) -> Pipeline:
 
 
 def _incidents(pipeline: Pipeline) -> list[Incident]:
-    return [Incident.model_validate_json(v) for v in _read_topic(pipeline, pipeline.topics.alerts, 1, timeout=10)]
+    return [Incident.model_validate_json(v) for v in pipeline.read(pipeline.topics.alerts, 1, timeout=10)]
 
 
 def test_one_incident_opens_for_the_brand_in_crisis_after_its_onset(crisis_run: Pipeline) -> None:
@@ -121,7 +104,7 @@ def test_calm_brands_and_a_viral_positive_spike_raise_nothing(crisis_run: Pipeli
 
 
 def test_bad_input_is_dead_lettered_with_reasons_and_processing_continues(crisis_run: Pipeline) -> None:
-    letters = [DeadLetter.model_validate_json(v) for v in _read_topic(crisis_run, crisis_run.topics.dlq, 9)]
+    letters = [DeadLetter.model_validate_json(v) for v in crisis_run.read(crisis_run.topics.dlq, 9)]
     reasons = " | ".join(f"{d.stage}: {d.reason}" for d in letters)
     assert "malformed JSON" in reasons
     assert "text is missing" in reasons
@@ -132,7 +115,7 @@ def test_bad_input_is_dead_lettered_with_reasons_and_processing_continues(crisis
     assert "no configured brand" in reasons
     assert "classifier: not a valid Mention" in reasons
     assert "alerter: not a valid ScoredMention" in reasons
-    scored = _read_topic(crisis_run, crisis_run.topics.scored, crisis_run.expected_mentions)  # type: ignore[attr-defined]
+    scored = crisis_run.read(crisis_run.topics.scored, crisis_run.expected_mentions)  # type: ignore[attr-defined]
     assert any(b"good-after-bad" in value for value in scored)
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from crisiswatch.classifier.settings import ClassifierSettings
 from crisiswatch.contracts.schemas import Mention
 
 from .conftest import Pipeline
@@ -28,10 +29,10 @@ def test_sigterm_commits_exactly_what_was_scored(pipeline_factory) -> None:
     pipeline.wait_for_metric("classifier", "crisiswatch_classifier_mentions_total", 'outcome="scored"', 32)
     classifier.send_signal(signal.SIGTERM)
     assert classifier.wait(60) == 0
-    scored = _count(pipeline, pipeline.topics.scored)
+    scored = len(pipeline.read(pipeline.topics.scored))
     group = KafkaConsumer(
         bootstrap_servers=pipeline.broker.bootstrap_servers,
-        group_id=pipeline.env["CLASSIFIER_GROUP_ID"],
+        group_id=pipeline.topics.group(ClassifierSettings().group_id),
         enable_auto_commit=False,
     )
     partitions = group.partitions_for_topic(pipeline.topics.raw) or set()
@@ -39,17 +40,3 @@ def test_sigterm_commits_exactly_what_was_scored(pipeline_factory) -> None:
     group.close(autocommit=False)
     assert 32 <= scored < 400, "stopped mid-stream"
     assert committed == scored, "every scored mention is committed, and nothing unscored is"
-
-
-def _count(pipeline: Pipeline, topic: str) -> int:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=pipeline.broker.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=3000,
-    )
-    count = sum(1 for _ in consumer)
-    consumer.close()
-    return count

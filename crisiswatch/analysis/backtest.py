@@ -222,17 +222,16 @@ def lazy_model_scorer(reference: str, on_load: Callable[[str], None] | None = No
     return score_texts
 
 
-def run_mentions_backtest(
-    path: Path,
-    directory: Path,
-    config: DetectorConfig,
-    lateness: timedelta,
-    brands: Path | None,
-    mapping: str,
-    label_field: str,
-    model: str,
-) -> dict[str, BrandReplay]:
-    """The ``crisiswatch backtest MENTIONS`` command: load with a progress bar, replay, write and summarise."""
+@dataclass
+class LabelledInput:
+    """A loaded file with the facts a report states about it."""
+
+    loaded: LoadedMentions
+    facts: dict[str, str]
+
+
+def load_with_progress(path: Path, brands: Path | None, mapping: str, label_field: str, model: str) -> LabelledInput:
+    """Load and label a mentions file with a progress bar on stderr; rejected lines are listed (first five)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -256,17 +255,29 @@ def run_mentions_backtest(
             on_progress=lambda n: progress.advance(task, n),
         )
         progress.update(task, completed=rows)
-    replays = replay(loaded.mentions, config, lateness)
+    for line, reason in loaded.rejected[:5]:
+        console.print(f"[yellow]line {line} rejected:[/] {reason}")
     facts = {
         "input": f"{path} ({rows} rows, {len(loaded.mentions)} mentions, {len(loaded.rejected)} rejected)",
         "sentiment": f"{loaded.classified} classified by {model_names[0] if model_names else '—'}, "
         f"{len(loaded.mentions) - loaded.classified} labelled in the input",
+    }
+    return LabelledInput(loaded, facts)
+
+
+def run_mentions_backtest(
+    labelled: LabelledInput, path: Path, directory: Path, config: DetectorConfig, lateness: timedelta
+) -> dict[str, BrandReplay]:
+    """The ``crisiswatch backtest MENTIONS`` command: replay, write the outputs and summarise."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    replays = replay(labelled.loaded.mentions, config, lateness)
+    facts = labelled.facts | {
         "detector": f"{config.bucket.total_seconds() / 60:g}-minute buckets, sensitivity {config.sensitivity.value}, "
         f"lateness {lateness.total_seconds() / 60:g} min",
     }
     paths = write_outputs(replays, config, directory, f"crisiswatch backtest: {path.name}", facts)
-    for line, reason in loaded.rejected[:5]:
-        console.print(f"[yellow]line {line} rejected:[/] {reason}")
     for brand, brand_replay in replays.items():
         opened = [i for i in brand_replay.incidents if i.event.value == "opened"]
         console.print(f"{brand}: {len(brand_replay.verdicts)} buckets, {len(opened)} incidents")

@@ -9,18 +9,23 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import matplotlib.dates as mdates
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from crisiswatch.alerter.detector import DetectorConfig, expected_band
+from crisiswatch.alerter.detector import BucketVerdict, DetectorConfig, expected_band
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
 from .backtest import BrandReplay
+from .compare import KnownIncident, RunResult, incident_spans
 
+Span = tuple[datetime, datetime]
+MAX_POINTS = 400
 SEVERITY_COLOURS = {"watch": "#f2c94c", "warning": "#f2994a", "critical": "#eb5757"}
 
 
@@ -57,20 +62,66 @@ def summarise(incidents: Sequence[Incident]) -> list[IncidentSummary]:
     return [IncidentSummary(first[key], last[key]) for key in first]
 
 
-def brand_chart(replay: BrandReplay, config: DetectorConfig) -> bytes:
-    """PNG: volume, negative volume with its expected band, negative share, and incident spans."""
-    starts = [v.bucket.start for v in replay.verdicts]
-    totals = [v.bucket.total for v in replay.verdicts]
-    negatives = [v.bucket.negative for v in replay.verdicts]
-    expected = [v.score.expected_negative for v in replay.verdicts]
-    bands = [expected_band(v.score.expected_negative, v.dispersion) for v in replay.verdicts]
-    shares = [v.bucket.negative / v.bucket.total if v.bucket.total else float("nan") for v in replay.verdicts]
-    baseline_shares = [
-        v.score.expected_negative / v.score.expected_total if v.score.expected_total else float("nan")
-        for v in replay.verdicts
-    ]
-    figure = Figure(figsize=(11, 4.8), layout="constrained")
-    volume, share = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+@dataclass(frozen=True)
+class DisplayPoint:
+    """Counts and expectation over one plotted interval (one or several detector buckets)."""
+
+    start: datetime
+    total: int
+    negative: int
+    expected_negative: float
+    expected_total: float
+    dispersion: float
+
+
+def display_points(verdicts: Sequence[BucketVerdict], most: int = MAX_POINTS) -> list[DisplayPoint]:
+    """The verdicts merged into at most ``most`` intervals, so a week of one-minute buckets stays readable."""
+    group = max(1, math.ceil(len(verdicts) / most))
+    points = []
+    for first in range(0, len(verdicts), group):
+        chunk = verdicts[first : first + group]
+        points.append(
+            DisplayPoint(
+                start=chunk[0].bucket.start,
+                total=sum(v.bucket.total for v in chunk),
+                negative=sum(v.bucket.negative for v in chunk),
+                expected_negative=sum(v.score.expected_negative for v in chunk),
+                expected_total=sum(v.score.expected_total for v in chunk),
+                dispersion=chunk[-1].dispersion,
+            )
+        )
+    return points
+
+
+def brand_chart(
+    replay: BrandReplay,
+    config: DetectorConfig,
+    overlays: Mapping[str, Sequence[Incident]] | None = None,
+    known: Sequence[Span] = (),
+) -> bytes:
+    """PNG: volume, negative volume with its expected band, negative share, and incident spans.
+
+    With ``overlays`` (run name -> that run's incident events) a third panel
+    draws each run's incidents on its own row, and ``known`` incidents as a
+    hatched row, so runs with different settings can be compared at a glance.
+    """
+    points = display_points(replay.verdicts)
+    starts = [p.start for p in points]
+    totals = [p.total for p in points]
+    negatives = [p.negative for p in points]
+    expected = [p.expected_negative for p in points]
+    bands = [expected_band(p.expected_negative, p.dispersion) for p in points]
+    shares = [p.negative / p.total if p.total else float("nan") for p in points]
+    baseline_shares = [p.expected_negative / p.expected_total if p.expected_total else float("nan") for p in points]
+    rows = list(overlays or {})
+    figure = Figure(figsize=(11, 4.8 + (0.35 * (len(rows) + 1) if rows else 0)), layout="constrained")
+    if rows:
+        volume, share, runs = figure.subplots(
+            3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 0.45 * (len(rows) + 1)]}
+        )
+        _draw_runs(runs, overlays or {}, known)
+    else:
+        volume, share = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     volume.step(starts, totals, where="post", color="#9e9e9e", linewidth=0.8, label="all mentions")
     volume.fill_between(
         starts, [b[0] for b in bands], [b[1] for b in bands], step="post", color="#2f80ed", alpha=0.15,
@@ -80,27 +131,51 @@ def brand_chart(replay: BrandReplay, config: DetectorConfig) -> bytes:
     volume.step(starts, negatives, where="post", color="#c0392b", linewidth=1.1, label="negative mentions")
     share.step(starts, shares, where="post", color="#c0392b", linewidth=0.8, label="negative share")
     share.step(starts, baseline_shares, where="post", color="#2f80ed", linewidth=0.8, linestyle="--", label="usual")
-    for incident in summarise(replay.incidents):
+    for incident in [] if rows else summarise(replay.incidents):
         colour = SEVERITY_COLOURS[incident.severity]
         for axis in (volume, share):
             axis.axvspan(incident.opened.window_start, incident.end, color=colour, alpha=0.25, linewidth=0)
         volume.axvline(incident.opened.opened_at, color=colour, linewidth=1.2)
-    bucket_minutes = round(config.bucket.total_seconds() / 60)
-    volume.set_ylabel(f"mentions per {bucket_minutes} min")
+    width = points[1].start - points[0].start if len(points) > 1 else config.bucket
+    volume.set_ylabel(f"mentions per {width.total_seconds() / 60:g} min")
     volume.set_title(f"{replay.brand}: shaded spans are incidents, lines mark the alert", loc="left", fontsize=10)
     volume.legend(loc="upper left", fontsize=8, frameon=False)
     share.set_ylabel("negative share")
     share.set_ylim(0, 1)
     share.legend(loc="upper left", fontsize=8, frameon=False)
     locator = mdates.AutoDateLocator()
-    share.xaxis.set_major_locator(locator)
-    share.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    bottom = runs if rows else share
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     for axis in (volume, share):
         axis.grid(alpha=0.3, linewidth=0.5)
         axis.spines[["top", "right"]].set_visible(False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
+
+
+def _draw_runs(axis: Axes, overlays: Mapping[str, Sequence[Incident]], known: Sequence[Span]) -> None:
+    labels = [*overlays, "known"] if known else list(overlays)
+    for row, name in enumerate(overlays):
+        for incident in summarise(overlays[name]):
+            start = mdates.date2num(incident.opened.window_start)
+            axis.broken_barh(
+                [(start, mdates.date2num(incident.end) - start)],
+                (row - 0.35, 0.7),
+                color=SEVERITY_COLOURS[incident.severity],
+            )
+    for start, end in known:
+        axis.broken_barh(
+            [(mdates.date2num(start), mdates.date2num(end) - mdates.date2num(start))],
+            (len(overlays) - 0.35, 0.7),
+            facecolor="none",
+            edgecolor="#333",
+            hatch="///",
+        )
+    axis.set_yticks(range(len(labels)), labels, fontsize=8)
+    axis.set_ylim(-0.6, len(labels) - 0.4)
+    axis.invert_yaxis()
 
 
 def _incident_rows(replay: BrandReplay) -> str:
@@ -129,6 +204,40 @@ def _incident_rows(replay: BrandReplay) -> str:
     return f"<table>{header}{''.join(rows)}</table>"
 
 
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
+td ul { margin: 0; padding-left: 1.1em; }
+img { max-width: 100%; }
+.watch { background: #fdf5d8; } .warning { background: #fde3cf; } .critical { background: #fbd0d0; }
+"""
+
+
+def _table(rows: Sequence[Mapping[str, str]]) -> str:
+    if not rows:
+        return ""
+    header = "".join(f"<th>{html.escape(key)}</th>" for key in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
+    return f"<table><tr>{header}</tr>{body}</table>"
+
+
+def _page(title: str, facts: Mapping[str, str], body: str) -> str:
+    fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n<table>{fact_rows}</table>\n"
+        f"{body}\n</body></html>\n"
+    )
+
+
+def _chart_img(brand: str, png: bytes) -> str:
+    return (
+        f"<img alt='{html.escape(brand)} volume, negative mentions and incidents' "
+        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+    )
+
+
 def render_html(
     replays: Mapping[str, BrandReplay],
     config: DetectorConfig,
@@ -136,38 +245,43 @@ def render_html(
     facts: Mapping[str, str],
 ) -> str:
     """The whole report: settings and input facts, a summary table, then one section per brand."""
-    summary_rows = []
+    summary = []
     sections = []
     for brand, replay in replays.items():
         incidents = summarise(replay.incidents)
-        mentions = sum(v.bucket.total for v in replay.verdicts)
-        negative = sum(v.bucket.negative for v in replay.verdicts)
         worst = max((i.severity for i in incidents), key=list(SEVERITY_COLOURS).index, default="—")
-        summary_rows.append(
-            f"<tr><td><a href='#{html.escape(brand)}'>{html.escape(brand)}</a></td><td>{mentions}</td>"
-            f"<td>{negative}</td><td>{len(incidents)}</td><td>{worst}</td></tr>"
+        summary.append(
+            {
+                "brand": brand,
+                "mentions": str(sum(v.bucket.total for v in replay.verdicts)),
+                "negative": str(sum(v.bucket.negative for v in replay.verdicts)),
+                "incidents": str(len(incidents)),
+                "worst severity": worst,
+            }
         )
-        chart = base64.b64encode(brand_chart(replay, config)).decode()
         sections.append(
             f"<section id='{html.escape(brand)}'><h2>{html.escape(brand)}</h2>"
-            f"<img alt='{html.escape(brand)} volume, negative mentions and incidents' "
-            f"src='data:image/png;base64,{chart}'>{_incident_rows(replay)}</section>"
+            f"{_chart_img(brand, brand_chart(replay, config))}{_incident_rows(replay)}</section>"
         )
-    fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }}
-td ul {{ margin: 0; padding-left: 1.1em; }}
-img {{ max-width: 100%; }}
-.watch {{ background: #fdf5d8; }} .warning {{ background: #fde3cf; }} .critical {{ background: #fbd0d0; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<table>{fact_rows}</table>
-<table><tr><th>brand</th><th>mentions</th><th>negative</th><th>incidents</th><th>worst severity</th></tr>
-{"".join(summary_rows)}</table>
-{"".join(sections)}
-</body></html>
-"""
+    return _page(title, facts, _table(summary) + "".join(sections))
+
+
+def render_comparison_html(
+    results: Sequence[RunResult],
+    rows: Sequence[Mapping[str, str]],
+    known: Sequence[KnownIncident],
+    title: str,
+    facts: Mapping[str, str],
+) -> str:
+    """Runs side by side: the summary table, then per brand the first run's chart with every run's incidents."""
+    first = results[0]
+    sections = []
+    for brand, replay in first.replays.items():
+        spans = [(k.start, k.end) for k in known if k.brand == brand]
+        chart = brand_chart(replay, first.settings.config(), incident_spans(results, brand), spans)
+        sections.append(f"<section id='{html.escape(brand)}'><h2>{html.escape(brand)}</h2>{_chart_img(brand, chart)}")
+        for result in results:
+            if brand in result.replays:
+                sections.append(f"<h3>{html.escape(result.settings.name)}</h3>{_incident_rows(result.replays[brand])}")
+        sections.append("</section>")
+    return _page(title, facts, _table(rows) + "".join(sections))

@@ -32,6 +32,7 @@ class Case:
     name: str
     scenario: Scenario
     negative_per_minute: float
+    shape: str = "calm"
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def suite(days: int = 5) -> list[Case]:
                 crises=(crisis,),
                 seed=100 + 10 * level + len(cases),
             )
-            cases.append(Case(f"{label} volume, {shape}", scenario, rate))
+            cases.append(Case(f"{label} volume, {shape}", scenario, rate, shape))
     for label, rate in VOLUMES.items():
         calm = Scenario(
             name=f"{label}-calm",
@@ -135,6 +136,7 @@ class SuiteSummary:
     recall: float
     false_incidents_per_brand_week: float
     median_delay_minutes_at_1_per_minute: float | None
+    median_delay_by_shape: dict[str, float]
     results: list[CaseResult]
 
 
@@ -144,11 +146,17 @@ def run_suite(config: DetectorConfig, cases: list[Case] | None = None) -> SuiteS
     crises = [r for r in results if r.case.scenario.crises]
     recall = sum(r.detected for r in crises) / len(crises)
     calm_weeks = sum(r.calm_brand_weeks for r in results)
-    busy = [r.delay.total_seconds() / 60 for r in crises if r.delay is not None and r.case.negative_per_minute >= 1]
+    busy = [r for r in crises if r.delay is not None and r.case.negative_per_minute >= 1]
+    delays = [r.delay.total_seconds() / 60 for r in busy if r.delay is not None]
+    by_shape = {
+        shape: median(r.delay.total_seconds() / 60 for r in busy if r.case.shape == shape and r.delay is not None)
+        for shape in sorted({r.case.shape for r in busy})
+    }
     return SuiteSummary(
         recall=recall,
         false_incidents_per_brand_week=sum(r.false_incidents for r in results) / calm_weeks,
-        median_delay_minutes_at_1_per_minute=median(busy) if busy else None,
+        median_delay_minutes_at_1_per_minute=median(delays) if delays else None,
+        median_delay_by_shape=by_shape,
         results=results,
     )
 

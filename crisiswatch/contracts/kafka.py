@@ -28,6 +28,9 @@ class KafkaSettings(BaseSettings):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
+    topic_partitions: int = Field(
+        default=1, ge=1, description="partitions for topics a service creates because they are missing"
+    )
     security_protocol: str = "PLAINTEXT"
     session_timeout_ms: int = Field(default=6000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
@@ -120,3 +123,21 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: in
         raise ConnectionError(f"could not create topics {list(topics)}: {error}") from error
     finally:
         admin.close()
+
+
+def partition_count(settings: KafkaSettings, topic: str) -> int:
+    """How many partitions ``topic`` has (waiting up to the connect deadline for its metadata)."""
+    consumer = _retry_until(
+        settings.connect_deadline_s,
+        "a metadata request",
+        lambda: KafkaConsumer(bootstrap_servers=settings.servers, security_protocol=settings.security_protocol),
+    )
+    try:
+        deadline = time.monotonic() + settings.connect_deadline_s
+        while not (partitions := consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"topic {topic} has no partition metadata")
+            time.sleep(0.5)
+        return len(partitions)
+    finally:
+        consumer.close()

@@ -36,6 +36,10 @@ class Topics:
         """Rejected input with the reason."""
         return self.prefix + DLQ
 
+    def group(self, name: str) -> str:
+        """A consumer-group (or faust app) id inside this namespace, so a replay never joins a live group."""
+        return self.prefix + name
+
     def all(self) -> tuple[str, ...]:
         """Every topic of the namespace."""
         return (self.raw, self.scored, self.alerts, self.dlq)

@@ -34,8 +34,12 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 
 
-def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifier) -> faust.App:
-    """Create the alerter app with its topics, tables and agents."""
+def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifier, partitions: int = 1) -> faust.App:
+    """Create the alerter app with its topics, tables and agents.
+
+    ``partitions`` must be the partition count of ``mentions.scored``: each table's
+    changelog is partitioned like its source, so a brand's state lives with its mentions.
+    """
     topics = Topics(kafka.topic_prefix)
     detector_config = DetectorConfig(
         bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity
@@ -43,12 +47,12 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
     lateness = timedelta(minutes=settings.lateness_minutes)
     brand_label = BoundedLabel(settings.metric_brands_max)
     app = faust.App(
-        settings.app_id,
+        topics.group(settings.app_id),
         broker=[f"kafka://{server}" for server in kafka.servers],
         store="memory://",
         datadir=str(settings.data_dir),
         web_enabled=False,
-        topic_partitions=settings.partitions,
+        topic_partitions=partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=kafka.session_timeout_ms / 1000,
@@ -71,9 +75,9 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
         "default": lambda: None,
         "schema": faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     }
-    buckets_table = app.Table("brand-buckets", partitions=settings.partitions, **json_table)
-    detector_table = app.Table("brand-detector", partitions=settings.partitions, **json_table)
-    deliveries_table = app.Table("deliveries", partitions=settings.partitions, **json_table)
+    buckets_table = app.Table("brand-buckets", partitions=partitions, **json_table)
+    detector_table = app.Table("brand-detector", partitions=partitions, **json_table)
+    deliveries_table = app.Table("deliveries", partitions=partitions, **json_table)
 
     async def dead_letter(payload: bytes, reason: str) -> None:
         letter = DeadLetter.for_payload("alerter", topics.scored, reason, payload)

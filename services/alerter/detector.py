@@ -7,15 +7,20 @@ spread is negative binomial (variance ``mu + dispersion * mu**2``), which is
 Poisson for a well-behaved brand and holds at a fraction of a mention per
 bucket and at hundreds.
 
-Every closed bucket ends several look-back windows (a sudden storm shows in
-one bucket, a slow burn over an hour or two). For each window the surprise is
-``-log10 P(X >= observed)`` of its summed count under the baseline, less the
-``log10`` of the number of windows tried (a Bonferroni correction), and the
-most surprising window speaks. An incident opens when that surprise clears
-``open_surprise`` with at least ``min_negative`` mentions while the latest
-bucket is still above normal; no window is shorter than ``confirm_buckets``,
-so the evidence always spans several buckets. The baseline is frozen while a brand is hot, so a spike never
-teaches it that storms are normal; the incident resolves only after
+Every closed bucket (one minute by default) ends several look-back windows,
+from two minutes to four hours: a sudden storm shows in a few buckets, a slow
+burn over hours. For each window the surprise is ``-log10 P(X >= observed)``
+of its summed count under the baseline, less the ``log10`` of the number of
+windows tried (a Bonferroni correction), and the most surprising window
+speaks. An incident opens when that surprise clears the brand's threshold
+with at least ``min_negative`` mentions while the latest bucket is still above
+normal; no window is shorter than ``confirm_buckets``, so the evidence always
+spans several buckets. The threshold is ``open_surprise`` for a new brand and,
+once a few days are seen, twice what the brand's ordinary days reach (never
+below ``open_surprise_floor``): a brand whose chatter bursts every afternoon
+needs a bigger surge than one that follows the count law. The baseline's
+rhythm and spread are frozen while a brand is hot, so neither a spike nor a
+slow burn teaches it that storms are normal; the incident resolves only after
 ``resolve_quiet`` without surprise (hysteresis), and the brand cannot re-open
 within ``cooldown``. Escalation to a higher severity is the only re-alert.
 The same code runs in the live alerter and in offline backtests.
@@ -24,9 +29,11 @@ The same code runs in the live alerter and in offline backtests.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from statistics import median
 
 from pydantic import BaseModel, Field
 from scipy import special
@@ -56,9 +63,9 @@ _SURPRISE_SCALE = {Sensitivity.FEWER: 1.4, Sensitivity.BALANCED: 1.0, Sensitivit
 class DetectorConfig:
     """The detector's settings; surprises are in -log10 probability units, durations in time."""
 
-    bucket: timedelta = timedelta(minutes=5)
+    bucket: timedelta = timedelta(minutes=1)
     sensitivity: Sensitivity = Sensitivity.BALANCED
-    windows: tuple[timedelta, ...] = field(default=tuple(MINUTE * m for m in (1, 2, 5, 15, 30, 60, 120)))
+    windows: tuple[timedelta, ...] = field(default=tuple(MINUTE * m for m in (1, 2, 5, 15, 30, 60, 120, 240)))
     prior_negative_per_hour: float = 6.0
     prior_total_per_hour: float = 60.0
     prior_pseudo_buckets: float = 2.0
@@ -74,12 +81,17 @@ class DetectorConfig:
     winsor_sigmas: float = 3.0
     hot_surprise: float = 3.0
     open_surprise: float = 8.0
+    open_surprise_floor: float = 6.0
+    calibration_days: int = 14
+    calibration_min_days: int = 3
+    calibration_factor: float = 2.0
     min_negative: int = 8
     confirm_buckets: int = 2
     resolve_surprise: float = 1.3
     resolve_window: timedelta = timedelta(minutes=15)
     resolve_quiet: timedelta = timedelta(minutes=15)
     cooldown: timedelta = timedelta(hours=12)
+    sample_span: timedelta = timedelta(minutes=30)
 
     def scaled(self, value: float) -> float:
         """A surprise threshold adjusted for the sensitivity setting."""
@@ -87,18 +99,28 @@ class DetectorConfig:
 
     def buckets(self, span: timedelta) -> int:
         """How many buckets cover ``span`` (at least one)."""
-        return max(1, round(span / self.bucket))
+        return _buckets_in(span, self.bucket)
 
     def window_lengths(self) -> tuple[int, ...]:
         """The look-back windows in buckets that may open an incident, shortest first, without repeats.
 
         None is shorter than ``confirm_buckets``: one burst alone never opens one.
         """
-        return tuple(sorted({max(self.buckets(w), self.confirm_buckets) for w in self.windows}))
+        return _window_lengths(self.windows, self.bucket, self.confirm_buckets)
 
     def per_bucket(self, per_hour: float) -> float:
         """A per-hour rate expressed per bucket."""
         return per_hour * (self.bucket / timedelta(hours=1))
+
+
+@functools.cache
+def _buckets_in(span: timedelta, bucket: timedelta) -> int:
+    return max(1, round(span / bucket))
+
+
+@functools.cache
+def _window_lengths(windows: tuple[timedelta, ...], bucket: timedelta, confirm: int) -> tuple[int, ...]:
+    return tuple(sorted({max(_buckets_in(w, bucket), confirm) for w in windows}))
 
 
 class Baseline(BaseModel):
@@ -117,7 +139,12 @@ class Baseline(BaseModel):
 
 
 class RecentBucket(BaseModel):
-    """A closed bucket as the look-back windows need it: counts, what was expected, evidence."""
+    """A closed bucket as the look-back windows need it: counts, what was expected, evidence.
+
+    ``running_negative`` and ``running_expected`` are totals up to and including
+    this bucket, so any window's sums are one subtraction (the scan runs for
+    every brand every bucket, over windows of up to hundreds of buckets).
+    """
 
     start: datetime
     negative: int
@@ -126,6 +153,8 @@ class RecentBucket(BaseModel):
     expected_total: float
     reach: int
     samples: list[SampleMention] = Field(default_factory=list)
+    running_negative: int = 0
+    running_expected: float = 0.0
 
 
 class OpenIncident(BaseModel):
@@ -150,6 +179,9 @@ class DetectorState(BaseModel):
     incident: OpenIncident | None = None
     cooldown_until: datetime | None = None
     incidents_opened: int = 0
+    calibration_day: date | None = None
+    day_max_surprise: float = 0.0
+    daily_max_surprises: list[float] = Field(default_factory=list)
 
     @classmethod
     def fresh(cls, brand: str, config: DetectorConfig) -> DetectorState:
@@ -266,28 +298,42 @@ def scan(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]
     error shared by all its buckets. The surprise is corrected for the number
     of windows tried.
     """
-    usable = [n for n in lengths if n <= len(recent)]
     correction = math.log10(len(lengths))
     best = WindowScore(1, 0, 0.0, 0.0)
-    for n in usable:
-        window = recent[-n:]
-        observed = sum(b.negative for b in window)
-        expected = sum(b.expected_negative for b in window)
+    if not recent:
+        return best
+    last, first = recent[-1], recent[0]
+    for n in lengths:
+        if n > len(recent):
+            break
+        before = recent[-n - 1] if n < len(recent) else None
+        observed = last.running_negative - (
+            before.running_negative if before else first.running_negative - first.negative
+        )
+        expected = max(
+            0.0,
+            last.running_expected
+            - (before.running_expected if before else first.running_expected - first.expected_negative),
+        )
         surprise = max(0.0, tail_surprise(observed, expected, dispersion) - correction)
         if surprise > best.surprise:
             best = WindowScore(n, observed, expected, surprise)
     return best
 
 
-def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig, learn_spread: bool = True) -> Baseline:
+def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig, calm: bool = True) -> Baseline:
     """Fold a normal bucket into the baseline: level, hour-of-day rhythm and spread.
 
     While history is short the levels are running means of what was seen, with
     the prior counting as ``prior_pseudo_buckets`` observations; after the
     warm-up they are EWMAs of buckets clipped to ``winsor_sigmas`` standard
     deviations above expectation, so no single bucket drags the baseline up.
-    The spread is learnt only from unsurprising buckets (``learn_spread``), so
-    a surge is never explained away as noise.
+    The rhythm and the spread are learnt only while the look-back windows are
+    unsurprising (``calm``), so a slow burn is not mistaken for the time of
+    day and a surge is never explained away as noise. Each bucket's evidence
+    about the rhythm is shrunk by one pseudo-count, ``(n + 1) / (mu + 1)``: still
+    unbiased for Poisson counts, but a single post in a quiet bucket no longer
+    reads as a five-fold rise.
     """
     seen = baseline.buckets_seen
     warm = seen >= config.buckets(config.warmup)
@@ -298,20 +344,20 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig,
     negative, total = float(bucket.negative), float(bucket.total)
     if warm:
         spread = math.sqrt(expected_negative + baseline.dispersion * expected_negative**2)
-        negative = min(negative, expected_negative + config.winsor_sigmas * spread + 1)
+        negative = min(negative, expected_negative + config.winsor_sigmas * spread)
         total_spread = math.sqrt(expected_total + baseline.dispersion * expected_total**2)
-        total = min(total, expected_total + config.winsor_sigmas * total_spread + 1)
+        total = min(total, expected_total + config.winsor_sigmas * total_spread)
     daily = list(baseline.daily)
     dispersion = baseline.dispersion
     if warm:
-        if baseline.negative > 0:
+        if calm and baseline.negative > 0:
             updates_per_slot = config.seasonal_halflife_days * (timedelta(hours=1) / config.bucket)
             rate = 1 - 0.5 ** (1 / updates_per_slot)
-            observed_factor = min(max(negative / baseline.negative, 0.2), 5.0)
+            observed_factor = min(max((negative + 1) / (baseline.negative + 1), 0.2), 5.0)
             daily[hour] = (1 - rate) * factor + rate * observed_factor
             mean = sum(daily) / HOURS
             daily = [f / mean for f in daily]
-        if learn_spread and expected_negative >= 1.0:
+        if calm and expected_negative >= 1.0:
             excess = ((negative - expected_negative) ** 2 - expected_negative) / expected_negative**2
             rate = 1 - 0.5 ** (config.bucket / config.dispersion_halflife)
             dispersion = max(0.0, (1 - rate) * dispersion + rate * min(excess, config.max_dispersion))
@@ -333,6 +379,32 @@ def effective_dispersion(baseline: Baseline, config: DetectorConfig) -> float:
     span = config.buckets(config.early_span)
     early = config.early_dispersion * span / (span + baseline.buckets_seen)
     return max(baseline.dispersion, config.min_dispersion, early)
+
+
+def calibrate(state: DetectorState, moment: datetime, surprise: float, config: DetectorConfig) -> None:
+    """Record the day's largest surprise outside incidents (mutates ``state``); a new day files the last one."""
+    day = moment.date()
+    if state.calibration_day != day:
+        if state.calibration_day is not None:
+            state.daily_max_surprises = [*state.daily_max_surprises, state.day_max_surprise][-config.calibration_days :]
+        state.calibration_day, state.day_max_surprise = day, 0.0
+    if state.incident is None:
+        state.day_max_surprise = max(state.day_max_surprise, surprise)
+
+
+def open_threshold(state: DetectorState, config: DetectorConfig) -> float:
+    """The surprise that opens an incident for this brand, before the sensitivity scaling.
+
+    The count law is a model; real streams are burstier than it in ways that
+    differ by brand. So once a brand has ``calibration_min_days`` of history,
+    an incident needs a surprise ``calibration_factor`` times the brand's
+    median daily maximum (what its ordinary days reach), and never less than
+    ``open_surprise_floor``. Until then ``open_surprise`` applies.
+    """
+    history = state.daily_max_surprises
+    if len(history) < config.calibration_min_days:
+        return config.open_surprise
+    return max(config.open_surprise_floor, config.calibration_factor * median(history))
 
 
 def severity_for(window: WindowScore, config: DetectorConfig) -> Severity:
@@ -402,6 +474,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     )
     own = score(state.baseline, bucket, config)
     lengths = config.window_lengths()
+    previous = state.recent[-1] if state.recent else None
     state.recent.append(
         RecentBucket(
             start=bucket.start,
@@ -411,9 +484,14 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
             expected_total=own.expected_total,
             reach=bucket.reach_negative,
             samples=bucket.samples,
+            running_negative=(previous.running_negative if previous else 0) + bucket.negative,
+            running_expected=(previous.running_expected if previous else 0.0) + own.expected_negative,
         )
     )
     del state.recent[: -max(lengths)]
+    aged = len(state.recent) - config.buckets(config.sample_span) - 1
+    if aged >= 0 and state.recent[aged].samples:
+        state.recent[aged] = state.recent[aged].model_copy(update={"samples": []})
     end = bucket.start + config.bucket
     decisions: list[Decision] = []
 
@@ -423,9 +501,10 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
 
     dispersion = effective_dispersion(state.baseline, config)
     best = scan(state.recent, dispersion, lengths)
+    calibrate(state, bucket.start, best.surprise, config)
     if state.incident is None:
         cooling = state.cooldown_until is not None and bucket.start < state.cooldown_until
-        threshold = config.scaled(config.open_surprise)
+        threshold = config.scaled(open_threshold(state, config))
         elevated = bucket.negative > own.expected_negative
         if best.surprise >= threshold and best.observed >= config.min_negative and elevated and not cooling:
             window = state.recent[-best.buckets :]
@@ -444,7 +523,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
             )
         else:
             calm = best.surprise < config.scaled(config.hot_surprise)
-            state.baseline = updated_baseline(state.baseline, bucket, config, learn_spread=calm)
+            state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm)
         return state, decisions
 
     incident = state.incident

@@ -7,9 +7,10 @@ import logging
 import faust
 import typer
 
-from crisiswatch.contracts.kafka import KafkaSettings
+from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics, partition_count
 from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.metrics import serve_metrics
+from crisiswatch.contracts.topics import Topics
 
 from .app import build_app
 from .delivery import make_notifier
@@ -33,8 +34,14 @@ def run() -> None:
     configure_logging(settings.log_level)
     serve_metrics(settings.metrics_port, "alerter")
     notifier = make_notifier(slack, settings.alerts_file)
-    app = build_app(settings, kafka, notifier)
-    log.info("alerter starting", extra={"delivery": slack.mode, "brokers": kafka.bootstrap_servers})
+    topics = Topics(kafka.topic_prefix)
+    ensure_topics(kafka, topics.all(), kafka.topic_partitions)
+    partitions = partition_count(kafka, topics.scored)
+    app = build_app(settings, kafka, notifier, partitions)
+    log.info(
+        "alerter starting",
+        extra={"delivery": slack.mode, "brokers": kafka.bootstrap_servers, "partitions": partitions},
+    )
     worker = faust.Worker(app, loglevel="WARN", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 

@@ -15,11 +15,10 @@ class AlerterSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ALERTER_", frozen=True, extra="ignore")
 
-    app_id: str = "crisiswatch-alerter"
-    bucket_minutes: float = Field(default=5.0, gt=0)
+    app_id: str = Field(default="crisiswatch-alerter", description="faust app id, prefixed by KAFKA_TOPIC_PREFIX")
+    bucket_minutes: float = Field(default=1.0, gt=0)
     lateness_minutes: float = Field(default=2.0, ge=0)
     sensitivity: Sensitivity = Sensitivity.BALANCED
-    partitions: int = Field(default=1, ge=1, description="must match the partition count of mentions.scored")
     data_dir: Path = Path(".crisiswatch/alerter")
     alerts_file: Path = Path("alerts.jsonl")
     metrics_port: int = Field(default=9103, ge=0, le=65535)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from crisiswatch.contracts.kafka import KafkaSettings, make_consumer, make_producer
+from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics, make_consumer, make_producer
 from crisiswatch.contracts.lifecycle import StopSignal
 from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.metrics import ConsumerLag, serve_metrics
@@ -78,17 +78,18 @@ def run() -> None:
     )
     serve_metrics(settings.metrics_port, "classifier")
     topics = Topics(kafka.topic_prefix)
+    ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     from .service import ClassifierService
 
     service = ClassifierService(
         model,
-        make_consumer(kafka, settings.group_id, [topics.raw], "crisiswatch-classifier"),
+        make_consumer(kafka, topics.group(settings.group_id), [topics.raw], "crisiswatch-classifier"),
         make_producer(kafka, "crisiswatch-classifier"),
         topics,
         BatchPolicy(settings.max_batch_size, settings.max_wait_ms / 1000),
         ConsumerLag("classifier"),
     )
-    log.info("classifier consuming", extra={"topic": topics.raw, "group": settings.group_id})
+    log.info("classifier consuming", extra={"topic": topics.raw, "group": topics.group(settings.group_id)})
     service.run(stop)
     log.info("classifier stopped")
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from aiohttp import web
 
-from crisiswatch.contracts.kafka import KafkaSettings, make_producer
+from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics, make_producer
 from crisiswatch.contracts.lifecycle import StopSignal
 from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.metrics import serve_metrics
@@ -35,6 +35,7 @@ def _listener(settings: ListenerSettings, kafka: KafkaSettings, mapping: FieldMa
     configure_logging(settings.log_level)
     serve_metrics(settings.metrics_port, "listener")
     catalog = BrandCatalog.from_file(settings.brands_file)
+    ensure_topics(kafka, Topics(kafka.topic_prefix).all(), kafka.topic_partitions)
     producer = make_producer(kafka, "crisiswatch-listener")
     return Listener(producer, Topics(kafka.topic_prefix), catalog, mapping, RecentIds(settings.dedup_capacity))
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
@@ -44,22 +45,28 @@ class FieldMapping:
     reposts: str = "reposts"
     replies: str = "replies"
     source: str = "source"
+    timezone: str = "UTC"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, spec: str) -> FieldMapping:
-        """Build from ``field=path,field=path`` (e.g. ``text=full_text,author_handle=user.screen_name``)."""
+        """Build from ``field=path,field=path`` (e.g. ``text=full_text,author_handle=user.screen_name``).
+
+        ``timezone=Area/City`` is the zone of timestamps written without an offset (default UTC).
+        """
         pairs: dict[str, str] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             name, sep, path = item.partition("=")
             if not sep or name.strip() not in cls.__dataclass_fields__ or name.strip() == "extra":
                 raise ValueError(f"bad field mapping {item!r}; expected FIELD=PATH with FIELD one of {_FIELDS}")
             pairs[name.strip()] = path.strip()
-        return cls(**pairs)
+        mapping = cls(**pairs)
+        zone_for(mapping.timezone)
+        return mapping
 
 
 DEFAULT_MAPPING = FieldMapping()
-_FIELDS = ", ".join(f for f in FieldMapping.__dataclass_fields__ if f != "extra")
+_FIELDS = ", ".join(f for f in FieldMapping.__dataclass_fields__ if f not in ("extra", "timezone"))
 
 
 def decode_json_object(payload: bytes | str) -> dict[str, Any]:
@@ -102,8 +109,19 @@ def _count(record: Mapping[str, Any], path: str, name: str) -> int:
     return number
 
 
-def parse_timestamp(value: Any) -> datetime:
-    """Read an ISO-8601 string, a Twitter-style date or epoch seconds/milliseconds as an aware UTC time."""
+def zone_for(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``; a clear error for an unknown one."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/London") from None
+
+
+def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
+    """Read an ISO-8601 string, a Twitter-style date or epoch seconds/milliseconds as an aware UTC time.
+
+    A string without an offset is read in ``timezone`` (exports often carry local time).
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
         return datetime.fromtimestamp(seconds, UTC)
@@ -116,7 +134,8 @@ def parse_timestamp(value: Any) -> datetime:
                 parsed = datetime.strptime(value.strip(), "%a %b %d %H:%M:%S %z %Y")
             except ValueError:
                 raise RejectedInput(f"created_at {value[:40]!r} is not an ISO-8601 time or epoch seconds") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        local = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone_for(timezone))
+        return local.astimezone(UTC)
     raise RejectedInput("created_at is missing")
 
 
@@ -157,7 +176,7 @@ def to_mentions(
         "lang": str(_lookup(record, mapping.lang) or "und"),
         "author_handle": str(_lookup(record, mapping.author_handle) or ""),
         "author_followers": _count(record, mapping.author_followers, "author_followers"),
-        "created_at": parse_timestamp(_lookup(record, mapping.created_at)),
+        "created_at": parse_timestamp(_lookup(record, mapping.created_at), mapping.timezone),
         "url": _lookup(record, mapping.url) or None,
         "engagement": engagement,
     }

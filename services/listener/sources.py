@@ -27,7 +27,8 @@ def read_file(path: Path) -> Iterator[RawRecord]:
                 yield line.rstrip(b"\r\n")
 
 
-def _event_time(record: RawRecord, mapping: FieldMapping) -> datetime | None:
+def event_time(record: RawRecord, mapping: FieldMapping) -> datetime | None:
+    """A record's ``created_at`` as aware UTC, or None when it has none readable."""
     try:
         parsed = record if isinstance(record, Mapping) else json.loads(record)
         if not isinstance(parsed, Mapping):
@@ -35,7 +36,7 @@ def _event_time(record: RawRecord, mapping: FieldMapping) -> datetime | None:
         value: Any = parsed
         for part in mapping.created_at.split("."):
             value = value.get(part) if isinstance(value, Mapping) else None
-        return parse_timestamp(value)
+        return parse_timestamp(value, mapping.timezone)
     except (ValueError, RejectedInput, RecursionError, UnicodeDecodeError):
         return None
 
@@ -59,7 +60,7 @@ def paced(
         if should_stop():
             return
         if speed > 0:
-            moment = _event_time(record, mapping)
+            moment = event_time(record, mapping)
             if moment is not None:
                 first_event = first_event or moment
                 due = started + (moment - first_event).total_seconds() / speed
