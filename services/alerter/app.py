@@ -151,10 +151,17 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
 
     @app.timer(interval=settings.lag_refresh_seconds)
     async def report_lag() -> None:
-        """Lag of both agents' source topics from the consumer's high-water marks and the monitor's read offsets."""
+        """Lag of both agents' source topics from the consumer's high-water marks and the monitor's read offsets.
+
+        Best effort: during a rebalance the consumer may not know its partitions yet; the next tick retries.
+        """
         sources = {topics.scored, topics.alerts}
-        assigned = [tp for tp in app.consumer.assignment() if tp.topic in sources]
-        ends = {tp: app.consumer.highwater(tp) for tp in assigned}
+        try:
+            assigned = [tp for tp in app.consumer.assignment() if tp.topic in sources]
+            ends = {tp: app.consumer.highwater(tp) for tp in assigned}
+        except (RuntimeError, KeyError, AssertionError) as error:
+            log.debug("consumer lag not available yet", extra={"error": str(error)})
+            return
         positions = {tp: offset + 1 for tp, offset in app.monitor.tp_read_offsets.items() if tp in ends}
         set_consumer_lag("alerter", {tp: end for tp, end in ends.items() if end is not None}, positions)
 
