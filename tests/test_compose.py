@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from slack_sdk.models.blocks import Block
 
 from crisiswatch.alerter.compose import compose_blocks, headline
+from crisiswatch.alerter.responses import draft, drivers, load_templates
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention, Severity
 
 T0 = datetime(2026, 3, 2, 11, tzinfo=UTC)
@@ -59,3 +62,71 @@ def test_the_resolution_summarises_duration_peak_and_total() -> None:
     text = str([b.to_dict() for b in compose_blocks(incident)])
     assert "392 negative mentions" in text and "peak 29" in text
     assert headline(incident).startswith("RESOLVED nimbus-bank")
+
+
+def _with_posts(texts: list[str], lang: str = "en", severity: Severity = Severity.CRITICAL) -> Incident:
+    samples = [
+        SampleMention(
+            id=str(i),
+            text=text,
+            author_handle=f"user{i}",
+            author_followers=100,
+            url=None,
+            created_at=T0,
+            negative_score=0.9,
+            lang=lang,
+        )
+        for i, text in enumerate(texts)
+    ]
+    return _incident().model_copy(update={"sample_mentions": samples, "severity": severity})
+
+
+def test_the_theme_comes_from_the_posts_and_picks_matching_drafts() -> None:
+    incident = _with_posts(
+        [
+            "Nimbus Bank charged me twice for the same payment",
+            "Double charged again by @NimbusBank, where is my refund",
+            "nimbus bank app is slow today",
+        ]
+    )
+    found = drivers(incident, load_templates())
+    assert found.theme == "billing"
+    assert "refund" in found.matched
+    assert "nimbus" not in found.top_terms and "bank" not in found.top_terms
+    drafts = draft(incident, load_templates())
+    assert len(drafts.replies) >= 2
+    assert all("refund" in reply and "DM us" in reply for reply in drafts.replies)
+    assert drafts.next_update == "11:45 UTC", "critical: next update within 30 minutes, on a quarter hour"
+    assert drafts.status_update is not None and drafts.status_update.startswith("Investigating")
+
+
+def test_hebrew_posts_get_hebrew_drafts_with_a_right_to_left_mark_and_intact_text() -> None:
+    incident = _with_posts(["האפליקציה של נימבוס לא עובד מהבוקר", "שוב תקלה, לא מצליח להתחבר לחשבון"], lang="he")
+    drafts = draft(incident, load_templates(), display_name="נימבוס")
+    assert drafts.language == "he"
+    assert drafts.replies[0].startswith("\u200f") and "נימבוס" in drafts.replies[0]
+    assert drivers(incident, load_templates()).theme == "outage"
+    text = str([b.to_dict() for b in compose_blocks(incident)])
+    assert "האפליקציה של נימבוס לא עובד מהבוקר" in text
+    assert "הודעה פרטית" in text
+
+
+def test_a_language_without_templates_and_an_unknown_theme_fall_back_to_english_other() -> None:
+    incident = _with_posts(["Nimbus Bank, quelle honte"], lang="fr", severity=Severity.WARNING)
+    drafts = draft(incident, load_templates())
+    assert drafts.language == "en"
+    assert drafts.status_update is None, "status-page drafts go with critical incidents only"
+    assert "Nimbus Bank" in drafts.replies[0]
+
+
+def test_a_templates_file_with_a_typo_fails_with_the_place_of_the_error(tmp_path: Path) -> None:
+    broken = tmp_path / "templates.toml"
+    broken.write_text(
+        '[themes.outage]\nkeywords = ["down"]\n[replies.en]\noutage = ["Sorry, {brnd} is down"]\nother = ["Sorry"]\n'
+    )
+    with pytest.raises(ValueError, match=r"replies.en.outage: unknown placeholders \['brnd'\]"):
+        load_templates(broken)
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[themes.delay]\nkeywords = ["late"]\n[replies.en]\nother = ["Sorry"]\n')
+    with pytest.raises(ValueError, match=r"replies.en has no drafts for themes \['delay'\]"):
+        load_templates(missing)

@@ -14,10 +14,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from crisiswatch.alerter.responses import load_templates
 from crisiswatch.alerter.settings import AlerterSettings, SlackSettings
 from crisiswatch.catalogue import known_series, render_markdown
 from crisiswatch.classifier.settings import ClassifierSettings
 from crisiswatch.contracts.kafka import KafkaSettings
+from crisiswatch.listener.brands import BrandCatalog
 from crisiswatch.listener.settings import ListenerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,3 +229,9 @@ def test_images_run_as_an_unprivileged_user_and_only_the_classifier_carries_the_
     assert re.search(r"^USER 10001$", dockerfile, flags=re.MULTILINE)
     assert ("[model]" in dockerfile) == service.startswith("classifier")
     assert "calfkit" not in dockerfile
+
+
+def test_the_brands_and_templates_the_manifests_ship_load_with_the_services_own_loaders() -> None:
+    base = DEPLOY / "k8s" / "base"
+    assert BrandCatalog.from_file(base / "brands.toml").ids()
+    assert load_templates(base / "templates.toml").replies["en"]

@@ -164,6 +164,7 @@ class SampleMention(BaseModel):
     url: str | None
     created_at: UtcDatetime
     negative_score: float
+    lang: str = "und"
 
 
 class Incident(WireModel):

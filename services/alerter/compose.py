@@ -14,6 +14,8 @@ from slack_sdk.models.blocks import (
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
+from .responses import Templates, draft, drivers, load_templates
+
 _SEVERITY_ICON = {Severity.WATCH: ":eyes:", Severity.WARNING: ":warning:", Severity.CRITICAL: ":rotating_light:"}
 _STATE = {
     IncidentEventType.OPENED: "OPEN",
@@ -41,17 +43,9 @@ def headline(incident: Incident) -> str:
     )
 
 
-def suggested_reply(incident: Incident) -> str:
-    """A first public reply that acknowledges, promises an update and moves details to a private channel."""
-    return (
-        f"We're aware some of you are having problems with {incident.brand} right now and we're sorry. "
-        "Our team is on it, and we'll post an update here within the hour. "
-        "If you're affected, please DM us so we can help you directly."
-    )
-
-
-def compose_blocks(incident: Incident) -> list[Block]:
-    """Block Kit blocks for the alert: what, how bad, why we think so, evidence and a drafted reply."""
+def compose_blocks(incident: Incident, templates: Templates | None = None) -> list[Block]:
+    """Block Kit blocks for the alert: what, how bad, why we think so, what drives it, evidence, drafted replies."""
+    templates = templates or load_templates()
     icon = _SEVERITY_ICON[incident.severity]
     title = f"{incident.brand} · {incident.severity.value} · {_STATE[incident.event].lower()}"
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=title[:150], emoji=True))]
@@ -91,7 +85,14 @@ def compose_blocks(incident: Incident) -> list[Block]:
         )
     )
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Why: {_escape(incident.rule)}"[:2000])]))
+    found = drivers(incident, templates)
     if incident.sample_mentions:
+        theme = found.theme.replace("_", " ")
+        because = f" (posts mention {', '.join(f'“{_escape(k)}”' for k in found.matched[:4])})" if found.matched else ""
+        terms = ", ".join(_escape(t) for t in found.top_terms) or "—"
+        blocks.append(
+            SectionBlock(text=MarkdownTextObject(text=f"*What drives it*: {theme}{because}\n*Frequent terms*: {terms}"))
+        )
         blocks.append(DividerBlock())
         lines = []
         for sample in incident.sample_mentions[:5]:
@@ -102,9 +103,13 @@ def compose_blocks(incident: Incident) -> list[Block]:
             )
         blocks.append(SectionBlock(text=MarkdownTextObject(text=("*Top posts*\n" + "\n".join(lines))[:3000])))
     blocks.append(DividerBlock())
-    blocks.append(
-        SectionBlock(text=MarkdownTextObject(text=f"*Suggested public reply*\n>{_escape(suggested_reply(incident))}"))
-    )
+    drafts = draft(incident, templates)
+    for number, reply in enumerate(drafts.replies, start=1):
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*Suggested reply {number}*\n>{_escape(reply)}")))
+    if drafts.status_update:
+        blocks.append(
+            SectionBlock(text=MarkdownTextObject(text=f"*Status page draft*\n>{_escape(drafts.status_update)}"))
+        )
     blocks.append(
         ContextBlock(
             elements=[MarkdownTextObject(text=f"Incident `{incident.incident_id}` · revision {incident.revision}")]

@@ -24,6 +24,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
 from .compose import compose_blocks, headline
+from .responses import Templates
 from .settings import SlackSettings
 
 
@@ -57,13 +58,15 @@ class ConsoleNotifier:
 
     channel = "console"
 
-    def __init__(self, alerts_file: Path) -> None:
+    def __init__(self, alerts_file: Path, templates: Templates | None = None) -> None:
         self.alerts_file = alerts_file
+        self.templates = templates
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """Print and record the alert."""
         print(f"ALERT {headline(incident)}", file=sys.stdout, flush=True)
-        record = {"incident": incident.model_dump(mode="json"), "blocks": _blocks_json(compose_blocks(incident))}
+        blocks = _blocks_json(compose_blocks(incident, self.templates))
+        record = {"incident": incident.model_dump(mode="json"), "blocks": blocks}
         self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
         with self.alerts_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -75,13 +78,14 @@ class SlackBotNotifier:
 
     channel = "slack"
 
-    def __init__(self, token: str, channel_id: str, api_url: str) -> None:
+    def __init__(self, token: str, channel_id: str, api_url: str, templates: Templates | None = None) -> None:
         self.channel_id = channel_id
+        self.templates = templates
         self.client = AsyncWebClient(token=token, base_url=api_url, retry_handlers=_retry_handlers(), timeout=10)
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """``chat.postMessage`` for a new incident; ``chat.update`` of the parent plus a thread reply afterwards."""
-        blocks = compose_blocks(incident)
+        blocks = compose_blocks(incident, self.templates)
         text = headline(incident)
         try:
             if thread is None or incident.event is IncidentEventType.OPENED:
@@ -99,13 +103,14 @@ class SlackWebhookNotifier:
 
     channel = "webhook"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, templates: Templates | None = None) -> None:
+        self.templates = templates
         self.client = AsyncWebhookClient(url=url, retry_handlers=_retry_handlers(), timeout=10)
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """Send the alert; a non-2xx answer raises :class:`DeliveryError`."""
         try:
-            response = await self.client.send(text=headline(incident), blocks=compose_blocks(incident))
+            response = await self.client.send(text=headline(incident), blocks=compose_blocks(incident, self.templates))
         except Exception as error:
             raise DeliveryError(f"webhook delivery failed: {type(error).__name__}") from error
         if response.status_code >= 300:
@@ -113,10 +118,10 @@ class SlackWebhookNotifier:
         return thread
 
 
-def make_notifier(slack: SlackSettings, alerts_file: Path) -> Notifier:
-    """The notifier the settings ask for."""
+def make_notifier(slack: SlackSettings, alerts_file: Path, templates: Templates | None = None) -> Notifier:
+    """The notifier the settings ask for, drafting replies from ``templates`` (the built-in file when None)."""
     if slack.mode == "bot" and slack.bot_token and slack.channel:
-        return SlackBotNotifier(slack.bot_token.get_secret_value(), slack.channel, slack.api_url)
+        return SlackBotNotifier(slack.bot_token.get_secret_value(), slack.channel, slack.api_url, templates)
     if slack.mode == "webhook" and slack.webhook_url:
-        return SlackWebhookNotifier(slack.webhook_url.get_secret_value())
-    return ConsoleNotifier(alerts_file)
+        return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), templates)
+    return ConsoleNotifier(alerts_file, templates)

@@ -14,6 +14,7 @@ from crisiswatch.contracts.topics import Topics
 
 from .app import build_app
 from .delivery import make_notifier
+from .responses import load_templates
 from .settings import AlerterSettings, SlackSettings
 
 log = logging.getLogger("crisiswatch.alerter")
@@ -33,7 +34,12 @@ def run() -> None:
     kafka = KafkaSettings()
     configure_logging(settings.log_level)
     serve_metrics(settings.metrics_port, "alerter")
-    notifier = make_notifier(slack, settings.alerts_file)
+    try:
+        templates = load_templates(settings.templates_file)
+    except ValueError as error:
+        log.error("reply templates are invalid", extra={"error": str(error)})
+        raise typer.Exit(2) from None
+    notifier = make_notifier(slack, settings.alerts_file, templates)
     topics = Topics(kafka.topic_prefix)
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     partitions = partition_count(kafka, topics.scored)

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .detector import Sensitivity
+from .responses import DEFAULT_TEMPLATES_FILE
 
 
 class AlerterSettings(BaseSettings):
@@ -21,6 +22,7 @@ class AlerterSettings(BaseSettings):
     sensitivity: Sensitivity = Sensitivity.BALANCED
     data_dir: Path = Path(".crisiswatch/alerter")
     alerts_file: Path = Path("alerts.jsonl")
+    templates_file: Path = Field(default=DEFAULT_TEMPLATES_FILE, description="reply templates (TOML)")
     metrics_port: int = Field(default=9103, ge=0, le=65535)
     metric_brands_max: int = Field(default=500, ge=1, description="per-brand series beyond this read `_other`")
     lag_refresh_seconds: float = Field(default=15.0, gt=0)

@@ -111,6 +111,7 @@ def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta) -
                 url=mention.url,
                 created_at=mention.created_at,
                 negative_score=negative_score,
+                lang=mention.lang,
             )
             samples.append(sample)
             samples.sort(key=lambda s: sample_rank(s.negative_score, s.author_followers), reverse=True)
