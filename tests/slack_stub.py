@@ -19,6 +19,7 @@ class SlackCall:
     method: str
     token: str | None
     payload: dict[str, Any]
+    ts: str | None = None
 
 
 @dataclass
@@ -27,7 +28,8 @@ class SlackStub:
 
     port: int = field(default_factory=free_port)
     calls: list[SlackCall] = field(default_factory=list)
-    failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    failures: list[tuple[int, dict[str, str], str | None]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
     _counter: int = 0
@@ -36,8 +38,11 @@ class SlackStub:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/"
 
-    def fail_next(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
-        self.failures.extend([(status, headers or {})] * times)
+    def fail_next(
+        self, status: int, times: int = 1, headers: dict[str, str] | None = None, method: str | None = None
+    ) -> None:
+        """Answer the next ``times`` calls (of ``method`` only, if given) with HTTP ``status``."""
+        self.failures.extend([(status, headers or {}, method)] * times)
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -48,13 +53,38 @@ class SlackStub:
             for key in ("blocks", "attachments"):
                 if isinstance(payload.get(key), str):
                     payload[key] = json.loads(payload[key])
-        if self.failures:
-            status, headers = self.failures.pop(0)
+        payload = {**request.query, **payload}
+        failure = next((f for f in self.failures if f[2] in (None, method)), None)
+        if failure is not None:
+            self.failures.remove(failure)
+            status, headers, _ = failure
             return web.json_response({"ok": False, "error": "stub_failure"}, status=status, headers=headers)
-        self.calls.append(SlackCall(method, request.headers.get("Authorization"), payload))
         self._counter += 1
         ts = payload.get("ts") or f"{time.time():.6f}{self._counter}"
+        self.calls.append(SlackCall(method, request.headers.get("Authorization"), payload, ts))
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{self._counter:06d}"
+            upload_url = f"http://127.0.0.1:{self.port}/upload/{file_id}"
+            return web.json_response({"ok": True, "upload_url": upload_url, "file_id": file_id})
+        if method == "files.completeUploadExternal":
+            files = payload.get("files")
+            listed = json.loads(files) if isinstance(files, str) else files or []
+            return web.json_response({"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in listed]})
         return web.json_response({"ok": True, "channel": payload.get("channel", "C1"), "ts": ts})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL handed out by files.getUploadURLExternal: keeps the bytes."""
+        self.uploads[request.match_info["file_id"]] = await request.read()
+        return web.Response(text="OK")
+
+    def completed_uploads(self) -> list[tuple[dict[str, Any], bytes]]:
+        """(files.completeUploadExternal payload, uploaded bytes) for every finished upload."""
+        done = []
+        for call in self.messages("files.completeUploadExternal"):
+            files = call.payload.get("files")
+            for entry in json.loads(files) if isinstance(files, str) else files or []:
+                done.append((call.payload, self.uploads.get(entry["id"], b"")))
+        return done
 
     def start(self) -> SlackStub:
         ready = threading.Event()
@@ -63,6 +93,7 @@ class SlackStub:
             self._loop = asyncio.new_event_loop()
             app = web.Application()
             app.router.add_post("/api/{method}", self._handle)
+            app.router.add_post("/upload/{file_id}", self._upload)
             self._runner = web.AppRunner(app)
             self._loop.run_until_complete(self._runner.setup())
             self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())

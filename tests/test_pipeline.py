@@ -97,6 +97,8 @@ def test_the_slack_alert_names_the_brand_and_observed_versus_expected(crisis_run
     rendered = json.dumps(post.payload["blocks"])
     assert "voltcell" in rendered
     assert "observed vs" in rendered and "expected" in rendered
+    charts = [png for payload, png in slack.completed_uploads() if payload.get("thread_ts") == post.ts]
+    assert charts and charts[0].startswith(b"\x89PNG"), "the chart is uploaded into the alert's thread"
 
 
 def test_calm_brands_and_a_viral_positive_spike_raise_nothing(crisis_run: Pipeline) -> None:

@@ -167,6 +167,19 @@ class SampleMention(BaseModel):
     lang: str = "und"
 
 
+class HistoryPoint(BaseModel):
+    """One interval of a brand's recent history as an alert charts it: counts and the normal range."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: UtcDatetime
+    total: int = Field(ge=0)
+    negative: int = Field(ge=0)
+    expected_negative: float = Field(ge=0.0)
+    normal_low: int = Field(ge=0)
+    normal_high: int = Field(ge=0)
+
+
 class Incident(WireModel):
     """One event in an incident's life; ``(incident_id, revision)`` is unique and idempotent."""
 
@@ -190,6 +203,9 @@ class Incident(WireModel):
     sample_mentions: list[SampleMention] = Field(default_factory=list)
     peak_negative: int = Field(default=0, ge=0)
     total_negative: int = Field(default=0, ge=0)
+    history: list[HistoryPoint] = Field(
+        default_factory=list, max_length=120, description="the brand's last hours, for the alert's chart"
+    )
     emitted_at: UtcDatetime = Field(default_factory=utc_now)
 
     @property

@@ -7,7 +7,9 @@ Tokens are read from settings and never logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -23,9 +25,12 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
+from .charts import incident_chart
 from .compose import compose_blocks, headline
 from .responses import Templates
 from .settings import SlackSettings
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryError(RuntimeError):
@@ -90,12 +95,41 @@ class SlackBotNotifier:
         try:
             if thread is None or incident.event is IncidentEventType.OPENED:
                 response = await self.client.chat_postMessage(channel=self.channel_id, text=text, blocks=blocks)
-                return str(response["ts"])
-            await self.client.chat_update(channel=self.channel_id, ts=thread, text=text, blocks=blocks)
-            await self.client.chat_postMessage(channel=self.channel_id, thread_ts=thread, text=text, blocks=blocks)
-            return thread
+                thread = str(response["ts"])
+            else:
+                await self.client.chat_update(channel=self.channel_id, ts=thread, text=text, blocks=blocks)
+                await self.client.chat_postMessage(channel=self.channel_id, thread_ts=thread, text=text, blocks=blocks)
         except Exception as error:  # slack_sdk raises several unrelated types; callers retry on this one
             raise DeliveryError(f"Slack delivery failed: {type(error).__name__}: {error}") from error
+        await self._upload_chart(incident, thread)
+        return thread
+
+    async def _upload_chart(self, incident: Incident, thread: str) -> None:
+        """Attach the chart to the incident's thread.
+
+        The alert itself is already delivered, so nothing here may fail the
+        delivery: a failed render or upload is logged and not retried, since a
+        retry would post the alert twice.
+        """
+        if incident.event is IncidentEventType.RESOLVED:
+            return
+        try:
+            chart = await asyncio.to_thread(incident_chart, incident)
+            if chart is None:
+                return
+            await self.client.files_upload_v2(
+                channel=self.channel_id,
+                thread_ts=thread,
+                file=chart,
+                filename=f"{incident.incident_id}-r{incident.revision}.png",
+                title=f"{incident.brand}: the last hours",
+                alt_txt=f"Mentions of {incident.brand}, negative mentions and their normal range",
+            )
+        except Exception as error:  # noqa: BLE001 - see the docstring: the chart must never undo the delivery
+            log.warning(
+                "chart upload failed",
+                extra={"incident": incident.incident_id, "error": f"{type(error).__name__}: {error}"},
+            )
 
 
 class SlackWebhookNotifier:

@@ -39,13 +39,14 @@ from pydantic import BaseModel, Field
 from scipy import special
 from scipy.stats import nbinom, poisson
 
-from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention, Severity
+from crisiswatch.contracts.schemas import HistoryPoint, Incident, IncidentEventType, SampleMention, Severity
 
 from .windows import Bucket, sample_rank
 
 HOURS = 24
 MINUTE = timedelta(minutes=1)
 MAX_SURPRISE = 300.0
+HISTORY_POINTS = 60
 
 
 class Sensitivity(enum.StrEnum):
@@ -238,11 +239,12 @@ class Decision:
     samples: tuple[SampleMention, ...]
     peak_negative: int
     total_negative: int
+    history: tuple[HistoryPoint, ...] = ()
 
     def incident(self) -> Incident:
         """The wire event for this decision."""
-        fields = {k: v for k, v in vars(self).items() if k != "samples"}
-        return Incident(**fields, sample_mentions=list(self.samples))
+        fields = {k: v for k, v in vars(self).items() if k not in ("samples", "history")}
+        return Incident(**fields, sample_mentions=list(self.samples), history=list(self.history))
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,7 @@ def _decision(
         samples=tuple(incident.samples),
         peak_negative=incident.peak_negative,
         total_negative=incident.total_negative,
+        history=history_points(state.recent, effective_dispersion(state.baseline, config), config),
     )
 
 
@@ -562,6 +565,29 @@ def judge(
         state, decisions = step(state, bucket, config)
         verdicts.append(BucketVerdict(bucket, own, dispersion, decisions))
     return state, verdicts
+
+
+def history_points(
+    recent: list[RecentBucket], dispersion: float, config: DetectorConfig, most: int = HISTORY_POINTS
+) -> tuple[HistoryPoint, ...]:
+    """The brand's recent buckets merged into at most ``most`` intervals, with each interval's normal range."""
+    group = max(1, math.ceil(len(recent) / most))
+    points = []
+    for first in range(0, len(recent), group):
+        chunk = recent[first : first + group]
+        expected = sum(b.expected_negative for b in chunk)
+        low, high = expected_band(expected, dispersion)
+        points.append(
+            HistoryPoint(
+                start=chunk[0].start,
+                total=sum(b.total for b in chunk),
+                negative=sum(b.negative for b in chunk),
+                expected_negative=round(expected, 3),
+                normal_low=low,
+                normal_high=high,
+            )
+        )
+    return tuple(points)
 
 
 def expected_band(expected: float, dispersion: float, coverage: float = 0.95) -> tuple[int, int]:
