@@ -29,6 +29,7 @@ class SlackStub:
     port: int = field(default_factory=free_port)
     calls: list[SlackCall] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
+    down_until: float = 0.0
     failures: list[tuple[int, dict[str, str], str | None]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -37,6 +38,10 @@ class SlackStub:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/"
+
+    def outage(self, seconds: float) -> None:
+        """Answer every call with 503 for ``seconds`` from now."""
+        self.down_until = time.monotonic() + seconds
 
     def fail_next(
         self, status: int, times: int = 1, headers: dict[str, str] | None = None, method: str | None = None
@@ -54,6 +59,8 @@ class SlackStub:
                 if isinstance(payload.get(key), str):
                     payload[key] = json.loads(payload[key])
         payload = {**request.query, **payload}
+        if time.monotonic() < self.down_until:
+            return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
         failure = next((f for f in self.failures if f[2] in (None, method)), None)
         if failure is not None:
             self.failures.remove(failure)

@@ -168,7 +168,9 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
     return app
 
 
-async def deliver_with_retry(notifier: Notifier, incident: Incident, thread: str | None) -> str | None:
+async def deliver_with_retry(
+    notifier: Notifier, incident: Incident, thread: str | None, max_backoff_s: float = MAX_BACKOFF_S
+) -> str | None:
     """Deliver, retrying with capped exponential backoff until it succeeds: an alert is never dropped."""
     backoff = 1.0
     while True:
@@ -187,7 +189,7 @@ async def deliver_with_retry(notifier: Notifier, incident: Incident, thread: str
                 },
             )
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            backoff = min(backoff * 2, max_backoff_s)
             continue
         metrics.DELIVERIES.labels(notifier.channel, "delivered").inc()
         metrics.DELIVERY_SECONDS.labels(notifier.channel).observe(asyncio.get_running_loop().time() - started)

@@ -11,6 +11,8 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -19,11 +21,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
-from slack_sdk.models.blocks import Block
+from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from crisiswatch.contracts.schemas import Incident, IncidentEventType
+from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
 from .charts import incident_chart
 from .compose import compose_blocks, headline
@@ -78,33 +80,67 @@ class ConsoleNotifier:
         return thread or incident.incident_id
 
 
+@dataclass(frozen=True)
+class Routes:
+    """Which channel an incident opens in: its brand's, else its severity's, else the default; who critical pages."""
+
+    default: str
+    by_brand: Mapping[str, str] = field(default_factory=dict)
+    by_severity: Mapping[Severity, str] = field(default_factory=dict)
+    critical_mention: str | None = None
+
+    def channel_for(self, incident: Incident) -> str:
+        """The channel for the incident's opening (later events follow its thread there)."""
+        return self.by_brand.get(incident.brand) or self.by_severity.get(incident.severity) or self.default
+
+    def mention_for(self, incident: Incident) -> str | None:
+        """The mention that pages people, for critical openings and escalations to critical."""
+        paging = incident.severity is Severity.CRITICAL and incident.event is not IncidentEventType.RESOLVED
+        return self.critical_mention if paging else None
+
+
 class SlackBotNotifier:
-    """Posts the opening alert to a channel, then keeps the incident in that message's thread."""
+    """Posts the opening alert to its routed channel, then keeps the incident in that message's thread.
+
+    The thread id it returns is ``channel:ts``, so later events find the
+    thread even when routing would now pick another channel (an escalation to
+    critical stays in the thread it started in, and pages there).
+    """
 
     channel = "slack"
 
-    def __init__(self, token: str, channel_id: str, api_url: str, templates: Templates | None = None) -> None:
-        self.channel_id = channel_id
+    def __init__(self, token: str, routes: Routes | str, api_url: str, templates: Templates | None = None) -> None:
+        self.routes = routes if isinstance(routes, Routes) else Routes(default=routes)
         self.templates = templates
         self.client = AsyncWebClient(token=token, base_url=api_url, retry_handlers=_retry_handlers(), timeout=10)
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """``chat.postMessage`` for a new incident; ``chat.update`` of the parent plus a thread reply afterwards."""
-        blocks = compose_blocks(incident, self.templates)
+        blocks: list[Block] = compose_blocks(incident, self.templates)
         text = headline(incident)
+        mention = self.routes.mention_for(incident)
+        if mention:
+            text = f"{mention} {text}"
+            blocks = [SectionBlock(text=MarkdownTextObject(text=f"{mention} critical incident")), *blocks]
         try:
             if thread is None or incident.event is IncidentEventType.OPENED:
-                response = await self.client.chat_postMessage(channel=self.channel_id, text=text, blocks=blocks)
-                thread = str(response["ts"])
+                channel = self.routes.channel_for(incident)
+                response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+                ts = str(response["ts"])
             else:
-                await self.client.chat_update(channel=self.channel_id, ts=thread, text=text, blocks=blocks)
-                await self.client.chat_postMessage(channel=self.channel_id, thread_ts=thread, text=text, blocks=blocks)
+                channel, ts = self._parse(thread)
+                await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+                await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text, blocks=blocks)
         except Exception as error:  # slack_sdk raises several unrelated types; callers retry on this one
             raise DeliveryError(f"Slack delivery failed: {type(error).__name__}: {error}") from error
-        await self._upload_chart(incident, thread)
-        return thread
+        await self._upload_chart(incident, channel, ts)
+        return f"{channel}:{ts}"
 
-    async def _upload_chart(self, incident: Incident, thread: str) -> None:
+    def _parse(self, thread: str) -> tuple[str, str]:
+        channel, _, ts = thread.rpartition(":")
+        return channel or self.routes.default, ts
+
+    async def _upload_chart(self, incident: Incident, channel: str, thread: str) -> None:
         """Attach the chart to the incident's thread.
 
         The alert itself is already delivered, so nothing here may fail the
@@ -118,7 +154,7 @@ class SlackBotNotifier:
             if chart is None:
                 return
             await self.client.files_upload_v2(
-                channel=self.channel_id,
+                channel=channel,
                 thread_ts=thread,
                 file=chart,
                 filename=f"{incident.incident_id}-r{incident.revision}.png",
@@ -155,7 +191,8 @@ class SlackWebhookNotifier:
 def make_notifier(slack: SlackSettings, alerts_file: Path, templates: Templates | None = None) -> Notifier:
     """The notifier the settings ask for, drafting replies from ``templates`` (the built-in file when None)."""
     if slack.mode == "bot" and slack.bot_token and slack.channel:
-        return SlackBotNotifier(slack.bot_token.get_secret_value(), slack.channel, slack.api_url, templates)
+        routes = Routes(slack.channel, slack.channel_by_brand, slack.channel_by_severity, slack.critical_mention)
+        return SlackBotNotifier(slack.bot_token.get_secret_value(), routes, slack.api_url, templates)
     if slack.mode == "webhook" and slack.webhook_url:
         return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), templates)
     return ConsoleNotifier(alerts_file, templates)

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crisiswatch.contracts.schemas import Severity
+
 from .detector import Sensitivity
 from .responses import DEFAULT_TEMPLATES_FILE
 
@@ -35,7 +37,10 @@ class SlackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLACK_", frozen=True, extra="ignore")
 
     bot_token: SecretStr | None = None
-    channel: str | None = None
+    channel: str | None = Field(default=None, description="default channel id")
+    channel_by_brand: dict[str, str] = Field(default_factory=dict, description='JSON {"brand-id": "C0..."}')
+    channel_by_severity: dict[Severity, str] = Field(default_factory=dict, description='JSON {"critical": "C0..."}')
+    critical_mention: str | None = Field(default=None, description='who critical alerts page, e.g. "<!subteam^S0123>"')
     webhook_url: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
 
