@@ -9,10 +9,11 @@ applies, as it would live.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def replay(
     states: dict[str, DetectorState] = {}
     replays: dict[str, BrandReplay] = {}
 
-    def advance(brand: str, now: Any = None) -> None:
+    def advance(brand: str, now: datetime | None = None) -> None:
         closed = close_ready(buckets[brand], config.bucket, lateness, now=now)
         if closed:
             states[brand], verdicts = judge(states[brand], closed, config)
@@ -171,10 +172,10 @@ def incidents_json(replays: Mapping[str, BrandReplay]) -> str:
 
 def bucket_rows(replays: Mapping[str, BrandReplay]) -> Iterator[dict[str, Any]]:
     """One row per brand and bucket: counts, expectation, surprise (for CSV export)."""
-    for replay_ in replays.values():
-        for verdict in replay_.verdicts:
+    for brand_replay in replays.values():
+        for verdict in brand_replay.verdicts:
             yield {
-                "brand": replay_.brand,
+                "brand": brand_replay.brand,
                 "start": verdict.bucket.start.isoformat(),
                 "total": verdict.bucket.total,
                 "negative": verdict.bucket.negative,
@@ -190,9 +191,7 @@ def write_outputs(
     replays: Mapping[str, BrandReplay], config: DetectorConfig, directory: Path, title: str, facts: Mapping[str, str]
 ) -> dict[str, Path]:
     """Write ``incidents.json``, ``buckets.csv`` and ``report.html`` into ``directory``; returns their paths."""
-    import csv
-
-    from .report import render_html
+    from .report import render_html  # the report module builds on this one
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = {name: directory / name for name in ("incidents.json", "buckets.csv", "report.html")}
