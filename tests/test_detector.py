@@ -167,3 +167,10 @@ def test_a_slow_rise_in_a_quiet_brand_is_not_learned_as_its_daily_rhythm() -> No
     state, events = _run(_buckets(negatives, [n + 5 for n in negatives]))
     assert [e.event for e in events][:1] == [IncidentEventType.OPENED]
     assert state.baseline.daily[_buckets(negatives)[-1].start.hour] < 1.2
+
+
+def test_windows_longer_than_the_resolve_window_still_resolve() -> None:
+    config = DetectorConfig(bucket=timedelta(minutes=5), confirm_buckets=4)
+    calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
+    _, events = _run(_buckets([*calm, 12, 15, 20, 18, 16, *[1, 0, 1, 1, 0, 2] * 3]), config)
+    assert [e.event for e in events] == [IncidentEventType.OPENED, IncidentEventType.RESOLVED]

@@ -300,10 +300,10 @@ def scan(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]
     error shared by all its buckets. The surprise is corrected for the number
     of windows tried.
     """
-    correction = math.log10(len(lengths))
     best = WindowScore(1, 0, 0.0, 0.0)
-    if not recent:
+    if not recent or not lengths:
         return best
+    correction = math.log10(len(lengths))
     last, first = recent[-1], recent[0]
     for n in lengths:
         if n > len(recent):
@@ -533,7 +533,8 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     incident.total_negative += bucket.negative
     incident.peak_negative = max(incident.peak_negative, bucket.negative)
     incident.samples = _merge_samples(incident.samples, bucket.samples)
-    short = scan(state.recent, dispersion, tuple(n for n in lengths if n <= config.buckets(config.resolve_window)))
+    resolve_lengths = tuple(n for n in lengths if n <= config.buckets(config.resolve_window)) or lengths[:1]
+    short = scan(state.recent, dispersion, resolve_lengths)
     if short.surprise < config.scaled(config.resolve_surprise):
         incident.quiet_buckets += 1
     else:
