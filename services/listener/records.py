@@ -124,7 +124,10 @@ def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise RejectedInput(f"created_at {value!r} is not a time this side of year 1 or 9999") from None
     if isinstance(value, str) and value.strip():
         text = value.strip().replace("Z", "+00:00")
         try:
@@ -135,7 +138,10 @@ def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
             except ValueError:
                 raise RejectedInput(f"created_at {value[:40]!r} is not an ISO-8601 time or epoch seconds") from None
         local = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone_for(timezone))
-        return local.astimezone(UTC)
+        try:
+            return local.astimezone(UTC)
+        except OverflowError:
+            raise RejectedInput(f"created_at {value[:40]!r} falls outside the calendar in UTC") from None
     raise RejectedInput("created_at is missing")
 
 
