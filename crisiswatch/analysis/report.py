@@ -18,6 +18,7 @@ import matplotlib.dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from crisiswatch.alerter.charts import SEVERITY_COLOURS
 from crisiswatch.alerter.detector import BucketVerdict, DetectorConfig, expected_band
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
@@ -26,7 +27,6 @@ from .compare import KnownIncident, RunResult, incident_spans
 
 Span = tuple[datetime, datetime]
 MAX_POINTS = 400
-SEVERITY_COLOURS = {"watch": "#f2c94c", "warning": "#f2994a", "critical": "#eb5757"}
 
 
 @dataclass(frozen=True)
