@@ -164,3 +164,11 @@ def _gauge(text: str, name: str, labels: dict[str, str]) -> float | None:
         if dict(re.findall(r'(\w+)="([^"]*)"', match.group(1))) == labels:
             return float(match.group(2))
     return None
+
+
+def test_the_slack_token_never_reaches_logs_metrics_or_recorded_alerts(crisis_run: Pipeline) -> None:
+    token = crisis_run.env["SLACK_BOT_TOKEN"]
+    written = [path.read_text(errors="replace") for path in crisis_run.workdir.rglob("*") if path.is_file()]
+    exposed = [crisis_run.metrics(service) for service in ("classifier", "alerter")]
+    assert written, "the services wrote logs"
+    assert not [text for text in [*written, *exposed] if token in text]
