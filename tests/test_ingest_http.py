@@ -17,10 +17,10 @@ pytestmark = pytest.mark.pipeline
 TOKEN = "s3cret-ingest-token"
 
 
-@pytest.fixture(scope="module")
-def ingest(pipeline_factory) -> tuple[Pipeline, str]:
+def _serve(pipeline_factory, **settings: str) -> tuple[Pipeline, str]:
     port = free_port()
-    pipeline: Pipeline = pipeline_factory({"LISTENER_INGEST_PORT": str(port), "LISTENER_INGEST_TOKEN": TOKEN})
+    env = {"LISTENER_INGEST_PORT": str(port), "LISTENER_INGEST_TOKEN": TOKEN, **settings}
+    pipeline: Pipeline = pipeline_factory(env)
     pipeline.start("listener", "serve")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -31,6 +31,11 @@ def ingest(pipeline_factory) -> tuple[Pipeline, str]:
         except OSError:
             time.sleep(0.2)
     return pipeline, url
+
+
+@pytest.fixture(scope="module")
+def ingest(pipeline_factory) -> tuple[Pipeline, str]:
+    return _serve(pipeline_factory)
 
 
 def _post(url: str, body: bytes, token: str | None = TOKEN) -> tuple[int, dict]:
@@ -79,3 +84,18 @@ def test_ingest_metrics_count_outcomes(ingest: tuple[Pipeline, str]) -> None:
     text = pipeline.metrics("listener")
     assert 'crisiswatch_listener_mentions_total{outcome="accepted",source="http"}' in text
     assert "crisiswatch_listener_ingest_request_seconds_bucket" in text
+
+
+def test_a_client_over_its_record_rate_is_refused_whole_and_told_when_to_retry(pipeline_factory) -> None:
+    pipeline, url = _serve(pipeline_factory, LISTENER_RATE_LIMIT_PER_S="2", LISTENER_RATE_BURST="10")
+    batch = [{"id": f"r{i}", "text": "Acme Air delayed again", "created_at": "2026-03-02T10:00:00Z"} for i in range(10)]
+    assert _post(url, json.dumps(batch).encode())[0] == 202
+    request = urllib.request.Request(f"{url}/v1/mentions", data=json.dumps(batch[:4]).encode(), method="POST")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 429
+    assert int(refused.value.headers["Retry-After"]) >= 1
+    assert "rate limit" in json.loads(refused.value.read())["error"]
+    raw = pipeline.read(pipeline.topics.raw, timeout=30)
+    assert len(raw) == 10, "the refused batch ingested nothing"

@@ -7,6 +7,7 @@ import pytest
 
 from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
 from crisiswatch.listener.dedup import RecentIds
+from crisiswatch.listener.ratelimit import TokenBuckets
 from crisiswatch.listener.records import FieldMapping, RejectedInput, decode_json_object, to_mentions
 from crisiswatch.listener.scenario import demo_scenario, generate
 from crisiswatch.listener.service import reason_code
@@ -129,3 +130,16 @@ def test_the_scenario_is_deterministic_and_its_crisis_is_negative() -> None:
     during = [r for r in first if r["brand"] == crisis.brand and r["truth"].get("crisis")]
     assert len(during) > 200
     assert min(datetime.fromisoformat(r["created_at"]) for r in during) >= crisis.onset
+
+
+def test_token_buckets_grant_bursts_refuse_whole_batches_and_forget_old_clients() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=10, burst=20, clock=lambda: now[0], max_clients=2)
+    assert buckets.take("a", 20) == 0.0
+    assert buckets.take("a", 5) == 0.5, "5 records at 10/s after an empty bucket: half a second"
+    now[0] = 0.5
+    assert buckets.take("a", 5) == 0.0
+    assert buckets.take("b", 50) == 0.0, "a batch larger than the burst passes on a full bucket"
+    assert buckets.take("b", 1) == 0.1
+    buckets.take("c", 1)
+    assert list(buckets.levels) == ["b", "c"], "the least recently seen client is forgotten"

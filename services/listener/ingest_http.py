@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from . import metrics
+from .ratelimit import TokenBuckets
 from .service import Listener, Outcome
 
 OPENAPI = {
@@ -42,6 +44,7 @@ OPENAPI = {
                     "400": {"description": "The body is not a JSON batch"},
                     "401": {"description": "Missing or wrong bearer token"},
                     "413": {"description": "Body or batch too large"},
+                    "429": {"description": "Over the client's record rate; nothing ingested; retry after Retry-After"},
                 },
             }
         },
@@ -57,8 +60,15 @@ def _problem(status: int, detail: str) -> web.Response:
     return web.json_response({"error": detail}, status=status)
 
 
-def build_app(listener: Listener, token: str | None, max_body_bytes: int, max_batch: int) -> web.Application:
-    """The ingest web application; every record is accepted or dead-lettered with its reason."""
+def build_app(
+    listener: Listener, token: str | None, max_body_bytes: int, max_batch: int, limits: TokenBuckets | None = None
+) -> web.Application:
+    """The ingest web application; every record is accepted or dead-lettered with its reason.
+
+    With ``limits``, each client address gets its own record budget; a batch
+    over budget is refused whole with 429 and ``Retry-After``, so nothing of it
+    was ingested and the client can send it again.
+    """
 
     @web.middleware
     async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -92,6 +102,10 @@ def build_app(listener: Listener, token: str | None, max_body_bytes: int, max_ba
             return _problem(400, "expected a JSON array of mentions or an object with a 'mentions' array")
         if len(batch) > max_batch:
             return _problem(413, f"batch has {len(batch)} mentions; the limit is {max_batch}")
+        if limits is not None and (wait := limits.take(request.remote or "unknown", len(batch))):
+            response = _problem(429, f"rate limit of {limits.rate:g} records/s exceeded; retry in {wait:g} s")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         counts = {outcome.value: 0 for outcome in Outcome}
         rejected: list[dict[str, object]] = []
         for index, item in enumerate(batch):

@@ -21,6 +21,7 @@ from crisiswatch.contracts.topics import Topics
 from .brands import BrandCatalog
 from .dedup import RecentIds
 from .ingest_http import build_app
+from .ratelimit import TokenBuckets
 from .records import DEFAULT_MAPPING, FieldMapping
 from .scenario import demo_scenario, generate
 from .service import Listener, Outcome
@@ -93,7 +94,8 @@ def serve() -> None:
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     if token is None:
         log.warning("LISTENER_INGEST_TOKEN is not set: the ingest endpoint accepts unauthenticated requests")
-    app = build_app(listener, token, settings.max_body_bytes, settings.max_batch)
+    limits = TokenBuckets(settings.rate_limit_per_s, settings.rate_burst) if settings.rate_limit_per_s else None
+    app = build_app(listener, token, settings.max_body_bytes, settings.max_batch, limits)
 
     async def flush_on_shutdown(_: web.Application) -> None:
         listener.flush()
