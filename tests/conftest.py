@@ -12,13 +12,15 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 
 from crisiswatch.broker import EmbeddedBroker, free_port
 from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics
+from crisiswatch.contracts.schemas import ScoredMention, SentimentScores
 from crisiswatch.contracts.topics import Topics
 
 from .slack_stub import SlackStub
@@ -142,6 +144,62 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def scored_traffic(
+    brand: str, start: datetime, minutes: int, per_minute: int, negative_every: int, tag: str
+) -> list[ScoredMention]:
+    """Already-scored mentions of ``brand``, ``per_minute`` a minute from ``start``; every n-th one negative."""
+    mentions = []
+    for minute in range(minutes):
+        for i in range(per_minute):
+            negative = (minute * per_minute + i) % negative_every == 0
+            label = "negative" if negative else "neutral"
+            scores = (
+                SentimentScores(negative=0.9, neutral=0.05, positive=0.05)
+                if negative
+                else SentimentScores(negative=0.05, neutral=0.9, positive=0.05)
+            )
+            text = f"{brand} app crashed again, card payments fail" if negative else f"using {brand} today"
+            mentions.append(
+                ScoredMention(
+                    id=f"{tag}-{minute}-{i}",
+                    source="test",
+                    brand=brand,
+                    text=text,
+                    author_handle=f"user{i}",
+                    author_followers=100 * (i + 1),
+                    created_at=start + timedelta(minutes=minute, seconds=60 * i / per_minute),
+                    label=label,
+                    scores=scores,
+                    model="test-labels",
+                )
+            )
+    return mentions
+
+
+def storm_then_calm(brand: str, calm_minutes: int = 150, storm_minutes: int = 10) -> tuple[list, list]:
+    """A calm brand long enough to warm the detector up, then a storm of complaints ending now; and the calm after.
+
+    Returns (calm + storm, quiet afterwards): the first opens an incident, the
+    second lets it resolve.
+    """
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    storm_start = now - timedelta(minutes=storm_minutes)
+    calm_start = storm_start - timedelta(minutes=calm_minutes)
+    before = scored_traffic(brand, calm_start, calm_minutes, 3, 5, "calm")
+    storm = scored_traffic(brand, storm_start, storm_minutes, 20, 1, "storm")
+    after = scored_traffic(brand, now, 25, 3, 5, "after")
+    return [*before, *storm], after
+
+
+def produce(pipeline: Pipeline, topic: str, mentions: list[ScoredMention]) -> None:
+    """Write mentions to ``topic`` keyed by brand, as the services do."""
+    producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
+    for mention in mentions:
+        producer.send(topic, key=mention.brand.encode(), value=mention.to_bytes())
+    producer.flush()
+    producer.close()
 
 
 @pytest.fixture(scope="module")

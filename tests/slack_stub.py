@@ -1,4 +1,9 @@
-"""A local HTTP server that speaks the Slack Web API methods the alerter calls."""
+"""A local HTTP server that speaks the Slack Web API methods the alerter calls, and Socket Mode.
+
+``apps.connections.open`` hands out a WebSocket URL on this server; once the
+alerter connects, :meth:`SlackStub.press` sends it an ``interactive`` envelope
+the way Slack does, and the acknowledgements come back into ``acks``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +37,8 @@ class SlackStub:
     uploads: dict[str, bytes] = field(default_factory=dict)
     down_until: float = 0.0
     failures: list[tuple[int, dict[str, str], str | None]] = field(default_factory=list)
+    acks: list[str] = field(default_factory=list)
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
     _counter: int = 0
@@ -69,6 +77,10 @@ class SlackStub:
         self._counter += 1
         ts = payload.get("ts") or f"{time.time():.6f}{self._counter}"
         self.calls.append(SlackCall(method, request.headers.get("Authorization"), payload, ts))
+        if method == "apps.connections.open":
+            return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket-mode"})
+        if method == "chat.postEphemeral":
+            return web.json_response({"ok": True, "message_ts": ts})
         if method == "files.getUploadURLExternal":
             file_id = f"F{self._counter:06d}"
             upload_url = f"http://127.0.0.1:{self.port}/upload/{file_id}"
@@ -93,6 +105,40 @@ class SlackStub:
                 done.append((call.payload, self.uploads.get(entry["id"], b"")))
         return done
 
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """A Socket Mode connection: hello first, then envelopes out and acknowledgements in."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self.sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0STUB"}})
+        async for message in socket:
+            if message.type == web.WSMsgType.TEXT:
+                envelope_id = json.loads(message.data).get("envelope_id")
+                if envelope_id:
+                    self.acks.append(envelope_id)
+        self.sockets.remove(socket)
+        return socket
+
+    def press(self, payload: dict[str, Any], envelope_id: str | None = None, retry_attempt: int = 0) -> str:
+        """Send an ``interactive`` envelope carrying ``payload`` to every connected client; returns its id."""
+        envelope_id = envelope_id or str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": "interactive",
+            "accepts_response_payload": False,
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+            "payload": payload,
+        }
+
+        async def send() -> None:
+            for socket in list(self.sockets):
+                await socket.send_json(envelope)
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
+        return envelope_id
+
     def start(self) -> SlackStub:
         ready = threading.Event()
 
@@ -101,6 +147,7 @@ class SlackStub:
             app = web.Application()
             app.router.add_post("/api/{method}", self._handle)
             app.router.add_post("/upload/{file_id}", self._upload)
+            app.router.add_get("/socket-mode", self._socket)
             self._runner = web.AppRunner(app)
             self._loop.run_until_complete(self._runner.setup())
             self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())

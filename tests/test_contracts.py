@@ -47,6 +47,7 @@ def test_topic_prefix_namespaces_every_topic() -> None:
         "replay.mentions.raw",
         "replay.mentions.scored",
         "replay.crisis.alerts",
+        "replay.crisis.actions",
         "replay.mentions.dlq",
     )
     assert Topics().scored == "mentions.scored"

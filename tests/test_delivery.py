@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from crisiswatch.alerter.app import deliver_with_retry
 from crisiswatch.alerter.charts import incident_chart
-from crisiswatch.alerter.delivery import Routes, SlackBotNotifier
+from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
 from crisiswatch.contracts.schemas import HistoryPoint, Incident, IncidentEventType, Severity
 
 from .slack_stub import SlackStub
@@ -50,7 +50,7 @@ def _incident(event: IncidentEventType = IncidentEventType.OPENED, revision: int
 
 
 def test_an_opening_alert_is_posted_and_its_chart_lands_in_its_thread(slack: SlackStub) -> None:
-    notifier = SlackBotNotifier("xoxb-test", "C0ALERTS", slack.api_url)
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
     channel, _, thread = asyncio.run(notifier.deliver(_incident(), None)).partition(":")
     post = next(c for c in slack.messages() if c.ts == thread)
     assert channel == "C0ALERTS"
@@ -62,7 +62,7 @@ def test_an_opening_alert_is_posted_and_its_chart_lands_in_its_thread(slack: Sla
 
 
 def test_a_failed_chart_upload_neither_fails_nor_repeats_the_delivered_alert(slack: SlackStub) -> None:
-    notifier = SlackBotNotifier("xoxb-test", "C0ALERTS", slack.api_url)
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
     slack.fail_next(400, method="files.getUploadURLExternal")
     posts_before = len(slack.messages())
     thread = asyncio.run(notifier.deliver(_incident(), None)).partition(":")[2]
@@ -78,7 +78,7 @@ def test_the_resolution_goes_to_the_thread_without_a_chart_and_events_without_hi
 
 
 def test_an_escalation_updates_the_parent_and_replies_in_the_thread(slack: SlackStub) -> None:
-    notifier = SlackBotNotifier("xoxb-test", "C0ALERTS", slack.api_url)
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
     opened = asyncio.run(notifier.deliver(_incident(), None))
     again = asyncio.run(notifier.deliver(_incident(IncidentEventType.ESCALATED, revision=2), opened))
     resolved = asyncio.run(notifier.deliver(_incident(IncidentEventType.RESOLVED, revision=3), opened))
@@ -105,7 +105,7 @@ def test_routing_picks_the_brand_channel_then_severity_and_later_events_stay_in_
     assert routes.mention_for(warning) is None
     assert routes.mention_for(_incident(IncidentEventType.RESOLVED)) is None
 
-    notifier = SlackBotNotifier("xoxb-test", routes, slack.api_url)
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), routes)
     opened = asyncio.run(notifier.deliver(warning, None))
     assert opened.startswith("C0ALL:")
     escalated = asyncio.run(notifier.deliver(_incident(IncidentEventType.ESCALATED, revision=2), opened))
@@ -117,7 +117,7 @@ def test_routing_picks_the_brand_channel_then_severity_and_later_events_stay_in_
 
 
 def test_rate_limits_and_server_errors_are_retried_and_the_alert_posted_once(slack: SlackStub) -> None:
-    notifier = SlackBotNotifier("xoxb-test", "C0RETRY", slack.api_url)
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0RETRY")
     slack.fail_next(429, headers={"Retry-After": "1"}, method="chat.postMessage")
     slack.fail_next(503, method="chat.postMessage")
     asyncio.run(notifier.deliver(_incident().model_copy(update={"incident_id": "retry-1"}), None))
@@ -126,7 +126,7 @@ def test_rate_limits_and_server_errors_are_retried_and_the_alert_posted_once(sla
 
 
 def test_a_two_minute_slack_outage_delays_the_alert_and_it_is_then_posted_once(slack: SlackStub) -> None:
-    notifier = SlackBotNotifier("xoxb-test", "C0OUTAGE", slack.api_url)
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0OUTAGE")
     incident = _incident().model_copy(update={"incident_id": "outage-1"})
     slack.outage(120)
     started = time.monotonic()

@@ -11,7 +11,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 SCHEMA_VERSION = 1
 MAX_TEXT_CHARS = 10_000
@@ -25,6 +25,8 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+SlackUserId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+"""A Slack user id (``U0123ABCD``); the pattern keeps anything but an id out of ``<@...>`` mentions."""
 
 
 def utc_now() -> datetime:
@@ -149,7 +151,15 @@ class IncidentEventType(enum.StrEnum):
     OPENED = "opened"
     UPDATED = "updated"
     ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    ASSIGNED = "assigned"
+    SNOOZED = "snoozed"
     RESOLVED = "resolved"
+
+    @property
+    def by_person(self) -> bool:
+        """Whether a person's action in Slack, not the detector, produced the event."""
+        return self in (IncidentEventType.ACKNOWLEDGED, IncidentEventType.ASSIGNED, IncidentEventType.SNOOZED)
 
 
 class SampleMention(BaseModel):
@@ -206,12 +216,46 @@ class Incident(WireModel):
     history: list[HistoryPoint] = Field(
         default_factory=list, max_length=120, description="the brand's last hours, for the alert's chart"
     )
+    acknowledged_by: SlackUserId | None = Field(default=None, description="who acknowledged it")
+    assignee: SlackUserId | None = Field(default=None, description="who owns it")
+    snoozed_until: UtcDatetime | None = Field(default=None, description="escalations until then update quietly")
+    acted_by: SlackUserId | None = Field(default=None, description="whose action produced this event, if a person's")
     emitted_at: UtcDatetime = Field(default_factory=utc_now)
+
+    def snoozed_at(self, moment: datetime) -> bool:
+        """Whether the team asked not to be disturbed about this incident at ``moment``."""
+        return self.snoozed_until is not None and moment < self.snoozed_until
 
     @property
     def idempotency_key(self) -> str:
         """Unique per delivered event: re-delivery of the same key must be a no-op."""
         return f"{self.incident_id}:{self.revision}"
+
+
+class ActionKind(enum.StrEnum):
+    """What a person can do to an open incident from its Slack message."""
+
+    ACKNOWLEDGE = "acknowledge"
+    ASSIGN = "assign"
+    SNOOZE = "snooze"
+    RESOLVE = "resolve"
+
+
+class IncidentAction(WireModel):
+    """A person's button press on an incident, on its way to the detector that owns the incident's state.
+
+    Keyed by brand on ``crisis.actions`` so it reaches the partition that holds
+    the brand's state. Applying the same action twice changes nothing.
+    """
+
+    incident_id: str = Field(min_length=1, max_length=256)
+    brand: str = Field(min_length=1, max_length=64)
+    kind: ActionKind
+    user_id: SlackUserId
+    user_name: str = Field(default="", max_length=128)
+    acted_at: UtcDatetime
+    snooze_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    channel: str | None = Field(default=None, max_length=64, description="where the button was pressed")
 
 
 DeadLetterStage = Literal["listener", "classifier", "alerter"]

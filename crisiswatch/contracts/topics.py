@@ -7,12 +7,13 @@ from dataclasses import dataclass
 RAW = "mentions.raw"
 SCORED = "mentions.scored"
 ALERTS = "crisis.alerts"
+ACTIONS = "crisis.actions"
 DLQ = "mentions.dlq"
 
 
 @dataclass(frozen=True)
 class Topics:
-    """The four topics of one pipeline namespace (``prefix`` is prepended verbatim, e.g. ``replay.``)."""
+    """The five topics of one pipeline namespace (``prefix`` is prepended verbatim, e.g. ``replay.``)."""
 
     prefix: str = ""
 
@@ -32,6 +33,11 @@ class Topics:
         return self.prefix + ALERTS
 
     @property
+    def actions(self) -> str:
+        """What people did to incidents in Slack (acknowledge, assign, snooze, resolve), keyed by brand."""
+        return self.prefix + ACTIONS
+
+    @property
     def dlq(self) -> str:
         """Rejected input with the reason."""
         return self.prefix + DLQ
@@ -42,4 +48,4 @@ class Topics:
 
     def all(self) -> tuple[str, ...]:
         """Every topic of the namespace."""
-        return (self.raw, self.scored, self.alerts, self.dlq)
+        return (self.raw, self.scored, self.alerts, self.actions, self.dlq)

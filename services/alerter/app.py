@@ -1,8 +1,9 @@
 """The faust-streaming app: count, detect, record incidents, deliver them.
 
-Two agents. ``detect`` reads ``mentions.scored`` (keyed by brand, so a brand's
-state lives in one partition), keeps buckets and detector state in
-changelogged tables and writes incident events to ``crisis.alerts``. ``notify``
+Two agents. ``detect`` reads ``mentions.scored`` and ``crisis.actions`` (both
+keyed by brand and partitioned alike, so a brand's state lives in one
+partition and one agent is its only writer), keeps buckets and detector state
+in changelogged tables and writes incident events to ``crisis.alerts``. ``notify``
 reads ``crisis.alerts`` and delivers each ``(incident_id, revision)`` once,
 remembering what it delivered in a changelogged table so a restart neither
 forgets an open incident nor sends an alert twice. No model runs here: the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,24 +23,36 @@ from pydantic import ValidationError
 
 from crisiswatch.contracts.kafka import KafkaSettings
 from crisiswatch.contracts.metrics import BoundedLabel, set_consumer_lag
-from crisiswatch.contracts.schemas import DeadLetter, Incident, ScoredMention, utc_now
+from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentAction, ScoredMention, utc_now
 from crisiswatch.contracts.topics import Topics
 
 from . import metrics
 from .delivery import DeliveryError, Notifier
-from .detector import DetectorConfig, DetectorState, judge
+from .detector import Decision, DetectorConfig, DetectorState, apply_action, judge
+from .interactivity import Publish, Reject, SlackInteractivity
 from .settings import AlerterSettings
 from .windows import AddResult, BrandBuckets, add_mention, close_ready
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
+PUBLISH_TIMEOUT_S = 2.5
+
+Interactivity = Callable[[Publish, Reject], SlackInteractivity]
 
 
-def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifier, partitions: int = 1) -> faust.App:
+def build_app(
+    settings: AlerterSettings,
+    kafka: KafkaSettings,
+    notifier: Notifier,
+    partitions: int = 1,
+    interactivity: Interactivity | None = None,
+) -> faust.App:
     """Create the alerter app with its topics, tables and agents.
 
-    ``partitions`` must be the partition count of ``mentions.scored``: each table's
-    changelog is partitioned like its source, so a brand's state lives with its mentions.
+    ``partitions`` must be the partition count of ``mentions.scored`` (and of
+    ``crisis.actions``): each table's changelog is partitioned like its
+    source, so a brand's state lives with its mentions. ``interactivity``
+    builds the Socket Mode service that publishes button presses.
     """
     topics = Topics(kafka.topic_prefix)
     detector_config = DetectorConfig(
@@ -68,7 +82,8 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    scored_topic = app.topic(topics.scored, **raw_bytes)
+    sources = app.topic(topics.scored, topics.actions, **raw_bytes)
+    actions_topic = app.topic(topics.actions, **raw_bytes)
     alerts_topic = app.topic(topics.alerts, **raw_bytes)
     dlq_topic = app.topic(topics.dlq, **raw_bytes)
     json_table: dict[str, Any] = {
@@ -79,18 +94,60 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
     detector_table = app.Table("brand-detector", partitions=partitions, **json_table)
     deliveries_table = app.Table("deliveries", partitions=partitions, **json_table)
 
-    async def dead_letter(payload: bytes, reason: str) -> None:
-        letter = DeadLetter.for_payload("alerter", topics.scored, reason, payload)
+    async def dead_letter(payload: bytes, reason: str, source: str = topics.scored) -> None:
+        letter = DeadLetter.for_payload("alerter", source, reason, payload)
         await dlq_topic.send(value=letter.to_bytes())
-        metrics.MENTIONS.labels("rejected").inc()
 
-    @app.agent(scored_topic)
+    async def emit(brand: str, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            incident = decision.incident()
+            await alerts_topic.send(key=brand.encode(), value=incident.to_bytes())
+            metrics.INCIDENTS.labels(incident.event.value, incident.severity.value).inc()
+            log.info(
+                "incident event",
+                extra={
+                    "brand": brand,
+                    "event": incident.event.value,
+                    "incident": incident.incident_id,
+                    "revision": incident.revision,
+                    "severity": incident.severity.value,
+                },
+            )
+
+    def detector_state(brand: str) -> DetectorState:
+        stored = detector_table[brand]
+        return DetectorState.model_validate(stored) if stored else DetectorState.fresh(brand, detector_config)
+
+    async def act(value: bytes) -> None:
+        """Apply a person's action to the brand's incident; emits the event that updates the alert."""
+        try:
+            action = IncidentAction.model_validate_json(value)
+        except (ValidationError, ValueError) as error:
+            await dead_letter(value, f"not a valid IncidentAction: {str(error)[:300]}", topics.actions)
+            metrics.ACTIONS.labels("unknown", "rejected").inc()
+            return
+        state, outcome, decisions = apply_action(detector_state(action.brand), action, detector_config)
+        metrics.ACTIONS.labels(action.kind.value, outcome.value).inc()
+        log.info(
+            "incident action",
+            extra={"incident": action.incident_id, "action": action.kind.value, "outcome": outcome.value},
+        )
+        if decisions:
+            await emit(action.brand, decisions)
+            detector_table[action.brand] = state.model_dump(mode="json")
+
+    @app.agent(sources)
     async def detect(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
+        async for event in stream.events():
+            value = event.value or b""
+            if event.message.topic == topics.actions:
+                await act(value)
+                continue
             try:
                 mention = ScoredMention.model_validate_json(value)
             except (ValidationError, ValueError) as error:
-                await dead_letter(value or b"", f"not a valid ScoredMention: {str(error)[:300]}")
+                await dead_letter(value, f"not a valid ScoredMention: {str(error)[:300]}")
+                metrics.MENTIONS.labels("rejected").inc()
                 continue
             brand = mention.brand
             stored_buckets = buckets_table[brand]
@@ -101,32 +158,13 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
                 metrics.END_TO_END.observe(max(0.0, (utc_now() - mention.created_at).total_seconds()))
             closed = close_ready(brand_buckets, detector_config.bucket, lateness)
             if closed:
-                stored_state = detector_table[brand]
-                state = (
-                    DetectorState.model_validate(stored_state)
-                    if stored_state
-                    else DetectorState.fresh(brand, detector_config)
-                )
-                state, verdicts = judge(state, closed, detector_config)
+                state, verdicts = judge(detector_state(brand), closed, detector_config)
                 label = brand_label(brand)
                 for verdict in verdicts:
                     metrics.SURPRISE.labels(label).set(verdict.score.surprise)
                     metrics.NEGATIVE_RATE.labels(label).set(verdict.bucket.negative)
                     metrics.BUCKETS.labels(label).inc()
-                    for decision in verdict.decisions:
-                        incident = decision.incident()
-                        await alerts_topic.send(key=brand.encode(), value=incident.to_bytes())
-                        metrics.INCIDENTS.labels(incident.event.value, incident.severity.value).inc()
-                        log.info(
-                            "incident event",
-                            extra={
-                                "brand": brand,
-                                "event": incident.event.value,
-                                "incident": incident.incident_id,
-                                "revision": incident.revision,
-                                "severity": incident.severity.value,
-                            },
-                        )
+                    await emit(brand, verdict.decisions)
                 detector_table[brand] = state.model_dump(mode="json")
             if outcome is not AddResult.DUPLICATE or closed:
                 buckets_table[brand] = brand_buckets.model_dump(mode="json")
@@ -155,15 +193,26 @@ def build_app(settings: AlerterSettings, kafka: KafkaSettings, notifier: Notifie
 
         Best effort: during a rebalance the consumer may not know its partitions yet; the next tick retries.
         """
-        sources = {topics.scored, topics.alerts}
+        watched = {topics.scored, topics.actions, topics.alerts}
         try:
-            assigned = [tp for tp in app.consumer.assignment() if tp.topic in sources]
+            assigned = [tp for tp in app.consumer.assignment() if tp.topic in watched]
             ends = {tp: app.consumer.highwater(tp) for tp in assigned}
         except (RuntimeError, KeyError, AssertionError) as error:
             log.debug("consumer lag not available yet", extra={"error": str(error)})
             return
         positions = {tp: offset + 1 for tp, offset in app.monitor.tp_read_offsets.items() if tp in ends}
         set_consumer_lag("alerter", {tp: end for tp, end in ends.items() if end is not None}, positions)
+
+    if interactivity is not None:
+
+        async def publish(action: IncidentAction) -> None:
+            sent = await actions_topic.send(key=action.brand.encode(), value=action.to_bytes())
+            await asyncio.wait_for(asyncio.shield(sent), PUBLISH_TIMEOUT_S)
+
+        async def reject(reason: str, payload: bytes) -> None:
+            await dead_letter(payload, reason, "slack.socket_mode")
+
+        app.service(interactivity(publish, reject))
 
     return app
 

@@ -1,9 +1,18 @@
-"""Alert composition (pure): an incident event becomes Slack Block Kit blocks and a plain-text summary."""
+"""Alert composition (pure): an incident event becomes Slack Block Kit blocks and a plain-text summary.
+
+With ``interactive`` the alert carries the lifecycle buttons; their
+``action_id`` is ``crisiswatch:<action>`` and their value a :class:`ButtonValue`
+as JSON, which :mod:`.interactivity` reads back when someone presses one.
+"""
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -12,17 +21,42 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
+from crisiswatch.contracts.schemas import ActionKind, Incident, IncidentEventType, Severity
 
-from .responses import Templates, draft, drivers, load_templates
+from .responses import Drafts, Templates, draft, drivers, load_templates
+
+ACTION_PREFIX = "crisiswatch:"
+COPY_REPLY = "copy-reply"
+ACTIONS_BLOCK_ID = "crisiswatch-incident-actions"
+BUTTON_VALUE_CHARS = 2000
 
 _SEVERITY_ICON = {Severity.WATCH: ":eyes:", Severity.WARNING: ":warning:", Severity.CRITICAL: ":rotating_light:"}
 _STATE = {
     IncidentEventType.OPENED: "OPEN",
     IncidentEventType.UPDATED: "UPDATED",
     IncidentEventType.ESCALATED: "ESCALATED",
+    IncidentEventType.ACKNOWLEDGED: "ACKNOWLEDGED",
+    IncidentEventType.ASSIGNED: "ASSIGNED",
+    IncidentEventType.SNOOZED: "SNOOZED",
     IncidentEventType.RESOLVED: "RESOLVED",
 }
+_BUTTON_STYLE = {ActionKind.ACKNOWLEDGE: "primary", ActionKind.RESOLVE: "danger"}
+_BUTTONS = (
+    (ActionKind.ACKNOWLEDGE, "Acknowledge"),
+    (ActionKind.ASSIGN, "Assign to me"),
+    (ActionKind.SNOOZE, "Snooze 1h"),
+    (ActionKind.RESOLVE, "Resolve"),
+)
+
+
+class ButtonValue(BaseModel):
+    """What a lifecycle button carries: the incident it acts on and, for Copy reply, the reply itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    incident: str = Field(max_length=256)
+    brand: str = Field(max_length=64)
+    reply: str | None = Field(default=None, max_length=1500)
 
 
 def _escape(text: str) -> str:
@@ -32,8 +66,9 @@ def _escape(text: str) -> str:
 def headline(incident: Incident) -> str:
     """One line: brand, severity, state and the key numbers (also the notification text)."""
     if incident.event is IncidentEventType.RESOLVED:
+        how = f"resolved by <@{incident.acted_by}>" if incident.acted_by else "negative mentions back to normal"
         return (
-            f"RESOLVED {incident.brand}: negative mentions back to normal "
+            f"RESOLVED {incident.brand}: {how} "
             f"({incident.total_negative} negative in total, peak {incident.peak_negative} per bucket)"
         )
     return (
@@ -43,19 +78,102 @@ def headline(incident: Incident) -> str:
     )
 
 
-def compose_blocks(incident: Incident, templates: Templates | None = None) -> list[Block]:
-    """Block Kit blocks for the alert: what, how bad, why we think so, what drives it, evidence, drafted replies."""
+def action_note(incident: Incident) -> str:
+    """The thread line for a person's action on the incident (``<@U1> acknowledged the incident``)."""
+    who = f"<@{incident.acted_by}>" if incident.acted_by else "Someone"
+    brand = _escape(incident.brand)
+    if incident.event is IncidentEventType.ACKNOWLEDGED:
+        return f":eyes: {who} acknowledged the {brand} incident."
+    if incident.event is IncidentEventType.ASSIGNED:
+        return f":bust_in_silhouette: {who} took the {brand} incident."
+    if incident.event is IncidentEventType.SNOOZED and incident.snoozed_until:
+        return (
+            f":zzz: {who} snoozed the {brand} incident until {incident.snoozed_until:%H:%M} UTC: "
+            "escalations update the alert without a new message or page until then."
+        )
+    if incident.event is IncidentEventType.RESOLVED:
+        return f":white_check_mark: {who} resolved the {brand} incident."
+    return headline(incident)
+
+
+def status_line(incident: Incident) -> str | None:
+    """Who acknowledged, who owns it, until when it is snoozed; None while nobody has acted."""
+    parts = []
+    if incident.acknowledged_by:
+        parts.append(f":eyes: Acknowledged by <@{incident.acknowledged_by}>")
+    if incident.assignee:
+        parts.append(f":bust_in_silhouette: Assigned to <@{incident.assignee}>")
+    if incident.snoozed_until and incident.snoozed_at(incident.emitted_at):
+        parts.append(f":zzz: Snoozed until {incident.snoozed_until:%H:%M} UTC")
+    return " · ".join(parts) or None
+
+
+def lifecycle_buttons(incident: Incident, replies: tuple[str, ...]) -> ActionsBlock:
+    """Acknowledge, Assign to me, Snooze 1h, Resolve (confirmed first), and one Copy button per drafted reply."""
+    elements = []
+    for kind, label in _BUTTONS:
+        if kind is ActionKind.ACKNOWLEDGE and incident.acknowledged_by:
+            continue
+        confirm = None
+        if kind is ActionKind.RESOLVE:
+            confirm = ConfirmObject(
+                title="Resolve this incident?",
+                text=f"The detector stops tracking it and stays quiet about {incident.brand} for a while.",
+                confirm="Resolve",
+                deny="Keep open",
+            )
+        elements.append(
+            ButtonElement(
+                text=label,
+                action_id=ACTION_PREFIX + kind.value,
+                value=ButtonValue(incident=incident.incident_id, brand=incident.brand).model_dump_json(
+                    exclude_none=True
+                ),
+                style=_BUTTON_STYLE.get(kind),
+                confirm=confirm,
+            )
+        )
+    for number, reply in enumerate(replies, start=1):
+        value = ButtonValue(incident=incident.incident_id, brand=incident.brand, reply=reply[:1500])
+        elements.append(
+            ButtonElement(
+                text=f"Copy reply {number}",
+                action_id=f"{ACTION_PREFIX}{COPY_REPLY}-{number}",
+                value=value.model_dump_json()[:BUTTON_VALUE_CHARS],
+            )
+        )
+    return ActionsBlock(block_id=ACTIONS_BLOCK_ID, elements=elements)
+
+
+def compose_blocks(
+    incident: Incident,
+    templates: Templates | None = None,
+    *,
+    interactive: bool = False,
+    drafts: Drafts | None = None,
+) -> list[Block]:
+    """Block Kit blocks for the alert: what, how bad, why we think so, what drives it, evidence, drafted replies.
+
+    ``drafts`` replaces the template drafts (e.g. refined by a language model);
+    ``interactive`` adds the lifecycle buttons (bot mode with Socket Mode only:
+    elsewhere nobody would receive the presses).
+    """
     templates = templates or load_templates()
     icon = _SEVERITY_ICON[incident.severity]
     title = f"{incident.brand} · {incident.severity.value} · {_STATE[incident.event].lower()}"
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=title[:150], emoji=True))]
     if incident.event is IncidentEventType.RESOLVED:
         duration = incident.window_end - incident.opened_at
+        how = (
+            f"<@{incident.acted_by}> resolved the incident about *{_escape(incident.brand)}*. "
+            if incident.acted_by
+            else f"Negative talk about *{_escape(incident.brand)}* is back to normal. "
+        )
         blocks.append(
             SectionBlock(
                 text=MarkdownTextObject(
                     text=(
-                        f":white_check_mark: Negative talk about *{_escape(incident.brand)}* is back to normal. "
+                        f":white_check_mark: {how}"
                         f"Incident `{incident.incident_id}` lasted about {int(duration.total_seconds() // 60)} min, "
                         f"with {incident.total_negative} negative mentions (peak {incident.peak_negative} per bucket)."
                     )
@@ -85,6 +203,9 @@ def compose_blocks(incident: Incident, templates: Templates | None = None) -> li
         )
     )
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Why: {_escape(incident.rule)}"[:2000])]))
+    status = status_line(incident)
+    if status:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=status)]))
     found = drivers(incident, templates)
     if incident.sample_mentions:
         theme = found.theme.replace("_", " ")
@@ -103,7 +224,7 @@ def compose_blocks(incident: Incident, templates: Templates | None = None) -> li
             )
         blocks.append(SectionBlock(text=MarkdownTextObject(text=("*Top posts*\n" + "\n".join(lines))[:3000])))
     blocks.append(DividerBlock())
-    drafts = draft(incident, templates)
+    drafts = drafts or draft(incident, templates)
     for number, reply in enumerate(drafts.replies, start=1):
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*Suggested reply {number}*\n>{_escape(reply)}")))
     if drafts.status_update:
@@ -115,4 +236,6 @@ def compose_blocks(incident: Incident, templates: Templates | None = None) -> li
             elements=[MarkdownTextObject(text=f"Incident `{incident.incident_id}` · revision {incident.revision}")]
         )
     )
+    if interactive:
+        blocks.append(lifecycle_buttons(incident, drafts.replies))
     return blocks

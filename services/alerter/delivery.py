@@ -28,8 +28,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
 from .charts import incident_chart
-from .compose import compose_blocks, headline
-from .responses import Templates
+from .compose import action_note, compose_blocks, headline
+from .responses import Drafts, Templates
 from .settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,20 @@ class Notifier(Protocol):
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """Deliver the event; return the thread id to use for later events of the incident, if any."""
+
+
+class Drafter(Protocol):
+    """Something that drafts the public replies for an alert (e.g. a language model over the templates)."""
+
+    async def drafts(self, incident: Incident) -> Drafts:
+        """The replies and status update to show with the incident."""
+
+
+async def _drafts(incident: Incident, drafter: Drafter | None) -> Drafts | None:
+    """The drafter's replies for an alert that shows replies; None means the templates' own."""
+    if drafter is None or incident.event is IncidentEventType.RESOLVED:
+        return None
+    return await drafter.drafts(incident)
 
 
 def _retry_handlers() -> list[object]:
@@ -65,14 +79,16 @@ class ConsoleNotifier:
 
     channel = "console"
 
-    def __init__(self, alerts_file: Path, templates: Templates | None = None) -> None:
+    def __init__(self, alerts_file: Path, templates: Templates | None = None, drafter: Drafter | None = None) -> None:
         self.alerts_file = alerts_file
         self.templates = templates
+        self.drafter = drafter
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """Print and record the alert."""
         print(f"ALERT {headline(incident)}", file=sys.stdout, flush=True)
-        blocks = _blocks_json(compose_blocks(incident, self.templates))
+        drafts = await _drafts(incident, self.drafter)
+        blocks = _blocks_json(compose_blocks(incident, self.templates, drafts=drafts))
         record = {"incident": incident.model_dump(mode="json"), "blocks": blocks}
         self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
         with self.alerts_file.open("a", encoding="utf-8") as handle:
@@ -94,46 +110,71 @@ class Routes:
         return self.by_brand.get(incident.brand) or self.by_severity.get(incident.severity) or self.default
 
     def mention_for(self, incident: Incident) -> str | None:
-        """The mention that pages people, for critical openings and escalations to critical."""
-        paging = incident.severity is Severity.CRITICAL and incident.event is not IncidentEventType.RESOLVED
+        """The mention that pages people: critical openings and escalations to critical, unless snoozed."""
+        detected = incident.event in (IncidentEventType.OPENED, IncidentEventType.ESCALATED)
+        paging = detected and incident.severity is Severity.CRITICAL and not incident.snoozed_at(incident.emitted_at)
         return self.critical_mention if paging else None
+
+
+def bot_client(token: str, api_url: str) -> AsyncWebClient:
+    """A Web API client for the bot token with slack_sdk's retry handlers."""
+    return AsyncWebClient(token=token, base_url=api_url, retry_handlers=_retry_handlers(), timeout=10)
 
 
 class SlackBotNotifier:
     """Posts the opening alert to its routed channel, then keeps the incident in that message's thread.
 
-    The thread id it returns is ``channel:ts``, so later events find the
-    thread even when routing would now pick another channel (an escalation to
-    critical stays in the thread it started in, and pages there).
+    The parent message always shows the incident's latest state (``chat.update``),
+    with the lifecycle buttons when ``interactive``. The thread gets the full
+    alert on escalation and resolution, and one line for each person's action.
+    While the incident is snoozed, an escalation only updates the parent: no
+    thread reply, no page. The thread id it returns is ``channel:ts``, so later
+    events find the thread even when routing would now pick another channel.
     """
 
     channel = "slack"
 
-    def __init__(self, token: str, routes: Routes | str, api_url: str, templates: Templates | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        routes: Routes | str,
+        templates: Templates | None = None,
+        interactive: bool = False,
+        drafter: Drafter | None = None,
+    ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(default=routes)
         self.templates = templates
-        self.client = AsyncWebClient(token=token, base_url=api_url, retry_handlers=_retry_handlers(), timeout=10)
+        self.client = client
+        self.interactive = interactive
+        self.drafter = drafter
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """``chat.postMessage`` for a new incident; ``chat.update`` of the parent plus a thread reply afterwards."""
-        blocks: list[Block] = compose_blocks(incident, self.templates)
+        drafts = await _drafts(incident, self.drafter)
+        blocks: list[Block] = compose_blocks(incident, self.templates, drafts=drafts)
+        parent_blocks = compose_blocks(incident, self.templates, interactive=self.interactive, drafts=drafts)
         text = headline(incident)
         mention = self.routes.mention_for(incident)
         if mention:
             text = f"{mention} {text}"
-            blocks = [SectionBlock(text=MarkdownTextObject(text=f"{mention} critical incident")), *blocks]
+            paging = SectionBlock(text=MarkdownTextObject(text=f"{mention} critical incident"))
+            blocks, parent_blocks = [paging, *blocks], [paging, *parent_blocks]
         try:
             if thread is None or incident.event is IncidentEventType.OPENED:
                 channel = self.routes.channel_for(incident)
-                response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+                response = await self.client.chat_postMessage(channel=channel, text=text, blocks=parent_blocks)
                 ts = str(response["ts"])
             else:
                 channel, ts = self._parse(thread)
-                await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
-                await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text, blocks=blocks)
+                await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=parent_blocks)
+                if incident.event.by_person or incident.acted_by:
+                    await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=action_note(incident))
+                elif not (incident.event is IncidentEventType.ESCALATED and incident.snoozed_at(incident.emitted_at)):
+                    await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text, blocks=blocks)
         except Exception as error:  # slack_sdk raises several unrelated types; callers retry on this one
             raise DeliveryError(f"Slack delivery failed: {type(error).__name__}: {error}") from error
-        await self._upload_chart(incident, channel, ts)
+        if incident.event in (IncidentEventType.OPENED, IncidentEventType.ESCALATED, IncidentEventType.UPDATED):
+            await self._upload_chart(incident, channel, ts)
         return f"{channel}:{ts}"
 
     def _parse(self, thread: str) -> tuple[str, str]:
@@ -147,8 +188,6 @@ class SlackBotNotifier:
         delivery: a failed render or upload is logged and not retried, since a
         retry would post the alert twice.
         """
-        if incident.event is IncidentEventType.RESOLVED:
-            return
         try:
             chart = await asyncio.to_thread(incident_chart, incident)
             if chart is None:
@@ -173,14 +212,16 @@ class SlackWebhookNotifier:
 
     channel = "webhook"
 
-    def __init__(self, url: str, templates: Templates | None = None) -> None:
+    def __init__(self, url: str, templates: Templates | None = None, drafter: Drafter | None = None) -> None:
         self.templates = templates
+        self.drafter = drafter
         self.client = AsyncWebhookClient(url=url, retry_handlers=_retry_handlers(), timeout=10)
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """Send the alert; a non-2xx answer raises :class:`DeliveryError`."""
+        blocks = compose_blocks(incident, self.templates, drafts=await _drafts(incident, self.drafter))
         try:
-            response = await self.client.send(text=headline(incident), blocks=compose_blocks(incident, self.templates))
+            response = await self.client.send(text=headline(incident), blocks=blocks)
         except Exception as error:
             raise DeliveryError(f"webhook delivery failed: {type(error).__name__}") from error
         if response.status_code >= 300:
@@ -188,11 +229,23 @@ class SlackWebhookNotifier:
         return thread
 
 
-def make_notifier(slack: SlackSettings, alerts_file: Path, templates: Templates | None = None) -> Notifier:
-    """The notifier the settings ask for, drafting replies from ``templates`` (the built-in file when None)."""
+def make_notifier(
+    slack: SlackSettings,
+    alerts_file: Path,
+    templates: Templates | None = None,
+    client: AsyncWebClient | None = None,
+    drafter: Drafter | None = None,
+) -> Notifier:
+    """The notifier the settings ask for, drafting replies from ``templates`` (the built-in file when None).
+
+    Bot mode uses ``client`` when given (the one Socket Mode shares) and shows
+    the lifecycle buttons when an app-level token enables Socket Mode; a
+    ``drafter`` refines the template drafts.
+    """
     if slack.mode == "bot" and slack.bot_token and slack.channel:
         routes = Routes(slack.channel, slack.channel_by_brand, slack.channel_by_severity, slack.critical_mention)
-        return SlackBotNotifier(slack.bot_token.get_secret_value(), routes, slack.api_url, templates)
+        client = client or bot_client(slack.bot_token.get_secret_value(), slack.api_url)
+        return SlackBotNotifier(client, routes, templates, interactive=slack.interactive, drafter=drafter)
     if slack.mode == "webhook" and slack.webhook_url:
-        return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), templates)
-    return ConsoleNotifier(alerts_file, templates)
+        return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), templates, drafter)
+    return ConsoleNotifier(alerts_file, templates, drafter)

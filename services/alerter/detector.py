@@ -23,6 +23,8 @@ rhythm and spread are frozen while a brand is hot, so neither a spike nor a
 slow burn teaches it that storms are normal; the incident resolves only after
 ``resolve_quiet`` without surprise (hysteresis), and the brand cannot re-open
 within ``cooldown``. Escalation to a higher severity is the only re-alert.
+People act on an open incident through :func:`apply_action` (acknowledge,
+assign, snooze, resolve); each change is an incident event of its own.
 The same code runs in the live alerter and in offline backtests.
 """
 
@@ -39,7 +41,15 @@ from pydantic import BaseModel, Field
 from scipy import special
 from scipy.stats import nbinom, poisson
 
-from crisiswatch.contracts.schemas import HistoryPoint, Incident, IncidentEventType, SampleMention, Severity
+from crisiswatch.contracts.schemas import (
+    ActionKind,
+    HistoryPoint,
+    Incident,
+    IncidentAction,
+    IncidentEventType,
+    SampleMention,
+    Severity,
+)
 
 from .windows import Bucket, sample_rank
 
@@ -169,6 +179,9 @@ class OpenIncident(BaseModel):
     total_negative: int
     quiet_buckets: int = 0
     samples: list[SampleMention] = Field(default_factory=list)
+    acknowledged_by: str | None = None
+    assignee: str | None = None
+    snoozed_until: datetime | None = None
 
 
 class DetectorState(BaseModel):
@@ -240,6 +253,10 @@ class Decision:
     peak_negative: int
     total_negative: int
     history: tuple[HistoryPoint, ...] = ()
+    acknowledged_by: str | None = None
+    assignee: str | None = None
+    snoozed_until: datetime | None = None
+    acted_by: str | None = None
 
     def incident(self) -> Incident:
         """The wire event for this decision."""
@@ -429,7 +446,12 @@ def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:
 
 
 def _decision(
-    state: DetectorState, event: IncidentEventType, window: WindowScore, rule: str, config: DetectorConfig
+    state: DetectorState,
+    event: IncidentEventType,
+    window: WindowScore,
+    rule: str,
+    config: DetectorConfig,
+    acted_by: str | None = None,
 ) -> Decision:
     incident = state.incident
     if incident is None:
@@ -459,6 +481,10 @@ def _decision(
         peak_negative=incident.peak_negative,
         total_negative=incident.total_negative,
         history=history_points(state.recent, effective_dispersion(state.baseline, config), config),
+        acknowledged_by=incident.acknowledged_by,
+        assignee=incident.assignee,
+        snoozed_until=incident.snoozed_until,
+        acted_by=acted_by,
     )
 
 
@@ -566,6 +592,64 @@ def judge(
         state, decisions = step(state, bucket, config)
         verdicts.append(BucketVerdict(bucket, own, dispersion, decisions))
     return state, verdicts
+
+
+class ActionOutcome(enum.StrEnum):
+    """What a person's action did to the brand's state."""
+
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    STALE = "stale"
+
+
+def apply_action(
+    state: DetectorState, action: IncidentAction, config: DetectorConfig
+) -> tuple[DetectorState, ActionOutcome, list[Decision]]:
+    """Apply a person's action to the brand's open incident; returns the new state, the outcome and any event.
+
+    An action on an incident that is no longer open is ``STALE``; one that
+    would change nothing (the same person acknowledging twice, a redelivered
+    snooze) is ``UNCHANGED``, so applying an action twice is harmless. A
+    snooze keeps escalations from interrupting anyone until it ends; a manual
+    resolution closes the incident and starts the cooldown as if it had calmed.
+    """
+    incident = state.incident
+    if incident is None or incident.incident_id != action.incident_id:
+        return state, ActionOutcome.STALE, []
+    state = state.model_copy(update={"incident": incident.model_copy()})
+    incident = state.incident
+    assert incident is not None
+    if action.kind is ActionKind.ACKNOWLEDGE:
+        if incident.acknowledged_by is not None:
+            return state, ActionOutcome.UNCHANGED, []
+        incident.acknowledged_by = action.user_id
+        event = IncidentEventType.ACKNOWLEDGED
+    elif action.kind is ActionKind.ASSIGN:
+        if incident.assignee == action.user_id:
+            return state, ActionOutcome.UNCHANGED, []
+        incident.assignee = action.user_id
+        event = IncidentEventType.ASSIGNED
+    elif action.kind is ActionKind.SNOOZE:
+        until = action.acted_at + timedelta(minutes=action.snooze_minutes)
+        if incident.snoozed_until is not None and incident.snoozed_until >= until:
+            return state, ActionOutcome.UNCHANGED, []
+        incident.snoozed_until = until
+        event = IncidentEventType.SNOOZED
+    else:
+        event = IncidentEventType.RESOLVED
+    incident.revision += 1
+    window = scan(state.recent, effective_dispersion(state.baseline, config), config.window_lengths())
+    minutes = round(window.buckets * config.bucket / MINUTE)
+    rule = (
+        f"{action.kind.value} by a person; now {window.observed} negative mentions in the last {minutes} min "
+        f"vs {window.expected:.1f} expected (surprise {window.surprise:.1f})"
+    )
+    decision = _decision(state, event, window, rule, config, acted_by=action.user_id)
+    if event is IncidentEventType.RESOLVED:
+        last_end = state.recent[-1].start + config.bucket if state.recent else action.acted_at
+        state.incident = None
+        state.cooldown_until = max(action.acted_at, last_end) + config.cooldown
+    return state, ActionOutcome.APPLIED, [decision]
 
 
 def history_points(

@@ -12,10 +12,12 @@ from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.metrics import serve_metrics
 from crisiswatch.contracts.topics import Topics
 
-from .app import build_app
-from .delivery import make_notifier
+from .app import Interactivity, build_app
+from .delivery import Drafter, bot_client, make_notifier
+from .drafter import LlmDrafter
+from .interactivity import Publish, Reject, SlackInteractivity
 from .responses import load_templates
-from .settings import AlerterSettings, SlackSettings
+from .settings import AlerterSettings, LlmSettings, SlackSettings
 
 log = logging.getLogger("crisiswatch.alerter")
 cli = typer.Typer(help="Detect crises in scored mentions and alert the service team.", no_args_is_help=True)
@@ -39,14 +41,39 @@ def run() -> None:
     except ValueError as error:
         log.error("reply templates are invalid", extra={"error": str(error)})
         raise typer.Exit(2) from None
-    notifier = make_notifier(slack, settings.alerts_file, templates)
+    client = None
+    interactivity: Interactivity | None = None
+    if slack.mode == "bot" and slack.bot_token:
+        client = bot_client(slack.bot_token.get_secret_value(), slack.api_url)
+    if slack.interactive and client is not None and slack.app_token is not None:
+        app_token, web_client = slack.app_token.get_secret_value(), client
+
+        def interactivity(publish: Publish, reject: Reject) -> SlackInteractivity:
+            return SlackInteractivity(app_token, web_client, publish, reject)
+
+    llm = LlmSettings()
+    drafter: Drafter | None = LlmDrafter(llm, templates) if llm.url else None
+    notifier = make_notifier(slack, settings.alerts_file, templates, client, drafter)
     topics = Topics(kafka.topic_prefix)
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     partitions = partition_count(kafka, topics.scored)
-    app = build_app(settings, kafka, notifier, partitions)
+    actions_partitions = partition_count(kafka, topics.actions)
+    if actions_partitions != partitions:
+        log.error(
+            "crisis.actions must have as many partitions as mentions.scored",
+            extra={"scored": partitions, "actions": actions_partitions},
+        )
+        raise typer.Exit(2)
+    app = build_app(settings, kafka, notifier, partitions, interactivity)
     log.info(
         "alerter starting",
-        extra={"delivery": slack.mode, "brokers": kafka.bootstrap_servers, "partitions": partitions},
+        extra={
+            "delivery": slack.mode,
+            "buttons": slack.interactive,
+            "reply_refinement": llm.url is not None,
+            "brokers": kafka.bootstrap_servers,
+            "partitions": partitions,
+        },
     )
     worker = faust.Worker(app, loglevel="WARN", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

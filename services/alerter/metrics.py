@@ -25,3 +25,13 @@ DELIVERY_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 END_TO_END = end_to_end_histogram("alerted")
+ACTIONS = Counter(
+    "crisiswatch_alerter_actions_total",
+    "Button presses in Slack by action and outcome (received, rejected, answered; applied, unchanged, stale)",
+    ["action", "outcome"],
+)
+REFINEMENTS = Counter(
+    "crisiswatch_alerter_reply_refinements_total",
+    "Language-model refinements of drafted replies by outcome (refined, rejected, failed)",
+    ["outcome"],
+)

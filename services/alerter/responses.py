@@ -173,16 +173,16 @@ def draft(incident: Incident, templates: Templates, display_name: str | None = N
         "next_update": next_update,
         "theme": found.theme.replace("_", " "),
     }
-    replies = tuple(_directional(text.format(**values), language) for text in chosen[:3])
+    replies = tuple(directional(text.format(**values), language) for text in chosen[:3])
     status = None
     if incident.severity is Severity.CRITICAL:
         phases = templates.status.get(language) or templates.status.get(FALLBACK_LANGUAGE, {})
         phase = "resolved" if incident.event.value == "resolved" else "investigating"
         if phase in phases:
-            status = _directional(phases[phase].format(**values), language)
+            status = directional(phases[phase].format(**values), language)
     return Drafts(language, replies, status, next_update)
 
 
-def _directional(text: str, language: str) -> str:
+def directional(text: str, language: str) -> str:
     """Start right-to-left text with a right-to-left mark so clients lay out its punctuation correctly."""
     return RLM + text if language in RIGHT_TO_LEFT else text

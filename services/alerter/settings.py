@@ -31,6 +31,17 @@ class AlerterSettings(BaseSettings):
     log_level: str = "INFO"
 
 
+class LlmSettings(BaseSettings):
+    """An OpenAI-compatible endpoint that may refine drafted replies; off unless ``url`` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="ALERTER_LLM_", frozen=True, extra="ignore")
+
+    url: str | None = Field(default=None, description="base URL, e.g. http://127.0.0.1:8000/v1")
+    model: str = "default"
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
 class SlackSettings(BaseSettings):
     """Where alerts go in Slack; without a token or webhook they go to the console and ``alerts_file``."""
 
@@ -42,7 +53,15 @@ class SlackSettings(BaseSettings):
     channel_by_severity: dict[Severity, str] = Field(default_factory=dict, description='JSON {"critical": "C0..."}')
     critical_mention: str | None = Field(default=None, description='who critical alerts page, e.g. "<!subteam^S0123>"')
     webhook_url: SecretStr | None = None
+    app_token: SecretStr | None = Field(
+        default=None, description="app-level token (xapp-...) for Socket Mode: enables the lifecycle buttons"
+    )
     api_url: str = "https://slack.com/api/"
+
+    @property
+    def interactive(self) -> bool:
+        """Whether alerts carry buttons: bot mode with Socket Mode to receive the presses."""
+        return self.mode == "bot" and self.app_token is not None
 
     @property
     def mode(self) -> str:

@@ -1,0 +1,285 @@
+"""Lifecycle buttons: Slack's payloads read, actions applied to the detector's state, the alert updated.
+
+The end-to-end test runs the alerter in bot mode with Socket Mode against the
+local Slack stub and the real broker, and presses the buttons with payloads of
+the shape Slack sends (``fixtures/slack/block_actions.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crisiswatch.alerter.compose import ACTION_PREFIX, ButtonValue, compose_blocks
+from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
+from crisiswatch.alerter.detector import ActionOutcome, DetectorConfig, DetectorState, apply_action, step
+from crisiswatch.alerter.interactivity import read_presses
+from crisiswatch.alerter.windows import Bucket
+from crisiswatch.contracts.schemas import (
+    ActionKind,
+    DeadLetter,
+    Incident,
+    IncidentAction,
+    IncidentEventType,
+    Severity,
+)
+
+from .conftest import Pipeline, metric_value, produce, storm_then_calm
+from .slack_stub import SlackStub
+
+PAYLOAD = json.loads((Path(__file__).parent / "fixtures" / "slack" / "block_actions.json").read_text())
+CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _payload(action_id: str, value: str, user: str = "U0ANN0001", action_ts: str = "1774000123.456789") -> dict:
+    payload = copy.deepcopy(PAYLOAD)
+    payload["user"]["id"] = user
+    payload["actions"][0].update({"action_id": action_id, "value": value, "action_ts": action_ts})
+    return payload
+
+
+def _open_incident() -> DetectorState:
+    calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
+    state = DetectorState.fresh("voltcell", CONFIG)
+    for i, negative in enumerate([*calm, 12, 15]):
+        state, _ = step(
+            state, Bucket(start=T0 + i * CONFIG.bucket, negative=negative, total=max(8, 4 * negative)), CONFIG
+        )
+    assert state.incident is not None
+    return state
+
+
+def _action(state: DetectorState, kind: ActionKind, user: str = "U0ANN0001", minute: int = 0) -> IncidentAction:
+    assert state.incident is not None
+    return IncidentAction(
+        incident_id=state.incident.incident_id,
+        brand=state.brand,
+        kind=kind,
+        user_id=user,
+        acted_at=T0 + timedelta(hours=5, minutes=minute),
+    )
+
+
+def test_a_block_actions_payload_from_slack_becomes_an_incident_action() -> None:
+    value = ButtonValue(incident="voltcell-20260302T0400", brand="voltcell").model_dump_json()
+    presses = read_presses(_payload("crisiswatch:acknowledge", value), now=T0)
+    assert presses.problems == [] and presses.copies == []
+    (action,) = presses.actions
+    assert action.kind is ActionKind.ACKNOWLEDGE
+    assert (action.incident_id, action.brand, action.user_id, action.user_name) == (
+        "voltcell-20260302T0400",
+        "voltcell",
+        "U0ANN0001",
+        "ann.duty",
+    )
+    assert action.acted_at == datetime.fromtimestamp(1774000123.456789, UTC), "the press time is Slack's action_ts"
+    assert action.channel == "C0CRISIS"
+
+
+def test_foreign_buttons_are_ignored_and_unreadable_ones_reported() -> None:
+    value = ButtonValue(incident="x", brand="voltcell").model_dump_json()
+    assert read_presses(_payload("someone-else:button", value), now=T0).actions == []
+    assert read_presses({"type": "view_submission", "view": {}}, now=T0) == read_presses({}, now=T0)
+    for action_id, bad_value in (
+        ("crisiswatch:acknowledge", "not json"),
+        ("crisiswatch:explode", value),
+        ("crisiswatch:acknowledge", json.dumps({"incident": "x", "brand": "b" * 500})),
+    ):
+        presses = read_presses(_payload(action_id, bad_value), now=T0)
+        assert presses.actions == [] and len(presses.problems) == 1, (action_id, bad_value)
+    injected = read_presses(_payload("crisiswatch:assign", value, user="<!channel>"), now=T0)
+    assert injected.actions == [] and "user_id" in injected.problems[0], "only Slack ids reach <@...> mentions"
+    assert "block_actions" in read_presses({"type": "block_actions"}, now=T0).problems[0]
+
+
+def test_copy_reply_carries_the_reply_to_the_presser() -> None:
+    value = ButtonValue(incident="i-1", brand="voltcell", reply="\u200fאנחנו בודקים את התקלה").model_dump_json()
+    presses = read_presses(_payload(f"{ACTION_PREFIX}copy-reply-2", value), now=T0)
+    (copied,) = presses.copies
+    assert (copied.user_id, copied.channel, copied.reply) == ("U0ANN0001", "C0CRISIS", "\u200fאנחנו בודקים את התקלה")
+    assert presses.actions == []
+
+
+def test_acknowledge_assign_and_snooze_change_the_incident_once_each() -> None:
+    state = _open_incident()
+    revision = state.incident.revision
+    state, outcome, (acked,) = apply_action(state, _action(state, ActionKind.ACKNOWLEDGE), CONFIG)
+    assert outcome is ActionOutcome.APPLIED
+    assert acked.event is IncidentEventType.ACKNOWLEDGED and acked.revision == revision + 1
+    assert acked.acknowledged_by == "U0ANN0001" and acked.acted_by == "U0ANN0001"
+    assert "negative mentions in the last" in acked.rule, "the alert keeps explaining the numbers"
+    again, outcome, events = apply_action(state, _action(state, ActionKind.ACKNOWLEDGE, user="U0BOB0002"), CONFIG)
+    assert (outcome, events, again.incident.acknowledged_by) == (ActionOutcome.UNCHANGED, [], "U0ANN0001")
+
+    state, _, (assigned,) = apply_action(state, _action(state, ActionKind.ASSIGN, user="U0BOB0002"), CONFIG)
+    assert assigned.assignee == "U0BOB0002" and assigned.acknowledged_by == "U0ANN0001"
+    snooze = _action(state, ActionKind.SNOOZE)
+    state, _, (snoozed,) = apply_action(state, snooze, CONFIG)
+    assert snoozed.snoozed_until == snooze.acted_at + timedelta(hours=1)
+    _, outcome, _ = apply_action(state, snooze, CONFIG)
+    assert outcome is ActionOutcome.UNCHANGED, "the same press delivered twice snoozes once"
+    restored = DetectorState.model_validate(json.loads(json.dumps(state.model_dump(mode="json"))))
+    assert restored.incident == state.incident, "what people did survives the changelog"
+
+
+def test_a_manual_resolution_closes_the_incident_and_later_presses_are_stale() -> None:
+    state = _open_incident()
+    action = _action(state, ActionKind.RESOLVE, user="U0CAT0003")
+    state, outcome, (resolved,) = apply_action(state, action, CONFIG)
+    assert outcome is ActionOutcome.APPLIED
+    assert resolved.event is IncidentEventType.RESOLVED and resolved.acted_by == "U0CAT0003"
+    assert state.incident is None and state.cooldown_until == action.acted_at + CONFIG.cooldown
+    _, outcome, events = apply_action(state, action.model_copy(update={"kind": ActionKind.ACKNOWLEDGE}), CONFIG)
+    assert (outcome, events) == (ActionOutcome.STALE, [])
+    other = _open_incident()
+    wrong = action.model_copy(update={"incident_id": "voltcell-19990101T0000"})
+    assert apply_action(other, wrong, CONFIG)[1] is ActionOutcome.STALE
+
+
+def test_interactive_alerts_carry_the_lifecycle_buttons_and_the_state() -> None:
+    state = _open_incident()
+    opened = _decision_incident(state)
+    blocks = [b.to_dict() for b in compose_blocks(opened, interactive=True)]
+    actions = next(b for b in blocks if b["type"] == "actions")
+    labels = [e["text"]["text"] for e in actions["elements"]]
+    assert labels[:4] == ["Acknowledge", "Assign to me", "Snooze 1h", "Resolve"]
+    assert [label for label in labels if label.startswith("Copy reply")] == ["Copy reply 1", "Copy reply 2"]
+    resolve = actions["elements"][3]
+    assert resolve["style"] == "danger" and resolve["confirm"]["confirm"]["text"] == "Resolve"
+    for element in actions["elements"]:
+        value = ButtonValue.model_validate_json(element["value"])
+        assert value.incident == opened.incident_id and len(element["value"]) <= 2000
+    assert not any(b["type"] == "actions" for b in (x.to_dict() for x in compose_blocks(opened))), "no buttons"
+
+    state, _, (acked,) = apply_action(state, _action(state, ActionKind.ACKNOWLEDGE), CONFIG)
+    blocks = [b.to_dict() for b in compose_blocks(acked.incident(), interactive=True)]
+    text = json.dumps(blocks)
+    assert "Acknowledged by <@U0ANN0001>" in text
+    actions = next(b for b in blocks if b["type"] == "actions")
+    assert "Acknowledge" not in [e["text"]["text"] for e in actions["elements"]]
+
+
+def _decision_incident(state: DetectorState) -> Incident:
+    """The incident's current event, as the alert shows it (via a no-op that the detector would emit)."""
+    action = _action(state, ActionKind.ASSIGN, user="U0ZZZ0000")
+    _, _, (decision,) = apply_action(state, action, CONFIG)
+    return decision.incident().model_copy(update={"event": IncidentEventType.OPENED, "assignee": None})
+
+
+def test_person_actions_update_the_alert_and_note_the_thread_and_a_snoozed_escalation_is_quiet() -> None:
+    slack = SlackStub().start()
+    try:
+        routes = Routes("C0CRISIS", critical_mention="<!subteam^S0DUTY>")
+        notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), routes, interactive=True)
+        state = _open_incident()
+        opened = _decision_incident(state)
+        thread = asyncio.run(notifier.deliver(opened, None))
+        state, _, (acked,) = apply_action(state, _action(state, ActionKind.ACKNOWLEDGE), CONFIG)
+        asyncio.run(notifier.deliver(acked.incident(), thread))
+        update = slack.messages("chat.update")[-1]
+        assert "Acknowledged by <@U0ANN0001>" in json.dumps(update.payload["blocks"])
+        note = slack.messages()[-1]
+        assert note.payload["thread_ts"] == thread.split(":")[1]
+        assert note.payload["text"] == ":eyes: <@U0ANN0001> acknowledged the voltcell incident."
+
+        snooze = IncidentAction(
+            incident_id=opened.incident_id,
+            brand="voltcell",
+            kind=ActionKind.SNOOZE,
+            user_id="U0ANN0001",
+            acted_at=datetime.now(UTC),
+        )
+        state, _, (snoozed,) = apply_action(state, snooze, CONFIG)
+        asyncio.run(notifier.deliver(snoozed.incident(), thread))
+        posts = len(slack.messages())
+        escalated = snoozed.incident().model_copy(
+            update={"event": IncidentEventType.ESCALATED, "severity": Severity.CRITICAL, "acted_by": None}
+        )
+        asyncio.run(notifier.deliver(escalated, thread))
+        assert len(slack.messages()) == posts, "a snoozed escalation posts nothing new"
+        last_update = slack.messages("chat.update")[-1]
+        assert "critical" in json.dumps(last_update.payload["blocks"]) and "subteam" not in last_update.payload["text"]
+    finally:
+        slack.stop()
+
+
+def _buttons(call: Any) -> dict[str, str]:
+    actions = next(b for b in call.payload["blocks"] if b["type"] == "actions")
+    return {e["action_id"].removeprefix(ACTION_PREFIX): e["value"] for e in actions["elements"]}
+
+
+def _wait(condition: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.pipeline
+def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_factory, slack: SlackStub) -> None:
+    pipeline: Pipeline = pipeline_factory(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-actions",
+            "SLACK_APP_TOKEN": "xapp-actions",
+            "SLACK_CHANNEL": "C0BUTTONS",
+            "SLACK_API_URL": slack.api_url,
+        }
+    )
+    pipeline.start("alerter", "run")
+    _wait(lambda: slack.sockets, "the alerter's Socket Mode connection")
+    opening, _ = storm_then_calm("voltcell")
+    produce(pipeline, pipeline.topics.scored, opening)
+
+    def parent() -> Any:
+        return next((c for c in slack.messages() if c.payload.get("channel") == "C0BUTTONS"), None)
+
+    alert = _wait(parent, "the opening alert", timeout=120)
+    buttons = _buttons(alert)
+    assert set(buttons) >= {"acknowledge", "assign", "snooze", "resolve", "copy-reply-1"}
+
+    def thread_notes() -> list[str]:
+        return [c.payload.get("text", "") for c in slack.messages() if c.payload.get("thread_ts") == alert.ts]
+
+    envelope = slack.press(_payload("crisiswatch:acknowledge", buttons["acknowledge"], action_ts=f"{time.time():.6f}"))
+    _wait(lambda: any("acknowledged" in n for n in thread_notes()), "the acknowledgement in the thread")
+    assert envelope in slack.acks
+    update = slack.messages("chat.update")[-1]
+    assert update.payload["ts"] == alert.ts and "Acknowledged by <@U0ANN0001>" in json.dumps(update.payload["blocks"])
+
+    slack.press(_payload("crisiswatch:acknowledge", buttons["acknowledge"], user="U0BOB0002"), retry_attempt=1)
+    pipeline.wait_for_metric(
+        "alerter", "crisiswatch_alerter_actions_total", 'action="acknowledge",outcome="unchanged"', 1
+    )
+
+    slack.press(_payload("crisiswatch:copy-reply-1", buttons["copy-reply-1"]))
+    ephemeral = _wait(lambda: slack.messages("chat.postEphemeral"), "the copied reply")[0]
+    assert ephemeral.payload["user"] == "U0ANN0001"
+    assert ephemeral.payload["text"] == ButtonValue.model_validate_json(buttons["copy-reply-1"]).reply
+
+    slack.press(_payload("crisiswatch:resolve", buttons["resolve"], user="U0CAT0003"))
+    _wait(lambda: any("resolved" in n for n in thread_notes()), "the resolution in the thread")
+    slack.press(_payload("crisiswatch:snooze", buttons["snooze"]))
+    pipeline.wait_for_metric("alerter", "crisiswatch_alerter_actions_total", 'action="snooze",outcome="stale"', 1)
+    slack.press(_payload("crisiswatch:assign", "{broken"))
+    letters = [DeadLetter.model_validate_json(v) for v in pipeline.read(pipeline.topics.dlq, 1)]
+    assert any(letter.source == "slack.socket_mode" and "crisiswatch:assign" in letter.reason for letter in letters)
+
+    events = [Incident.model_validate_json(v) for v in pipeline.read(pipeline.topics.alerts, 3)]
+    kinds = [(e.event, e.acted_by) for e in events]
+    assert kinds[0] == (IncidentEventType.OPENED, None)
+    assert (IncidentEventType.ACKNOWLEDGED, "U0ANN0001") in kinds
+    assert kinds[-1] == (IncidentEventType.RESOLVED, "U0CAT0003")
+    alerter = pipeline.metrics("alerter")
+    assert metric_value(alerter, "crisiswatch_alerter_actions_total", 'action="resolve",outcome="applied"') == 1
+    assert len([c for c in slack.messages() if "thread_ts" not in c.payload]) == 1, "one alert, one thread"
