@@ -189,7 +189,7 @@ def storm_then_calm(brand: str, calm_minutes: int = 150, storm_minutes: int = 10
     calm_start = storm_start - timedelta(minutes=calm_minutes)
     before = scored_traffic(brand, calm_start, calm_minutes, 3, 5, "calm")
     storm = scored_traffic(brand, storm_start, storm_minutes, 20, 1, "storm")
-    after = scored_traffic(brand, now, 25, 3, 5, "after")
+    after = scored_traffic(brand, now, 45, 3, 5, "after")
     return [*before, *storm], after
 
 

@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
 
 from crisiswatch.broker import free_port
 
@@ -71,11 +73,46 @@ def test_requests_without_the_right_token_are_refused(ingest: tuple[Pipeline, st
     assert status == 401 and "token" in body["error"]
 
 
+@pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
+def test_the_ingest_api_keeps_its_openapi_contract_under_generated_requests(
+    ingest: tuple[Pipeline, str], mode: schemathesis.GenerationMode
+) -> None:
+    """Schemathesis against the schema the running listener serves: no 5xx, every answer as documented.
+
+    Positive mode sends valid batches of generated objects; negative mode
+    sends what the schema forbids (wrong types, missing bodies, bad media).
+    """
+    _, url = ingest
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if mode is schemathesis.GenerationMode.NEGATIVE and not operation.body:
+            continue  # nothing in a bare GET can be made invalid
+        strategy = operation.as_strategy(generation_mode=mode)
+
+        @given(case=strategy)
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def conforms(case: schemathesis.Case) -> None:
+            case.call_and_validate(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
+
+        conforms()
+
+
 def test_bodies_that_are_not_batches_or_too_big_are_refused(ingest: tuple[Pipeline, str]) -> None:
     _, url = ingest
     assert _post(url, b"{broken")[0] == 400
     assert _post(url, b'{"x": 1}')[0] == 400
     assert _post(url, b"[" + b'{"a": "' + b"x" * 2_000_000 + b'"}]')[0] == 413
+
+
+def test_the_ingest_token_never_reaches_logs_metrics_or_dead_letters(ingest: tuple[Pipeline, str]) -> None:
+    pipeline, url = ingest
+    _post(url, b"[]", token="wrong-" + TOKEN)
+    _post(url, json.dumps([{"id": "t1", "text": f"token {TOKEN}?", "created_at": "x"}]).encode(), token="nope")
+    written = "".join(path.read_text(errors="replace") for path in pipeline.workdir.rglob("*") if path.is_file())
+    letters = b"".join(pipeline.read(pipeline.topics.dlq, timeout=5))
+    assert TOKEN not in written and TOKEN not in pipeline.metrics("listener")
+    assert TOKEN.encode() not in letters
 
 
 def test_ingest_metrics_count_outcomes(ingest: tuple[Pipeline, str]) -> None:
@@ -92,6 +129,7 @@ def test_a_client_over_its_record_rate_is_refused_whole_and_told_when_to_retry(p
     assert _post(url, json.dumps(batch).encode())[0] == 202
     request = urllib.request.Request(f"{url}/v1/mentions", data=json.dumps(batch[:4]).encode(), method="POST")
     request.add_header("Authorization", f"Bearer {TOKEN}")
+    request.add_header("Content-Type", "application/json")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 429

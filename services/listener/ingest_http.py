@@ -14,6 +14,47 @@ from . import metrics
 from .ratelimit import TokenBuckets
 from .service import Listener, Outcome
 
+_ERROR = {
+    "description": "",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
+        }
+    },
+}
+
+
+def _error(description: str, headers: dict[str, object] | None = None) -> dict[str, object]:
+    return {**_ERROR, "description": description, **({"headers": headers} if headers else {})}
+
+
+_COUNTS = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer", "minimum": 0},
+        "duplicate": {"type": "integer", "minimum": 0},
+        "rejected": {"type": "integer", "minimum": 0},
+        "rejections": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"index": {"type": "integer", "minimum": 0}, "reason": {"type": "string"}},
+                "required": ["index", "reason"],
+            },
+        },
+    },
+    "required": ["accepted", "duplicate", "rejected", "rejections"],
+}
+_RECORD = {
+    "description": (
+        "A mention as a JSON object (id, text, created_at, optional brand, author, url, engagement, lang). "
+        "Records are judged one by one: anything else is rejected with its reason and the rest still lands."
+    )
+}
 OPENAPI = {
     "openapi": "3.0.3",
     "info": {"title": "crisiswatch listener ingest", "version": "1"},
@@ -21,6 +62,7 @@ OPENAPI = {
         "/v1/mentions": {
             "post": {
                 "summary": "Submit a batch of mentions",
+                "description": "Each record is accepted, recognised as a duplicate, or rejected with its reason.",
                 "security": [{"bearer": []}],
                 "requestBody": {
                     "required": True,
@@ -28,10 +70,10 @@ OPENAPI = {
                         "application/json": {
                             "schema": {
                                 "oneOf": [
-                                    {"type": "array", "items": {"type": "object"}},
+                                    {"type": "array", "items": _RECORD},
                                     {
                                         "type": "object",
-                                        "properties": {"mentions": {"type": "array", "items": {"type": "object"}}},
+                                        "properties": {"mentions": {"type": "array", "items": _RECORD}},
                                         "required": ["mentions"],
                                     },
                                 ]
@@ -40,15 +82,39 @@ OPENAPI = {
                     },
                 },
                 "responses": {
-                    "202": {"description": "Counts of accepted, duplicate and rejected records, with reasons"},
-                    "400": {"description": "The body is not a JSON batch"},
-                    "401": {"description": "Missing or wrong bearer token"},
-                    "413": {"description": "Body or batch too large"},
-                    "429": {"description": "Over the client's record rate; nothing ingested; retry after Retry-After"},
+                    "202": {
+                        "description": "Counts of accepted, duplicate and rejected records, with reasons",
+                        "content": {"application/json": {"schema": _COUNTS}},
+                    },
+                    "400": _error("The body is not a JSON batch"),
+                    "401": _error("Missing or wrong bearer token"),
+                    "413": _error("Body or batch too large"),
+                    "415": _error("The body is not declared as JSON"),
+                    "429": _error(
+                        "Over the client's record rate; nothing ingested; retry after Retry-After",
+                        {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                    ),
                 },
             }
         },
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
     },
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
 }
@@ -86,6 +152,8 @@ def build_app(
             supplied = request.headers.get("Authorization", "")
             if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
                 return _problem(401, "missing or wrong bearer token")
+        if request.content_type not in ("application/json", "application/octet-stream") and request.can_read_body:
+            return _problem(415, f"send the batch as application/json, not {request.content_type}")
         if request.content_length is not None and request.content_length > max_body_bytes:
             return _problem(413, f"body is {request.content_length} bytes; the limit is {max_body_bytes}")
         try:
