@@ -206,7 +206,10 @@ def produce(pipeline: Pipeline, topic: str, mentions: list[ScoredMention]) -> No
 def pipeline_factory(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     started: list[Pipeline] = []
 
-    def make(extra_env: dict[str, str] | None = None) -> Pipeline:
+    session_broker = broker
+
+    def make(extra_env: dict[str, str] | None = None, broker: EmbeddedBroker = session_broker) -> Pipeline:
+        """Services for one test in their own topic namespace (on ``broker``, the session's by default)."""
         tmp_path = tmp_path_factory.mktemp("pipeline")
         prefix = f"t{uuid.uuid4().hex[:8]}."
         topics = Topics(prefix)

@@ -4,16 +4,42 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
-from crisiswatch.contracts.schemas import Incident, IncidentEventType, Mention
+from crisiswatch.broker import EmbeddedBroker, free_port
+from crisiswatch.contracts.schemas import Incident, IncidentEventType, Mention, ScoredMention
 
 from .conftest import Pipeline, metric_value, produce, storm_then_calm
 
 pytestmark = pytest.mark.pipeline
 MENTIONS = 300
+BROKER_DOWN_S = 20
+
+
+def _raw_mentions(tag: str, count: int) -> list[Mention]:
+    moment = time.time()
+    return [
+        Mention(id=f"{tag}{i}", source="t", brand="acme-air", text=f"Acme Air flight {i} is late", created_at=moment)
+        for i in range(count)
+    ]
+
+
+def _send(pipeline: Pipeline, mentions: list[Mention]) -> None:
+    producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
+    for mention in mentions:
+        producer.send(pipeline.topics.raw, key=mention.brand.encode(), value=mention.to_bytes())
+    producer.flush()
+    producer.close()
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def test_a_classifier_killed_and_restarted_loses_nothing_and_counts_nothing_twice(pipeline_factory) -> None:
@@ -81,3 +107,51 @@ def test_an_alerter_killed_with_an_open_incident_remembers_it_and_alerts_once(pi
     assert any(c.payload["text"].startswith("RESOLVED voltcell") for c in in_thread), "the resolution was posted"
     restarted = pipeline.metrics("alerter")
     assert metric_value(restarted, "crisiswatch_alerter_incident_events_total", 'event="opened",severity="watch"') == 0
+
+
+def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_path) -> None:
+    """The client side of a broker restart: nobody dies or grows while it is down, and work resumes.
+
+    The embedded broker keeps everything in memory, so the broker that comes
+    back is empty and its offsets start again at zero. The classifier simply
+    carries on. The alerter's faust consumer rejoins but takes the reused
+    offsets for records it has already read, and commits its old positions to
+    the new broker (with a real Kafka, offsets never go back). The runbook step
+    after a loss of the broker's data, a fresh consumer group
+    (``ALERTER_APP_ID``), then has it count what arrived.
+    """
+    port = free_port()
+    first_broker = EmbeddedBroker(port=port, log_file=tmp_path / "broker.log").start()
+    pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_WAIT_MS": "5"}, broker=first_broker)
+    pipeline.start("classifier", "run")
+    pipeline.start("alerter", "run")
+    before = _raw_mentions("before", 40)
+    _send(pipeline, before)
+    pipeline.wait_for_metric("alerter", "crisiswatch_alerter_mentions_total", 'outcome="counted"', len(before))
+    rss_before = {name: _rss_mib(p.pid) for name, p in pipeline.processes.items()}
+
+    first_broker.stop()
+    time.sleep(BROKER_DOWN_S)
+    assert all(p.poll() is None for p in pipeline.processes.values()), "no service died while the broker was down"
+    second_broker = EmbeddedBroker(port=port, partitions=2, topics=pipeline.topics, log_file=tmp_path / "broker.log")
+    second_broker.start()
+    try:
+        after = _raw_mentions("after", 40)
+        _send(pipeline, after)
+        pipeline.wait_for_metric(
+            "classifier", "crisiswatch_classifier_mentions_total", 'outcome="scored"', len(before) + len(after)
+        )
+        scored_ids = {ScoredMention.model_validate_json(v).id for v in pipeline.read(pipeline.topics.scored)}
+        assert scored_ids >= {m.id for m in after}, "every mention sent after the restart was scored and stored"
+        for name, process in pipeline.processes.items():
+            rss = _rss_mib(process.pid)
+            assert rss < rss_before[name] + 200, f"{name} grew from {rss_before[name]:.0f} to {rss:.0f} MiB"
+        alerter = pipeline.processes.pop("alerter")
+        alerter.send_signal(signal.SIGTERM)
+        assert alerter.wait(60) == 0
+        pipeline.env["ALERTER_APP_ID"] = "crisiswatch-alerter-after-loss"
+        pipeline.start("alerter-after-broker-loss", "run")
+        pipeline.wait_for_metric("alerter", "crisiswatch_alerter_mentions_total", 'outcome="counted"', len(after))
+    finally:
+        pipeline.stop()
+        second_broker.stop()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -77,6 +78,93 @@ def make_producer(settings: KafkaSettings, client_id: str) -> KafkaProducer:
             request_timeout_ms=settings.request_timeout_ms,
         ),
     )
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """A record to produce: topic, key (None for unkeyed topics) and value."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class AckedProducer:
+    """Produces batches and confirms that the broker acknowledged every record before the caller commits.
+
+    ``KafkaProducer.flush`` returns even when records failed; their futures
+    hold the errors. Failed or unconfirmed records are sent again after a
+    backoff, on a new client when the old one is in a fatal state (e.g. its
+    producer id is unknown to a broker that restarted empty). A record may
+    thus reach the topic twice, never zero times; consumers deduplicate by id.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], KafkaProducer],
+        on_failure: Callable[[str, int], None] | None = None,
+        flush_timeout_s: float = 30.0,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self._factory = factory
+        self.producer = factory()
+        self.on_failure = on_failure
+        self.flush_timeout_s = flush_timeout_s
+        self.max_backoff_s = max_backoff_s
+
+    def send_all(self, records: Sequence[OutgoingRecord], stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Send until every record is acknowledged (True), or give up once ``stopping()`` turns true (False)."""
+        remaining = list(records)
+        backoff = 0.5
+        while remaining:
+            failed: list[OutgoingRecord] = []
+            errors: list[str] = []
+            sent = []
+            for record in remaining:
+                try:
+                    sent.append((record, self.producer.send(record.topic, key=record.key, value=record.value)))
+                except KafkaError as error:
+                    failed.append(record)
+                    errors.append(str(error))
+            try:
+                self.producer.flush(timeout=self.flush_timeout_s)
+            except KafkaError as error:
+                errors.append(str(error))
+            for record, future in sent:
+                if not future.succeeded():
+                    failed.append(record)
+                    errors.append(str(future.exception) if future.is_done else "not acknowledged in time")
+            if not failed:
+                return True
+            log.warning(
+                "the broker did not acknowledge records; sending them again",
+                extra={"records": len(failed), "error": errors[0][:300], "retry_in_s": backoff},
+            )
+            if self.on_failure:
+                self.on_failure(failed[0].topic, len(failed))
+            if stopping():
+                return False
+            time.sleep(backoff)
+            backoff = min(2 * backoff, self.max_backoff_s)
+            self._renew()
+            remaining = failed
+        return True
+
+    def _renew(self) -> None:
+        """Replace the client: one that hit a fatal error refuses every later record."""
+        try:
+            self.producer.close(timeout=1)
+        except Exception as error:  # noqa: BLE001 - the old client is discarded either way
+            log.debug("closing the failed producer", extra={"error": str(error)})
+        try:
+            self.producer = self._factory()
+        except ConnectionError as error:
+            log.warning("no broker yet for a new producer", extra={"error": str(error)})
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush and close the client."""
+        self.producer.flush(timeout=timeout_s)
+        self.producer.close(timeout=timeout_s)
 
 
 def make_consumer(settings: KafkaSettings, group_id: str, topics: Iterable[str], client_id: str) -> KafkaConsumer:

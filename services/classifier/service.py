@@ -1,8 +1,9 @@
 """Consume → score → produce → commit, at least once.
 
 Offsets are committed only after every scored record and dead letter of the
-batch has been acknowledged by the broker, so a crash re-delivers rather than
-loses; downstream deduplicates by mention id.
+batch has been acknowledged by the broker (records the broker refused are sent
+again, on a new client if need be), so a crash or a broker outage re-delivers
+rather than loses; downstream deduplicates by mention id.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
+from crisiswatch.contracts.kafka import AckedProducer, OutgoingRecord
 from crisiswatch.contracts.lifecycle import StopSignal
 from crisiswatch.contracts.metrics import ConsumerLag
 from crisiswatch.contracts.schemas import DeadLetter, Mention, ScoredMention, SentimentScores, utc_now
@@ -42,7 +44,7 @@ class ClassifierService:
         self,
         model: SentimentModel,
         consumer: KafkaConsumer,
-        producer: KafkaProducer,
+        producer: AckedProducer,
         topics: Topics,
         policy: BatchPolicy,
         lag: ConsumerLag | None = None,
@@ -53,9 +55,11 @@ class ClassifierService:
         self.topics = topics
         self.policy = policy
         self.lag = lag
+        self._stopping: StopSignal | None = None
 
     def run(self, stop: StopSignal) -> None:
         """Loop until ``stop`` is set; the batch in hand is finished and committed before returning."""
+        self._stopping = stop
         pending: list[_Pending] = []
         last_lag_refresh = 0.0
         while not stop.is_set() or pending:
@@ -74,17 +78,24 @@ class ClassifierService:
                 last_lag_refresh = time.monotonic()
                 self.lag.refresh(self.consumer)
         self.consumer.close(autocommit=False)
-        self.producer.flush()
+        self.producer.close()
 
     def process(self, records: Sequence[ConsumerRecord], arrived: Sequence[float]) -> None:
-        """Score one batch, produce the results and dead letters, wait for acks, then commit."""
+        """Score one batch, produce the results and dead letters, wait for every ack, then commit.
+
+        If the broker stays away until the service is asked to stop, nothing is
+        committed and the batch is delivered again after the restart.
+        """
         mentions: list[Mention] = []
+        outgoing: list[OutgoingRecord] = []
+        rejected = 0
         for record in records:
             try:
                 mentions.append(Mention.model_validate_json(record.value))
             except (ValidationError, ValueError) as error:
                 reason = f"not a valid Mention: {_first_error(error)}"
-                self._dead_letter(record.value or b"", reason)
+                outgoing.append(self._dead_letter(record.value or b"", reason))
+                rejected += 1
                 metrics.ERRORS.labels("decode").inc()
         started = time.perf_counter()
         scores = self._score([m.text for m in mentions])
@@ -96,22 +107,30 @@ class ClassifierService:
         now = time.monotonic()
         for when in arrived:
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, now - when - elapsed))
+        scored: list[ScoredMention] = []
         for mention, score in zip(mentions, scores, strict=True):
             if score is None:
-                self._dead_letter(mention.to_bytes(), "the model failed on this text")
+                outgoing.append(self._dead_letter(mention.to_bytes(), "the model failed on this text"))
+                rejected += 1
                 continue
-            scored = ScoredMention(
+            result = ScoredMention(
                 **mention.model_dump(exclude={"schema_version"}),
                 label=score.label,
                 scores=score,
                 model=self.model.name,
                 scored_at=scored_at,
             )
-            self.producer.send(self.topics.scored, key=mention.brand.encode(), value=scored.to_bytes())
+            scored.append(result)
+            outgoing.append(OutgoingRecord(self.topics.scored, mention.brand.encode(), result.to_bytes()))
+        stopping = self._stopping.is_set if self._stopping else (lambda: False)
+        if not self.producer.send_all(outgoing, stopping):
+            log.warning("stopping with a batch the broker never acknowledged; it will be delivered again")
+            return
+        metrics.SCORED.labels("rejected").inc(rejected)
+        for result in scored:
             metrics.SCORED.labels("scored").inc()
-            metrics.SENTIMENT.labels(score.label.value).inc()
-            metrics.END_TO_END.observe(max(0.0, (scored_at - mention.created_at).total_seconds()))
-        self.producer.flush()
+            metrics.SENTIMENT.labels(result.label.value).inc()
+            metrics.END_TO_END.observe(max(0.0, (scored_at - result.created_at).total_seconds()))
         self._commit(records)
 
     def _score(self, texts: Sequence[str]) -> list[SentimentScores | None]:
@@ -131,10 +150,9 @@ class ClassifierService:
                 results.append(None)
         return results
 
-    def _dead_letter(self, payload: bytes, reason: str) -> None:
+    def _dead_letter(self, payload: bytes, reason: str) -> OutgoingRecord:
         letter = DeadLetter.for_payload("classifier", self.topics.raw, reason, payload)
-        self.producer.send(self.topics.dlq, value=letter.to_bytes())
-        metrics.SCORED.labels("rejected").inc()
+        return OutgoingRecord(self.topics.dlq, None, letter.to_bytes())
 
     def _commit(self, records: Sequence[ConsumerRecord]) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
