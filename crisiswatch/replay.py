@@ -122,7 +122,7 @@ def run_replay(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics, make_producer
+    from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, ensure_topics
     from crisiswatch.contracts.lifecycle import StopSignal
     from crisiswatch.contracts.topics import Topics
     from crisiswatch.listener.brands import BrandCatalog
@@ -136,7 +136,8 @@ def run_replay(
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     first, last = event_span(records_for(path, preset), mapping)
     span = max(1.0, (last - first).total_seconds()) if first and last else 1.0
-    listener = Listener(make_producer(kafka, "crisiswatch-replay"), topics, BrandCatalog.from_file(brands), mapping)
+    producer = AckedProducer.for_settings(kafka, "crisiswatch-replay")
+    listener = Listener(producer, topics, BrandCatalog.from_file(brands), mapping)
     counts = {outcome.value: 0 for outcome in Outcome}
     stop = StopSignal()
     started = time.monotonic()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,16 @@ def _send(pipeline: Pipeline, mentions: list[Mention]) -> None:
         producer.send(pipeline.topics.raw, key=mention.brand.encode(), value=mention.to_bytes())
     producer.flush()
     producer.close()
+
+
+def _post(url: str, batch: list[dict]) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, data=json.dumps(batch).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers)
 
 
 def _rss_mib(pid: int) -> float:
@@ -120,11 +133,16 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
     after a loss of the broker's data, a fresh consumer group
     (``ALERTER_APP_ID``), then has it count what arrived.
     """
-    port = free_port()
+    port, ingest_port = free_port(), free_port()
     first_broker = EmbeddedBroker(port=port, log_file=tmp_path / "broker.log").start()
-    pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_WAIT_MS": "5"}, broker=first_broker)
+    pipeline: Pipeline = pipeline_factory(
+        {"CLASSIFIER_MAX_WAIT_MS": "5", "LISTENER_INGEST_PORT": str(ingest_port), "LISTENER_ACK_TIMEOUT_S": "3"},
+        broker=first_broker,
+    )
     pipeline.start("classifier", "run")
     pipeline.start("alerter", "run")
+    pipeline.start("listener", "serve")
+    ingest = f"http://127.0.0.1:{ingest_port}/v1/mentions"
     before = _raw_mentions("before", 40)
     _send(pipeline, before)
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_mentions_total", 'outcome="counted"', len(before))
@@ -133,9 +151,13 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
     first_broker.stop()
     time.sleep(BROKER_DOWN_S)
     assert all(p.poll() is None for p in pipeline.processes.values()), "no service died while the broker was down"
+    posted = [{"id": "http-during-outage", "text": "Acme Air app is down", "created_at": "2026-03-02T10:00:00Z"}]
+    status, headers = _post(ingest, posted)
+    assert status == 503 and int(headers["Retry-After"]) >= 1, "a batch the broker never took is not acknowledged"
     second_broker = EmbeddedBroker(port=port, partitions=2, topics=pipeline.topics, log_file=tmp_path / "broker.log")
     second_broker.start()
     try:
+        assert _post(ingest, posted)[0] == 202, "the retried batch is ingested, not taken for a duplicate"
         after = _raw_mentions("after", 40)
         _send(pipeline, after)
         pipeline.wait_for_metric(
@@ -143,6 +165,7 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
         )
         scored_ids = {ScoredMention.model_validate_json(v).id for v in pipeline.read(pipeline.topics.scored)}
         assert scored_ids >= {m.id for m in after}, "every mention sent after the restart was scored and stored"
+        assert "http-during-outage" in {Mention.model_validate_json(v).id for v in pipeline.read(pipeline.topics.raw)}
         for name, process in pipeline.processes.items():
             rss = _rss_mib(process.pid)
             assert rss < rss_before[name] + 200, f"{name} grew from {rss_before[name]:.0f} to {rss:.0f} MiB"

@@ -16,6 +16,7 @@ from typing import TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.producer.future import FutureRecordMetadata
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -62,10 +63,10 @@ def _retry_until(deadline_s: float, what: str, attempt: Callable[[], T]) -> T:
             time.sleep(0.5)
 
 
-def make_producer(settings: KafkaSettings, client_id: str) -> KafkaProducer:
+def make_producer(settings: KafkaSettings, client_id: str, connect_deadline_s: float | None = None) -> KafkaProducer:
     """An idempotent-minded producer: ``acks=all``, retries, ordered per partition."""
     return _retry_until(
-        settings.connect_deadline_s,
+        connect_deadline_s or settings.connect_deadline_s,
         "the producer",
         lambda: KafkaProducer(
             bootstrap_servers=settings.servers,
@@ -90,13 +91,14 @@ class OutgoingRecord:
 
 
 class AckedProducer:
-    """Produces batches and confirms that the broker acknowledged every record before the caller commits.
+    """Produces records and confirms that the broker acknowledged every one before the caller moves on.
 
     ``KafkaProducer.flush`` returns even when records failed; their futures
-    hold the errors. Failed or unconfirmed records are sent again after a
-    backoff, on a new client when the old one is in a fatal state (e.g. its
-    producer id is unknown to a broker that restarted empty). A record may
-    thus reach the topic twice, never zero times; consumers deduplicate by id.
+    hold the errors. :meth:`confirm` sends failed or unconfirmed records again
+    after a backoff, on a new client when the old one is in a fatal state
+    (e.g. its producer id is unknown to a broker that restarted empty). A
+    record may thus reach the topic twice, never zero times; consumers
+    deduplicate by id.
     """
 
     def __init__(
@@ -105,49 +107,79 @@ class AckedProducer:
         on_failure: Callable[[str, int], None] | None = None,
         flush_timeout_s: float = 30.0,
         max_backoff_s: float = 30.0,
+        initial: KafkaProducer | None = None,
     ) -> None:
         self._factory = factory
-        self.producer = factory()
+        self.producer = initial or factory()
         self.on_failure = on_failure
         self.flush_timeout_s = flush_timeout_s
         self.max_backoff_s = max_backoff_s
+        self._unconfirmed: list[tuple[OutgoingRecord, FutureRecordMetadata | None]] = []
+        self._renew_before_next_send = False
+
+    @classmethod
+    def for_settings(
+        cls, settings: KafkaSettings, client_id: str, on_failure: Callable[[str, int], None] | None = None
+    ) -> AckedProducer:
+        """Connect as :func:`make_producer` does; replacement clients get a few seconds, not the start-up deadline."""
+        return cls(
+            lambda: make_producer(settings, client_id, connect_deadline_s=5.0),
+            on_failure,
+            initial=make_producer(settings, client_id),
+        )
+
+    def send(self, record: OutgoingRecord) -> None:
+        """Send now; the record counts as delivered only once :meth:`confirm` says so."""
+        if self._renew_before_next_send:
+            self._renew_before_next_send = False
+            self._renew()
+        try:
+            future = self.producer.send(record.topic, key=record.key, value=record.value)
+        except KafkaError as error:
+            log.debug("the producer refused a record", extra={"error": str(error)})
+            future = None
+        self._unconfirmed.append((record, future))
 
     def send_all(self, records: Sequence[OutgoingRecord], stopping: Callable[[], bool] = lambda: False) -> bool:
-        """Send until every record is acknowledged (True), or give up once ``stopping()`` turns true (False)."""
-        remaining = list(records)
+        """Send ``records`` and :meth:`confirm` them."""
+        for record in records:
+            self.send(record)
+        return self.confirm(stopping)
+
+    def confirm(self, stopping: Callable[[], bool] = lambda: False, flush_timeout_s: float | None = None) -> bool:
+        """Wait until every record sent so far is acknowledged, resending the refused ones.
+
+        Returns True when all are acknowledged; False when ``stopping()``
+        turned true first, in which case the unacknowledged records are
+        dropped here and the caller must not treat them as delivered. Each
+        wait for acknowledgements lasts at most ``flush_timeout_s``.
+        """
         backoff = 0.5
-        while remaining:
-            failed: list[OutgoingRecord] = []
-            errors: list[str] = []
-            sent = []
-            for record in remaining:
-                try:
-                    sent.append((record, self.producer.send(record.topic, key=record.key, value=record.value)))
-                except KafkaError as error:
-                    failed.append(record)
-                    errors.append(str(error))
+        while self._unconfirmed:
             try:
-                self.producer.flush(timeout=self.flush_timeout_s)
+                self.producer.flush(timeout=flush_timeout_s or self.flush_timeout_s)
             except KafkaError as error:
-                errors.append(str(error))
-            for record, future in sent:
-                if not future.succeeded():
-                    failed.append(record)
-                    errors.append(str(future.exception) if future.is_done else "not acknowledged in time")
+                log.debug("flush failed", extra={"error": str(error)})
+            failed = [(r, f) for r, f in self._unconfirmed if f is None or not f.succeeded()]
+            self._unconfirmed = []
             if not failed:
                 return True
+            first = failed[0][1]
+            error = str(first.exception) if first is not None and first.is_done else "not acknowledged"
             log.warning(
                 "the broker did not acknowledge records; sending them again",
-                extra={"records": len(failed), "error": errors[0][:300], "retry_in_s": backoff},
+                extra={"records": len(failed), "error": error[:300], "retry_in_s": backoff},
             )
             if self.on_failure:
-                self.on_failure(failed[0].topic, len(failed))
+                self.on_failure(failed[0][0].topic, len(failed))
             if stopping():
+                self._renew_before_next_send = True
                 return False
             time.sleep(backoff)
             backoff = min(2 * backoff, self.max_backoff_s)
             self._renew()
-            remaining = failed
+            for record, _ in failed:
+                self.send(record)
         return True
 
     def _renew(self) -> None:
@@ -158,7 +190,7 @@ class AckedProducer:
             log.debug("closing the failed producer", extra={"error": str(error)})
         try:
             self.producer = self._factory()
-        except ConnectionError as error:
+        except (ConnectionError, KafkaError) as error:
             log.warning("no broker yet for a new producer", extra={"error": str(error)})
 
     def close(self, timeout_s: float = 10.0) -> None:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, ensure_topics, make_consumer, make_producer
+from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, ensure_topics, make_consumer
 from crisiswatch.contracts.lifecycle import StopSignal
 from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.metrics import ConsumerLag, serve_metrics
@@ -84,9 +84,8 @@ def run() -> None:
     service = ClassifierService(
         model,
         make_consumer(kafka, topics.group(settings.group_id), [topics.raw], "crisiswatch-classifier"),
-        AckedProducer(
-            lambda: make_producer(kafka, "crisiswatch-classifier"),
-            on_failure=lambda _topic, _count: metrics.ERRORS.labels("produce").inc(),
+        AckedProducer.for_settings(
+            kafka, "crisiswatch-classifier", on_failure=lambda _topic, _count: metrics.ERRORS.labels("produce").inc()
         ),
         topics,
         BatchPolicy(settings.max_batch_size, settings.max_wait_ms / 1000),

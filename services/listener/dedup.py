@@ -24,5 +24,9 @@ class RecentIds:
             self._seen.popitem(last=False)
         return True
 
+    def forget(self, key: str) -> None:
+        """Forget ``key`` (its record never reached the broker, so a retry is not a duplicate)."""
+        self._seen.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -90,6 +91,10 @@ OPENAPI = {
                     "401": _error("Missing or wrong bearer token"),
                     "413": _error("Body or batch too large"),
                     "415": _error("The body is not declared as JSON"),
+                    "503": _error(
+                        "The broker did not acknowledge the batch in time; nothing counts as ingested; retry",
+                        {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                    ),
                     "429": _error(
                         "Over the client's record rate; nothing ingested; retry after Retry-After",
                         {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
@@ -127,14 +132,24 @@ def _problem(status: int, detail: str) -> web.Response:
 
 
 def build_app(
-    listener: Listener, token: str | None, max_body_bytes: int, max_batch: int, limits: TokenBuckets | None = None
+    listener: Listener,
+    token: str | None,
+    max_body_bytes: int,
+    max_batch: int,
+    limits: TokenBuckets | None = None,
+    ack_timeout_s: float = 10.0,
 ) -> web.Application:
     """The ingest web application; every record is accepted or dead-lettered with its reason.
 
-    With ``limits``, each client address gets its own record budget; a batch
-    over budget is refused whole with 429 and ``Retry-After``, so nothing of it
-    was ingested and the client can send it again.
+    202 means the broker acknowledged every record of the batch. When it does
+    not within ``ack_timeout_s`` the answer is 503 with ``Retry-After``: the
+    client sends the batch again (records that did land are deduplicated by
+    id). Batches are handled one at a time so each answer speaks for its own
+    records. With ``limits``, each client address gets its own record budget;
+    a batch over budget is refused whole with 429 and ``Retry-After``, so
+    nothing of it was ingested and the client can send it again.
     """
+    one_batch_at_a_time = asyncio.Lock()
 
     @web.middleware
     async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -176,12 +191,17 @@ def build_app(
             return response
         counts = {outcome.value: 0 for outcome in Outcome}
         rejected: list[dict[str, object]] = []
-        for index, item in enumerate(batch):
-            raw = item if isinstance(item, dict) else json.dumps(item)
-            outcome, reason = listener.accept(raw, source="http")
-            counts[outcome.value] += 1
-            if reason:
-                rejected.append({"index": index, "reason": reason})
+        async with one_batch_at_a_time:
+            for index, item in enumerate(batch):
+                raw = item if isinstance(item, dict) else json.dumps(item)
+                outcome, reason = listener.accept(raw, source="http")
+                counts[outcome.value] += 1
+                if reason:
+                    rejected.append({"index": index, "reason": reason})
+            if not await asyncio.to_thread(listener.flush, ack_timeout_s):
+                response = _problem(503, "the broker did not acknowledge the batch in time; send it again")
+                response.headers["Retry-After"] = "5"
+                return response
         return web.json_response({**counts, "rejections": rejected}, status=202)
 
     async def health(_: web.Request) -> web.Response:

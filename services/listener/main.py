@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterable
@@ -12,12 +13,13 @@ from typing import Annotated
 import typer
 from aiohttp import web
 
-from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics, make_producer
+from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, ensure_topics
 from crisiswatch.contracts.lifecycle import StopSignal
 from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.metrics import serve_metrics
 from crisiswatch.contracts.topics import Topics
 
+from . import metrics
 from .brands import BrandCatalog
 from .dedup import RecentIds
 from .ingest_http import build_app
@@ -32,13 +34,23 @@ log = logging.getLogger("crisiswatch.listener")
 cli = typer.Typer(help="Bring mentions in: replay a file, play a scenario, or serve HTTP ingest.", no_args_is_help=True)
 
 
-def _listener(settings: ListenerSettings, kafka: KafkaSettings, mapping: FieldMapping) -> Listener:
+def _listener(
+    settings: ListenerSettings, kafka: KafkaSettings, mapping: FieldMapping, confirm_every: int | None = 1000
+) -> Listener:
     configure_logging(settings.log_level)
     serve_metrics(settings.metrics_port, "listener")
     catalog = BrandCatalog.from_file(settings.brands_file)
     ensure_topics(kafka, Topics(kafka.topic_prefix).all(), kafka.topic_partitions)
-    producer = make_producer(kafka, "crisiswatch-listener")
-    return Listener(producer, Topics(kafka.topic_prefix), catalog, mapping, RecentIds(settings.dedup_capacity))
+    producer = acked_producer(kafka, "crisiswatch-listener")
+    recent = RecentIds(settings.dedup_capacity)
+    return Listener(producer, Topics(kafka.topic_prefix), catalog, mapping, recent, confirm_every)
+
+
+def acked_producer(kafka: KafkaSettings, client_id: str) -> AckedProducer:
+    """The listener's producer: refused records are counted per topic and sent again."""
+    return AckedProducer.for_settings(
+        kafka, client_id, on_failure=lambda topic, count: metrics.PRODUCE_ERRORS.labels(topic).inc(count)
+    )
 
 
 def pump(listener: Listener, records: Iterable[RawRecord], source: str) -> dict[str, int]:
@@ -90,15 +102,15 @@ def scenario(
 def serve() -> None:
     """Serve ``POST /v1/mentions`` until SIGTERM."""
     settings = ListenerSettings()
-    listener = _listener(settings, KafkaSettings(), DEFAULT_MAPPING)
+    listener = _listener(settings, KafkaSettings(), DEFAULT_MAPPING, confirm_every=None)
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     if token is None:
         log.warning("LISTENER_INGEST_TOKEN is not set: the ingest endpoint accepts unauthenticated requests")
     limits = TokenBuckets(settings.rate_limit_per_s, settings.rate_burst) if settings.rate_limit_per_s else None
-    app = build_app(listener, token, settings.max_body_bytes, settings.max_batch, limits)
+    app = build_app(listener, token, settings.max_body_bytes, settings.max_batch, limits, settings.ack_timeout_s)
 
     async def flush_on_shutdown(_: web.Application) -> None:
-        listener.flush()
+        await asyncio.to_thread(listener.flush, settings.ack_timeout_s)
 
     app.on_shutdown.append(flush_on_shutdown)
     web.run_app(app, host=settings.ingest_host, port=settings.ingest_port, print=None, handle_signals=True)

@@ -6,11 +6,11 @@ import enum
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from kafka import KafkaProducer
-
+from crisiswatch.contracts.kafka import AckedProducer, OutgoingRecord
 from crisiswatch.contracts.schemas import DeadLetter
 from crisiswatch.contracts.topics import Topics
 
@@ -53,21 +53,30 @@ def reason_code(reason: str) -> str:
 
 
 class Listener:
-    """Validates, deduplicates and produces mentions; rejects go to the dead-letter topic."""
+    """Validates, deduplicates and produces mentions; rejects go to the dead-letter topic.
+
+    Records are sent at once and confirmed by :meth:`flush` (every
+    ``confirm_every`` records too, when set): nothing counts as ingested until
+    the broker acknowledged it.
+    """
 
     def __init__(
         self,
-        producer: KafkaProducer,
+        producer: AckedProducer,
         topics: Topics,
         catalog: BrandCatalog,
         mapping: FieldMapping = DEFAULT_MAPPING,
         recent: RecentIds | None = None,
+        confirm_every: int | None = 1000,
     ) -> None:
         self.producer = producer
         self.topics = topics
         self.catalog = catalog
         self.mapping = mapping
         self.recent = recent or RecentIds()
+        self.confirm_every = confirm_every
+        self._unconfirmed_keys: list[str] = []
+        self._sent_since_flush = 0
 
     def accept(self, raw: bytes | str | Mapping[str, Any], source: str) -> tuple[Outcome, str | None]:
         """Handle one record (a JSON payload or an already-parsed row); return the outcome and any reason."""
@@ -83,6 +92,7 @@ class Listener:
             return Outcome.DUPLICATE, None
         for mention in fresh:
             self._send(self.topics.raw, mention.brand.encode(), mention.to_bytes())
+            self._unconfirmed_keys.append(f"{mention.brand}/{mention.id}")
         metrics.MENTIONS.labels(source, Outcome.ACCEPTED).inc()
         return Outcome.ACCEPTED, None
 
@@ -95,17 +105,27 @@ class Listener:
         metrics.REJECTED.labels(source, reason_code(reason)).inc()
 
     def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        future = self.producer.send(topic, key=key, value=value)
-        future.add_errback(self._on_produce_error, topic)
+        self.producer.send(OutgoingRecord(topic, key, value))
+        self._sent_since_flush += 1
+        if self.confirm_every and self._sent_since_flush >= self.confirm_every:
+            self.flush()
 
-    @staticmethod
-    def _on_produce_error(error: Exception, topic: str) -> None:
-        metrics.PRODUCE_ERRORS.labels(topic).inc()
-        log.error("broker did not acknowledge a record", extra={"topic": topic, "error": str(error)})
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until the broker acknowledged every record sent so far (resending refused ones).
 
-    def flush(self, timeout_s: float | None = 30.0) -> None:
-        """Block until every record sent so far is acknowledged."""
-        self.producer.flush(timeout=timeout_s)
+        With ``timeout_s``, give up after it and return False: the ids sent
+        since the last flush are forgotten, so a client that sends them again
+        is not told they are duplicates (any that did land are deduplicated
+        downstream by id).
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        confirmed = self.producer.confirm(lambda: deadline is not None and time.monotonic() > deadline, timeout_s)
+        if not confirmed:
+            for key in self._unconfirmed_keys:
+                self.recent.forget(key)
+        self._unconfirmed_keys = []
+        self._sent_since_flush = 0
+        return confirmed
 
 
 def _json_or_repr(record: Mapping[str, Any]) -> str:

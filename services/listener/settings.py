@@ -22,6 +22,9 @@ class ListenerSettings(BaseSettings):
     ingest_token: SecretStr | None = Field(default=None, description="bearer token required by POST /v1/mentions")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch: int = Field(default=1000, ge=1)
+    ack_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long a batch waits for the broker before the answer is 503"
+    )
     rate_limit_per_s: float = Field(default=500.0, ge=0, description="records/s per client address; 0 disables")
     rate_burst: int = Field(default=2000, ge=1, description="records a client may send at once")
     dedup_capacity: int = Field(default=1_000_000, ge=1)
