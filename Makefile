@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-fast lint bench bench-detector eval-detector clean
+.PHONY: setup demo test test-fast lint bench bench-detector eval-detector soak clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ bench: setup
 
 bench-detector: setup
 	$(BIN)/python -m benchmarks.detector
+
+# Ten minutes through all three services on the embedded broker (MINUTES=1 for a quick look).
+soak: setup
+	$(BIN)/python -m benchmarks.soak --minutes $(or $(MINUTES),10) --rate $(or $(RATE),40)
 
 eval-detector: setup
 	$(BIN)/crisiswatch eval-detector --nab ../shared/data/nab

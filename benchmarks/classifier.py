@@ -32,7 +32,7 @@ from crisiswatch.classifier.labelled import LabelledText, read_labelled
 from crisiswatch.classifier.model import SentimentModel, choose_runtime
 from crisiswatch.classifier.service import ClassifierService
 from crisiswatch.classifier.training import stratified_split
-from crisiswatch.contracts.kafka import KafkaSettings, make_consumer, make_producer
+from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
 from crisiswatch.contracts.lifecycle import StopSignal
 from crisiswatch.contracts.schemas import Mention, Sentiment
 from crisiswatch.contracts.topics import Topics
@@ -93,7 +93,7 @@ def bench_through_broker(model: SentimentModel, rows: list[LabelledText], batch_
         service = ClassifierService(
             model,
             make_consumer(kafka, "bench", [topics.raw], "bench"),
-            make_producer(kafka, "bench"),
+            AckedProducer.for_settings(kafka, "bench-classifier"),
             topics,
             BatchPolicy(batch_size, 0.05),
         )
