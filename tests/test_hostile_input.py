@@ -8,13 +8,15 @@ text): the only exception allowed out is the parser's own rejection.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from crisiswatch.contracts.schemas import Incident, Mention, ScoredMention
+from crisiswatch.alerter.interactivity import read_presses
+from crisiswatch.contracts.schemas import Incident, IncidentAction, Mention, ScoredMention
 from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.listener.records import FieldMapping, RejectedInput, decode_json_object, parse_timestamp, to_mentions
 
@@ -104,8 +106,38 @@ def test_any_field_mapping_spec_parses_or_says_what_is_wrong(spec: str) -> None:
 @MANY
 @given(st.one_of(st.binary(max_size=2000), records.map(lambda r: json.dumps(r, default=str).encode())))
 def test_downstream_stages_reject_any_bytes_with_a_validation_error(payload: bytes) -> None:
-    for model in (Mention, ScoredMention, Incident):
+    for model in (Mention, ScoredMention, Incident, IncidentAction):
         try:
             model.model_validate_json(payload)
         except (ValidationError, ValueError):
             continue
+
+
+button_ids = st.one_of(
+    st.sampled_from(["crisiswatch:acknowledge", "crisiswatch:resolve", "crisiswatch:copy-reply-1", "crisiswatch:x"]),
+    st.text(max_size=40),
+)
+interactions = st.fixed_dictionaries(
+    {"type": st.sampled_from(["block_actions", "view_submission", ""])},
+    optional={
+        "user": st.one_of(json_values, st.fixed_dictionaries({"id": json_values}, optional={"username": json_values})),
+        "channel": json_values,
+        "actions": st.one_of(
+            json_values,
+            st.lists(
+                st.fixed_dictionaries(
+                    {"action_id": button_ids}, optional={"value": st.one_of(hostile_text, json_values)}
+                ),
+                max_size=4,
+            ),
+        ),
+    },
+)
+
+
+@MANY
+@given(interactions)
+def test_any_slack_interaction_payload_becomes_presses_or_problems(payload: dict[str, Any]) -> None:
+    presses = read_presses(payload, now=datetime(2026, 3, 2, tzinfo=UTC))
+    assert all(problem for problem in presses.problems)
+    assert all(action.user_id.replace("_", "").replace("-", "").isalnum() for action in presses.actions)
