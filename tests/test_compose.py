@@ -117,6 +117,8 @@ def test_a_language_without_templates_and_an_unknown_theme_fall_back_to_english_
     assert drafts.language == "en"
     assert drafts.status_update is None, "status-page drafts go with critical incidents only"
     assert "Nimbus Bank" in drafts.replies[0]
+    named = draft(incident.model_copy(update={"brand_name": "NIMBUS Bank plc"}), load_templates())
+    assert "NIMBUS Bank plc" in named.replies[0], "the brand's own display name wins over one made from its id"
 
 
 def test_a_templates_file_with_a_typo_fails_with_the_place_of_the_error(tmp_path: Path) -> None:

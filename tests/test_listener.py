@@ -55,6 +55,7 @@ def test_field_mapping_reads_nested_exports() -> None:
         1200,
     )
     assert mention.created_at == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    assert mention.brand_name == "Acme Air", "the display name travels with the mention, for public replies"
 
 
 def test_bad_field_mapping_names_the_known_fields() -> None:

@@ -81,7 +81,7 @@ def _incidents(pipeline: Pipeline) -> list[Incident]:
 
 def test_one_incident_opens_for_the_brand_in_crisis_after_its_onset(crisis_run: Pipeline) -> None:
     opened = [i for i in _incidents(crisis_run) if i.event is IncidentEventType.OPENED]
-    assert [i.brand for i in opened] == ["voltcell"]
+    assert [(i.brand, i.brand_name) for i in opened] == [("voltcell", "Voltcell")]
     incident = opened[0]
     assert incident.window_end > ONSET
     assert incident.window_start < ONSET + timedelta(minutes=45), "detected too late"

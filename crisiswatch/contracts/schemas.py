@@ -85,6 +85,7 @@ class Mention(WireModel):
     id: str = Field(min_length=1, max_length=256)
     source: str = Field(min_length=1, max_length=64)
     brand: str = Field(min_length=1, max_length=64)
+    brand_name: str = Field(default="", max_length=128, description="the brand's display name, for public replies")
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     lang: str = Field(default="und", max_length=16)
     author_handle: str = Field(default="", max_length=128)
@@ -197,6 +198,7 @@ class Incident(WireModel):
     revision: int = Field(ge=1)
     event: IncidentEventType
     brand: str
+    brand_name: str = Field(default="", description="the brand's display name (empty: derived from the id)")
     severity: Severity
     window_start: UtcDatetime
     window_end: UtcDatetime

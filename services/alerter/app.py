@@ -158,7 +158,9 @@ def build_app(
                 metrics.END_TO_END.observe(max(0.0, (utc_now() - mention.created_at).total_seconds()))
             closed = close_ready(brand_buckets, detector_config.bucket, lateness)
             if closed:
-                state, verdicts = judge(detector_state(brand), closed, detector_config)
+                state = detector_state(brand)
+                state.brand_name = mention.brand_name or state.brand_name
+                state, verdicts = judge(state, closed, detector_config)
                 label = brand_label(brand)
                 for verdict in verdicts:
                     metrics.SURPRISE.labels(label).set(verdict.score.surprise)

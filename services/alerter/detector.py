@@ -188,6 +188,7 @@ class DetectorState(BaseModel):
     """Everything the detector remembers about one brand (JSON-serialisable for a changelogged table)."""
 
     brand: str
+    brand_name: str = ""
     baseline: Baseline
     recent: list[RecentBucket] = Field(default_factory=list)
     incident: OpenIncident | None = None
@@ -257,6 +258,7 @@ class Decision:
     assignee: str | None = None
     snoozed_until: datetime | None = None
     acted_by: str | None = None
+    brand_name: str = ""
 
     def incident(self) -> Incident:
         """The wire event for this decision."""
@@ -485,6 +487,7 @@ def _decision(
         assignee=incident.assignee,
         snoozed_until=incident.snoozed_until,
         acted_by=acted_by,
+        brand_name=state.brand_name,
     )
 
 

@@ -142,7 +142,7 @@ def drivers(incident: Incident, templates: Templates, display_name: str | None =
     """Theme, matched keywords, top terms and language of an incident's sample posts."""
     texts = [sample.text for sample in incident.sample_mentions]
     theme, matched = detect_theme(texts, templates)
-    exclude = [incident.brand, display_name or "", *incident.brand.split("-")]
+    exclude = [incident.brand, display_name or incident.brand_name, *incident.brand.split("-")]
     return Drivers(theme, matched, top_terms(texts, exclude), dominant_language(incident.sample_mentions))
 
 
@@ -161,6 +161,7 @@ def next_update_at(incident: Incident) -> datetime:
 
 def draft(incident: Incident, templates: Templates, display_name: str | None = None) -> Drafts:
     """2–3 replies matched to the theme and language (English when no template exists), plus a status update."""
+    display_name = display_name or incident.brand_name or None
     found = drivers(incident, templates, display_name)
     language = found.language if found.language in templates.replies else FALLBACK_LANGUAGE
     by_theme = templates.replies[language]

@@ -72,6 +72,11 @@ class BrandCatalog:
         ]
         return cls(brands)
 
+    def display_name(self, brand_id: str) -> str:
+        """How the brand calls itself in public: its first configured name ("" when it has none)."""
+        names = self.brands[brand_id].names
+        return names[0] if names else ""
+
     def ids(self) -> list[str]:
         """Configured brand ids."""
         return list(self.brands)

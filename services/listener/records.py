@@ -187,7 +187,7 @@ def to_mentions(
         "engagement": engagement,
     }
     try:
-        return [Mention(brand=brand, **fields) for brand in brands]
+        return [Mention(brand=brand, brand_name=catalog.display_name(brand), **fields) for brand in brands]
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
