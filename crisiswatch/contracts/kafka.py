@@ -166,15 +166,16 @@ class AckedProducer:
                 return True
             first = failed[0][1]
             error = str(first.exception) if first is not None and first.is_done else "not acknowledged"
+            if self.on_failure:
+                self.on_failure(failed[0][0].topic, len(failed))
+            if stopping():
+                log.warning("the broker did not acknowledge records; giving up", extra={"records": len(failed)})
+                self._renew_before_next_send = True
+                return False
             log.warning(
                 "the broker did not acknowledge records; sending them again",
                 extra={"records": len(failed), "error": error[:300], "retry_in_s": backoff},
             )
-            if self.on_failure:
-                self.on_failure(failed[0][0].topic, len(failed))
-            if stopping():
-                self._renew_before_next_send = True
-                return False
             time.sleep(backoff)
             backoff = min(2 * backoff, self.max_backoff_s)
             self._renew()
@@ -194,9 +195,12 @@ class AckedProducer:
             log.warning("no broker yet for a new producer", extra={"error": str(error)})
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Flush and close the client."""
-        self.producer.flush(timeout=timeout_s)
-        self.producer.close(timeout=timeout_s)
+        """Flush and close the client (one already closed by a failed renewal is left as it is)."""
+        try:
+            self.producer.flush(timeout=timeout_s)
+            self.producer.close(timeout=timeout_s)
+        except KafkaError as error:
+            log.warning("the producer did not close cleanly", extra={"error": str(error)})
 
 
 def make_consumer(settings: KafkaSettings, group_id: str, topics: Iterable[str], client_id: str) -> KafkaConsumer:
