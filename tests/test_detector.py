@@ -6,17 +6,19 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from scipy.stats import gumbel_r
 
 from crisiswatch.alerter.detector import (
     DetectorConfig,
     DetectorState,
     Sensitivity,
-    open_threshold,
+    calibrated_threshold,
+    open_thresholds,
     step,
     tail_surprise,
 )
 from crisiswatch.alerter.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
-from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores
+from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores, Severity
 
 CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -66,6 +68,44 @@ def test_a_surge_opens_after_confirmation_and_resolves_after_quiet_buckets() -> 
     assert opened.rule.startswith("27 negative mentions in the last 10 min")
     assert kinds[-1] is IncidentEventType.RESOLVED
     assert state.incident is None
+
+
+def test_a_growing_storm_escalates_once_the_escalation_gap_has_passed() -> None:
+    calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
+    storm = [5, 6, 7, 9, 12, 20, 40, 80, 120, 160, 200, 220, 240, 240]
+    _, events = _run(_buckets([*calm, *storm]))
+    kinds = [e.event for e in events]
+    assert kinds == [IncidentEventType.OPENED, IncidentEventType.ESCALATED]
+    opened, escalated = events
+    assert escalated.window_end - opened.window_end >= CONFIG.escalation_gap
+    assert escalated.severity.rank > opened.severity.rank
+    assert escalated.revision == opened.revision + 1
+    assert escalated.rule.startswith(f"severity rose to {escalated.severity.value}")
+
+
+def test_complaints_that_crowd_out_other_talk_open_sooner_than_the_same_complaints_in_a_busier_stream() -> None:
+    rng = np.random.default_rng(7)
+    totals = rng.poisson(100, 4 * 288)
+    negatives = rng.binomial(totals, 0.1)
+    surge = np.random.default_rng(1).poisson(25, 8)
+    usual_talk = np.random.default_rng(1).poisson(100, 8)
+    _, crowded_events = _run(_buckets([*negatives, *surge], [*totals, *usual_talk]))
+    _, busier_events = _run(_buckets([*negatives, *surge], [*totals, *(usual_talk * 2.5).astype(int)]))
+    assert [e.event for e in crowded_events] == [IncidentEventType.OPENED]
+    assert "share surprise" in crowded_events[0].rule
+    assert crowded_events[0].negative_share > 2 * crowded_events[0].baseline_negative_share
+    assert busier_events == [], "the same complaints in proportionally busier talk are not yet surprising"
+
+
+def test_reach_raises_the_severity() -> None:
+    calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
+    storm = [_buckets([*calm, 12, 15, 20, 18])[-4 + i] for i in range(4)]
+    seen_by_few = _run([*_buckets(calm), *storm])[1][0]
+    loud = [Bucket(start=b.start, negative=b.negative, total=b.total, reach_negative=600_000) for b in storm]
+    seen_by_millions = _run([*_buckets(calm), *loud])[1][0]
+    assert seen_by_few.severity is not Severity.CRITICAL
+    assert seen_by_millions.severity is Severity.CRITICAL
+    assert seen_by_millions.reach >= CONFIG.critical_reach
 
 
 def test_one_surprising_bucket_alone_is_not_an_incident() -> None:
@@ -135,28 +175,43 @@ def _bursty_days(days: int, seed: int = 9) -> list[int]:
     return negatives.tolist()
 
 
-def test_a_brand_that_bursts_every_day_needs_a_larger_surge_once_calibrated() -> None:
+def test_a_brand_that_bursts_every_day_needs_a_larger_short_surge_but_not_a_larger_long_one() -> None:
     negatives = _bursty_days(10)
     state, _ = _run(_buckets(negatives, [n + 20 for n in negatives]))
-    assert len(state.daily_max_surprises) == 9
-    assert open_threshold(state, CONFIG) > CONFIG.open_surprise
-    quiet = DetectorState.fresh("calm", CONFIG)
+    lengths = CONFIG.window_lengths()
+    assert all(len(state.calibration.daily_maxima[n]) == 9 for n in lengths)
+    bursty = open_thresholds(state, CONFIG)
+    assert bursty[lengths[0]] > 3 * CONFIG.open_surprise
+    assert bursty[lengths[-1]] < bursty[lengths[0]] / 3
     rng = np.random.default_rng(4)
     calm = rng.poisson(5.0, size=10 * 288).tolist()
-    quiet, _ = _run(_buckets(calm, [n + 20 for n in calm]), state=quiet)
-    assert open_threshold(quiet, CONFIG) == pytest.approx(
-        max(CONFIG.open_surprise_floor, CONFIG.calibration_factor * float(np.median(quiet.daily_max_surprises)))
-    )
-    assert open_threshold(quiet, CONFIG) < open_threshold(state, CONFIG)
+    quiet, _ = _run(_buckets(calm, [n + 20 for n in calm]))
+    steady = open_thresholds(quiet, CONFIG)
+    for n in lengths:
+        assert steady[n] == calibrated_threshold(quiet.calibration.daily_maxima[n], CONFIG)
+    assert steady[lengths[0]] < bursty[lengths[0]]
+
+
+def test_the_calibrated_threshold_is_the_gumbel_return_level_of_daily_maxima() -> None:
+    location, scale = 2.0, 0.4
+    maxima = np.expm1(gumbel_r.rvs(location, scale, size=4000, random_state=np.random.default_rng(5)))
+    config = DetectorConfig(calibration_return_days=14.0, calibration_min_days=3)
+    expected = np.expm1(gumbel_r.ppf(1 - 1 / 14, location, scale))
+    assert calibrated_threshold(maxima.tolist(), config) == pytest.approx(expected, rel=0.05)
+    assert calibrated_threshold([0.0] * 14, config) == config.open_surprise_floor
+    assert calibrated_threshold([50.0, 60.0], config) == config.open_surprise
+    one_storm = [8.0, 9.0, 7.5, 8.5, 9.5, 8.0, 300.0]
+    assert calibrated_threshold(one_storm, config) < 30
 
 
 def test_calibration_survives_a_restart_and_a_new_brand_uses_the_cold_start_threshold() -> None:
     negatives = _bursty_days(5)
     state, _ = _run(_buckets(negatives, [n + 20 for n in negatives]))
     restored = DetectorState.model_validate_json(state.model_dump_json())
-    assert restored.daily_max_surprises == state.daily_max_surprises
-    assert open_threshold(restored, CONFIG) == open_threshold(state, CONFIG)
-    assert open_threshold(DetectorState.fresh("new", CONFIG), CONFIG) == CONFIG.open_surprise
+    assert restored.calibration == state.calibration
+    assert open_thresholds(restored, CONFIG) == open_thresholds(state, CONFIG)
+    fresh = open_thresholds(DetectorState.fresh("new", CONFIG), CONFIG)
+    assert set(fresh.values()) == {CONFIG.open_surprise}
 
 
 def test_a_slow_rise_in_a_quiet_brand_is_not_learned_as_its_daily_rhythm() -> None:
@@ -174,3 +229,12 @@ def test_windows_longer_than_the_resolve_window_still_resolve() -> None:
     calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
     _, events = _run(_buckets([*calm, 12, 15, 20, 18, 16, *[1, 0, 1, 1, 0, 2] * 3]), config)
     assert [e.event for e in events] == [IncidentEventType.OPENED, IncidentEventType.RESOLVED]
+
+
+def test_a_step_leaves_the_state_it_was_given_as_it_was() -> None:
+    state, _ = _run(_buckets(_bursty_days(4)))
+    before = state.model_dump_json()
+    surge = Bucket(start=state.recent[-1].start + CONFIG.bucket, negative=90, total=100)
+    after, _ = step(state, surge, CONFIG)
+    assert state.model_dump_json() == before
+    assert after.calibration.day_maxima != state.calibration.day_maxima

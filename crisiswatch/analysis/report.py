@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from crisiswatch.alerter.charts import SEVERITY_COLOURS
-from crisiswatch.alerter.detector import BucketVerdict, DetectorConfig, expected_band
+from crisiswatch.alerter.detector import BucketVerdict, DetectorConfig, expected_bands
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
 from .backtest import BrandReplay
@@ -110,7 +110,7 @@ def brand_chart(
     totals = [p.total for p in points]
     negatives = [p.negative for p in points]
     expected = [p.expected_negative for p in points]
-    bands = [expected_band(p.expected_negative, p.dispersion) for p in points]
+    bands = expected_bands([p.expected_negative for p in points], [p.dispersion for p in points])
     shares = [p.negative / p.total if p.total else float("nan") for p in points]
     baseline_shares = [p.expected_negative / p.expected_total if p.expected_total else float("nan") for p in points]
     rows = list(overlays or {})

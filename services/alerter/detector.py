@@ -11,18 +11,26 @@ Every closed bucket (one minute by default) ends several look-back windows,
 from two minutes to four hours: a sudden storm shows in a few buckets, a slow
 burn over hours. For each window the surprise is ``-log10 P(X >= observed)``
 of its summed count under the baseline, less the ``log10`` of the number of
-windows tried (a Bonferroni correction), and the most surprising window
-speaks. An incident opens when that surprise clears the brand's threshold
-with at least ``min_negative`` mentions while the latest bucket is still above
-normal; no window is shorter than ``confirm_buckets``, so the evidence always
-spans several buckets. The threshold is ``open_surprise`` for a new brand and,
-once a few days are seen, twice what the brand's ordinary days reach (never
-below ``open_surprise_floor``): a brand whose chatter bursts every afternoon
-needs a bigger surge than one that follows the count law. The baseline's
-rhythm and spread are frozen while a brand is hot, so neither a spike nor a
-slow burn teaches it that storms are normal; the incident resolves only after
-``resolve_quiet`` without surprise (hysteresis), and the brand cannot re-open
-within ``cooldown``. Escalation to a higher severity is the only re-alert.
+windows tried (a Bonferroni correction). Each window length has its own
+threshold, calibrated on the brand's history at that time scale: the level
+its ordinary days' maxima reach once in ``calibration_return_days`` (a Gumbel
+law fitted to them), never below ``open_surprise_floor``, and
+``open_surprise`` until a few days are seen. So a brand whose chatter bursts
+for five minutes every afternoon needs a bigger five-minute surge, while a
+rise that holds for hours is still judged against how steady its hours are.
+An incident opens when a window with at least ``min_negative`` mentions
+reaches its threshold, or half of it while the negative share of all mentions
+is itself surprising (the binomial tail of the brand's usual mix), and the
+latest bucket is still above normal; no window is shorter than
+``confirm_buckets``, so the evidence always spans several buckets. Severity
+comes from how far the surprise passes the threshold, the velocity
+(observed against expected rate) and the reach of the negative posts.
+
+The baseline's rhythm and spread are frozen while a brand is hot, so neither
+a spike nor a slow burn teaches it that storms are normal; the incident
+resolves only after ``resolve_quiet`` without surprise (hysteresis), and the
+brand cannot re-open within ``cooldown``. Escalation to a higher severity is
+the only re-alert, and it waits ``escalation_gap`` after the last alert.
 People act on an open incident through :func:`apply_action` (acknowledge,
 assign, snooze, resolve); each change is an incident event of its own.
 The same code runs in the live alerter and in offline backtests.
@@ -33,13 +41,14 @@ from __future__ import annotations
 import enum
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from statistics import median
 
+import numpy as np
 from pydantic import BaseModel, Field
 from scipy import special
-from scipy.stats import nbinom, poisson
+from scipy.stats import gumbel_r, nbinom, poisson
 
 from crisiswatch.contracts.schemas import (
     ActionKind,
@@ -57,6 +66,7 @@ HOURS = 24
 MINUTE = timedelta(minutes=1)
 MAX_SURPRISE = 300.0
 HISTORY_POINTS = 60
+_GUMBEL_IQR = math.log(math.log(4)) - math.log(math.log(4 / 3))
 
 
 class Sensitivity(enum.StrEnum):
@@ -95,13 +105,17 @@ class DetectorConfig:
     open_surprise_floor: float = 6.0
     calibration_days: int = 14
     calibration_min_days: int = 3
-    calibration_factor: float = 2.0
+    calibration_return_days: float = 14.0
     min_negative: int = 8
+    share_surprise: float = 8.0
+    warning_reach: int = 100_000
+    critical_reach: int = 1_000_000
     confirm_buckets: int = 2
     resolve_surprise: float = 1.3
     resolve_window: timedelta = timedelta(minutes=15)
     resolve_quiet: timedelta = timedelta(minutes=15)
     cooldown: timedelta = timedelta(hours=12)
+    escalation_gap: timedelta = timedelta(minutes=30)
     sample_span: timedelta = timedelta(minutes=30)
 
     def scaled(self, value: float) -> float:
@@ -121,7 +135,12 @@ class DetectorConfig:
 
     def per_bucket(self, per_hour: float) -> float:
         """A per-hour rate expressed per bucket."""
-        return per_hour * (self.bucket / timedelta(hours=1))
+        return per_hour * self.bucket_hours
+
+    @functools.cached_property
+    def bucket_hours(self) -> float:
+        """The bucket width in hours."""
+        return self.bucket / timedelta(hours=1)
 
 
 @functools.cache
@@ -178,10 +197,25 @@ class OpenIncident(BaseModel):
     peak_negative: int
     total_negative: int
     quiet_buckets: int = 0
+    alerted_at: datetime | None = None
     samples: list[SampleMention] = Field(default_factory=list)
     acknowledged_by: str | None = None
     assignee: str | None = None
     snoozed_until: datetime | None = None
+
+
+class Calibration(BaseModel):
+    """How far each look-back window's surprise reaches on the brand's ordinary days, and the thresholds from that.
+
+    Keys are window lengths in buckets. ``daily_maxima`` holds one maximum per
+    filed day (outside incidents), oldest first; ``thresholds`` are refreshed
+    whenever a day is filed, so the per-bucket path only looks them up.
+    """
+
+    day: date | None = None
+    day_maxima: dict[int, float] = Field(default_factory=dict)
+    daily_maxima: dict[int, list[float]] = Field(default_factory=dict)
+    thresholds: dict[int, float] = Field(default_factory=dict)
 
 
 class DetectorState(BaseModel):
@@ -194,9 +228,7 @@ class DetectorState(BaseModel):
     incident: OpenIncident | None = None
     cooldown_until: datetime | None = None
     incidents_opened: int = 0
-    calibration_day: date | None = None
-    day_max_surprise: float = 0.0
-    daily_max_surprises: list[float] = Field(default_factory=list)
+    calibration: Calibration = Field(default_factory=Calibration)
 
     @classmethod
     def fresh(cls, brand: str, config: DetectorConfig) -> DetectorState:
@@ -297,6 +329,23 @@ def tail_surprise(observed: int, expected: float, dispersion: float = 0.0) -> fl
     return min(MAX_SURPRISE, float(-math.log10(tail))) if tail > 0 else MAX_SURPRISE
 
 
+def share_surprise(negative: int, total: int, normal_share: float) -> float:
+    """``-log10 P(at least `negative` of `total` mentions are negative)`` when each is with ``normal_share``.
+
+    The binomial tail (``scipy.special.bdtrc``, what ``scipy.stats.binom.sf``
+    computes): how unlikely the window's negative share is for the brand's
+    usual mix. 0 when the share is not above normal, at most ``MAX_SURPRISE``.
+    """
+    if total <= 0 or negative <= 0 or negative <= normal_share * total:
+        return 0.0
+    if normal_share <= 0:
+        return MAX_SURPRISE
+    if normal_share >= 1:
+        return 0.0
+    tail = special.bdtrc(negative - 1, total, normal_share)
+    return min(MAX_SURPRISE, float(-math.log10(tail))) if tail > 0 else MAX_SURPRISE
+
+
 def expected_counts(baseline: Baseline, config: DetectorConfig, moment: datetime) -> tuple[float, float]:
     """Expected negative and total mentions in the bucket starting at ``moment``."""
     factor = baseline.daily[moment.hour]
@@ -311,19 +360,19 @@ def score(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> BucketS
     return BucketScore(expected_negative, expected_total, surprise)
 
 
-def scan(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]) -> WindowScore:
-    """The most surprising window among those of ``lengths`` buckets ending at the latest bucket.
+def window_scores(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]) -> list[WindowScore]:
+    """The surprise of each window of ``lengths`` buckets that ends at the latest bucket (those that fit).
 
     The dispersion is not divided by the window length: what makes a long
     window surprising by accident is a baseline that is off for a while, an
-    error shared by all its buckets. The surprise is corrected for the number
+    error shared by all its buckets. Each surprise is corrected for the number
     of windows tried.
     """
-    best = WindowScore(1, 0, 0.0, 0.0)
     if not recent or not lengths:
-        return best
+        return []
     correction = math.log10(len(lengths))
     last, first = recent[-1], recent[0]
+    scores = []
     for n in lengths:
         if n > len(recent):
             break
@@ -337,9 +386,18 @@ def scan(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]
             - (before.running_expected if before else first.running_expected - first.expected_negative),
         )
         surprise = max(0.0, tail_surprise(observed, expected, dispersion) - correction)
-        if surprise > best.surprise:
-            best = WindowScore(n, observed, expected, surprise)
-    return best
+        scores.append(WindowScore(n, observed, expected, surprise))
+    return scores
+
+
+def scan(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]) -> WindowScore:
+    """The most surprising window among those of ``lengths`` buckets ending at the latest bucket."""
+    return most_surprising(window_scores(recent, dispersion, lengths))
+
+
+def most_surprising(windows: list[WindowScore]) -> WindowScore:
+    """The window with the largest surprise (an empty window when there is none)."""
+    return max(windows, key=lambda w: w.surprise, default=WindowScore(1, 0, 0.0, 0.0))
 
 
 def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig, calm: bool = True) -> Baseline:
@@ -348,7 +406,10 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig,
     While history is short the levels are running means of what was seen, with
     the prior counting as ``prior_pseudo_buckets`` observations; after the
     warm-up they are EWMAs of buckets clipped to ``winsor_sigmas`` standard
-    deviations above expectation, so no single bucket drags the baseline up.
+    deviations above expectation, so no single bucket drags the baseline up
+    (never less than that many mentions: at a twentieth of a mention per
+    bucket, clipping every single post would teach the brand it is quieter
+    than it is).
     The rhythm and the spread are learnt only while the look-back windows are
     unsurprising (``calm``), so a slow burn is not mistaken for the time of
     day and a surge is never explained away as noise. Each bucket's evidence
@@ -364,9 +425,9 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig,
     expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
     negative, total = float(bucket.negative), float(bucket.total)
     if warm:
-        spread = math.sqrt(expected_negative + baseline.dispersion * expected_negative**2)
+        spread = max(1.0, math.sqrt(expected_negative + baseline.dispersion * expected_negative**2))
         negative = min(negative, expected_negative + config.winsor_sigmas * spread)
-        total_spread = math.sqrt(expected_total + baseline.dispersion * expected_total**2)
+        total_spread = max(1.0, math.sqrt(expected_total + baseline.dispersion * expected_total**2))
         total = min(total, expected_total + config.winsor_sigmas * total_spread)
     daily = list(baseline.daily)
     dispersion = baseline.dispersion
@@ -382,7 +443,7 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig,
             excess = ((negative - expected_negative) ** 2 - expected_negative) / expected_negative**2
             rate = 1 - 0.5 ** (config.bucket / config.dispersion_halflife)
             dispersion = max(0.0, (1 - rate) * dispersion + rate * min(excess, config.max_dispersion))
-    return Baseline(
+    return Baseline.model_construct(
         negative=(1 - alpha) * baseline.negative + alpha * negative / factor,
         total=(1 - alpha) * baseline.total + alpha * total / factor,
         dispersion=dispersion,
@@ -402,40 +463,120 @@ def effective_dispersion(baseline: Baseline, config: DetectorConfig) -> float:
     return max(baseline.dispersion, config.min_dispersion, early)
 
 
-def calibrate(state: DetectorState, moment: datetime, surprise: float, config: DetectorConfig) -> None:
-    """Record the day's largest surprise outside incidents (mutates ``state``); a new day files the last one."""
-    day = moment.date()
-    if state.calibration_day != day:
-        if state.calibration_day is not None:
-            state.daily_max_surprises = [*state.daily_max_surprises, state.day_max_surprise][-config.calibration_days :]
-        state.calibration_day, state.day_max_surprise = day, 0.0
-    if state.incident is None:
-        state.day_max_surprise = max(state.day_max_surprise, surprise)
+def calibrate(state: DetectorState, moment: datetime, windows: list[WindowScore], config: DetectorConfig) -> None:
+    """Record each window's largest surprise of the day outside incidents in ``state`` (a copy the caller owns).
 
-
-def open_threshold(state: DetectorState, config: DetectorConfig) -> float:
-    """The surprise that opens an incident for this brand, before the sensitivity scaling.
-
-    The count law is a model; real streams are burstier than it in ways that
-    differ by brand. So once a brand has ``calibration_min_days`` of history,
-    an incident needs a surprise ``calibration_factor`` times the brand's
-    median daily maximum (what its ordinary days reach), and never less than
-    ``open_surprise_floor``. Until then ``open_surprise`` applies.
+    The first bucket of a new day files the last day's maxima and refreshes the
+    thresholds. The calibration is replaced, never changed in place, so a state
+    the caller kept is left as it was.
     """
-    history = state.daily_max_surprises
-    if len(history) < config.calibration_min_days:
+    calibration = state.calibration
+    day = moment.date()
+    if calibration.day != day:
+        daily, thresholds = calibration.daily_maxima, calibration.thresholds
+        if calibration.day is not None:
+            daily = {
+                n: [*daily.get(n, []), calibration.day_maxima.get(n, 0.0)][-config.calibration_days :]
+                for n in config.window_lengths()
+            }
+            thresholds = {n: calibrated_threshold(maxima, config) for n, maxima in daily.items()}
+        calibration = Calibration(day=day, daily_maxima=daily, thresholds=thresholds)
+    if state.incident is None:
+        higher = {w.buckets: w.surprise for w in windows if w.surprise > calibration.day_maxima.get(w.buckets, 0.0)}
+        if higher:
+            calibration = calibration.model_copy(update={"day_maxima": {**calibration.day_maxima, **higher}})
+    state.calibration = calibration
+
+
+def calibrated_threshold(daily_maxima: list[float], config: DetectorConfig) -> float:
+    """The surprise an ordinary day of this brand exceeds once in ``calibration_return_days``, for one window.
+
+    The count law is a model; real streams are burstier than it, in ways that
+    differ by brand and by time scale (a brand whose chatter spikes for five
+    minutes every afternoon may still hold a steady level hour to hour). So
+    each window length is calibrated on its own history: the daily maxima of
+    its surprise are fitted with a Gumbel law (the extreme-value law of daily
+    maxima) on a log scale, since bursty streams have heavy-tailed surprises,
+    with location and scale from the quartiles so one past incident does not
+    move it. The threshold is never below ``open_surprise_floor``; until
+    ``calibration_min_days`` are filed, it is ``open_surprise``.
+    """
+    if len(daily_maxima) < config.calibration_min_days:
         return config.open_surprise
-    return max(config.open_surprise_floor, config.calibration_factor * median(history))
+    logs = np.log1p(daily_maxima)
+    low, middle, high = np.quantile(logs, [0.25, 0.5, 0.75])
+    scale = max(float(high - low) / _GUMBEL_IQR, 1e-3)
+    location = float(middle) + scale * math.log(math.log(2))
+    level = gumbel_r.ppf(1 - 1 / config.calibration_return_days, location, scale)
+    return max(config.open_surprise_floor, float(np.expm1(level)))
 
 
-def severity_for(window: WindowScore, config: DetectorConfig) -> Severity:
-    """Watch / warning / critical from how surprising and how large the surge is."""
-    ratio = window.observed / max(window.expected, 1e-9)
-    if window.surprise >= config.scaled(3 * config.open_surprise) and ratio >= 8:
+def open_thresholds(state: DetectorState, config: DetectorConfig) -> dict[int, float]:
+    """The surprise that opens an incident through each window length, before the sensitivity scaling."""
+    thresholds = state.calibration.thresholds
+    return {n: thresholds.get(n, config.open_surprise) for n in config.window_lengths()}
+
+
+def severity_for(window: WindowScore, threshold: float, reach: int, config: DetectorConfig) -> Severity:
+    """Watch / warning / critical from the surprise (against the threshold), velocity and reach.
+
+    Velocity is the window's negative rate against the normal one; reach is
+    how many followers the negative posts' authors have between them.
+    """
+    velocity = window.observed / max(window.expected, 1e-9)
+    if (window.surprise >= 3 * threshold and velocity >= 8) or reach >= config.critical_reach:
         return Severity.CRITICAL
-    if window.surprise >= config.scaled(2 * config.open_surprise) or ratio >= 4:
+    if window.surprise >= 2 * threshold or velocity >= 4 or reach >= config.warning_reach:
         return Severity.WARNING
     return Severity.WATCH
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A window that opens an incident, the threshold it passed, and the rule in words."""
+
+    window: WindowScore
+    threshold: float
+    rule: str
+
+
+def alarm(
+    recent: list[RecentBucket], windows: list[WindowScore], thresholds: dict[int, float], config: DetectorConfig
+) -> Alarm | None:
+    """The window that most clearly calls for an incident, if any.
+
+    A window with at least ``min_negative`` mentions alarms by count when its
+    surprise reaches its (calibrated, sensitivity-scaled) threshold, or by
+    share when it reaches half that while the negative share of all mentions
+    is itself surprising for the brand's usual mix (``share_surprise``): the
+    same number of complaints means more when nothing else explains them.
+    """
+    found: list[Alarm] = []
+    for window in windows:
+        limit = config.scaled(thresholds[window.buckets])
+        if window.observed < config.min_negative or window.surprise < limit / 2:
+            continue
+        if window.surprise >= limit:
+            found.append(Alarm(window, limit, _describe(window, limit, config)))
+            continue
+        buckets = recent[-window.buckets :]
+        total = sum(b.total for b in buckets)
+        normal = window.expected / max(sum(b.expected_total for b in buckets), 1e-9)
+        shift = share_surprise(window.observed, total, normal)
+        needed = config.scaled(config.share_surprise)
+        if shift >= needed:
+            rule = (
+                _describe(window, limit / 2, config)
+                + f" (half the threshold) with {window.observed / total:.0%} of {total} mentions negative vs "
+                f"{min(normal, 1.0):.0%} normal: share surprise {shift:.1f} >= {needed:.1f}"
+            )
+            found.append(Alarm(window, limit / 2, rule))
+    return max(found, key=lambda a: a.window.surprise / a.threshold, default=None)
+
+
+def window_reach(recent: list[RecentBucket], window: WindowScore) -> int:
+    """Followers of the negative posts' authors in the window, summed."""
+    return sum(b.reach for b in recent[-window.buckets :])
 
 
 def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:
@@ -508,7 +649,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     lengths = config.window_lengths()
     previous = state.recent[-1] if state.recent else None
     state.recent.append(
-        RecentBucket(
+        RecentBucket.model_construct(
             start=bucket.start,
             negative=bucket.negative,
             total=bucket.total,
@@ -532,27 +673,28 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         return state, decisions
 
     dispersion = effective_dispersion(state.baseline, config)
-    best = scan(state.recent, dispersion, lengths)
-    calibrate(state, bucket.start, best.surprise, config)
+    windows = window_scores(state.recent, dispersion, lengths)
+    best = most_surprising(windows)
+    calibrate(state, bucket.start, windows, config)
     if state.incident is None:
         cooling = state.cooldown_until is not None and bucket.start < state.cooldown_until
-        threshold = config.scaled(open_threshold(state, config))
+        thresholds = open_thresholds(state, config)
+        found = alarm(state.recent, windows, thresholds, config)
         elevated = bucket.negative > own.expected_negative
-        if best.surprise >= threshold and best.observed >= config.min_negative and elevated and not cooling:
+        if found is not None and elevated and not cooling:
+            best = found.window
             window = state.recent[-best.buckets :]
             state.incidents_opened += 1
             state.incident = OpenIncident(
                 incident_id=f"{state.brand}-{window[0].start:%Y%m%dT%H%M}",
                 revision=1,
                 opened_at=end,
-                severity=severity_for(best, config),
+                severity=severity_for(best, found.threshold, window_reach(state.recent, best), config),
                 peak_negative=max(b.negative for b in window),
                 total_negative=best.observed,
                 samples=_merge_samples(*(b.samples for b in window)),
             )
-            decisions.append(
-                _decision(state, IncidentEventType.OPENED, best, _describe(best, threshold, config), config)
-            )
+            decisions.append(_decision(state, IncidentEventType.OPENED, best, found.rule, config))
         else:
             calm = best.surprise < config.scaled(config.hot_surprise)
             state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm)
@@ -568,12 +710,17 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         incident.quiet_buckets += 1
     else:
         incident.quiet_buckets = 0
-        severity = severity_for(best, config)
-        if severity.rank > incident.severity.rank:
+        thresholds = open_thresholds(state, config)
+        loudest = max(windows, key=lambda w: w.surprise / thresholds[w.buckets])
+        threshold = config.scaled(thresholds[loudest.buckets])
+        severity = severity_for(loudest, threshold, window_reach(state.recent, loudest), config)
+        settled = end - (incident.alerted_at or incident.opened_at) >= config.escalation_gap
+        if severity.rank > incident.severity.rank and settled:
             incident.severity = severity
+            incident.alerted_at = end
             incident.revision += 1
-            rule = f"severity rose to {severity.value}: " + _describe(best, config.scaled(config.open_surprise), config)
-            decisions.append(_decision(state, IncidentEventType.ESCALATED, best, rule, config))
+            rule = f"severity rose to {severity.value}: " + _describe(loudest, threshold, config)
+            decisions.append(_decision(state, IncidentEventType.ESCALATED, loudest, rule, config))
     if incident.quiet_buckets >= config.buckets(config.resolve_quiet):
         incident.revision += 1
         quiet_minutes = round(incident.quiet_buckets * config.bucket / MINUTE)
@@ -660,32 +807,45 @@ def history_points(
 ) -> tuple[HistoryPoint, ...]:
     """The brand's recent buckets merged into at most ``most`` intervals, with each interval's normal range."""
     group = max(1, math.ceil(len(recent) / most))
-    points = []
-    for first in range(0, len(recent), group):
-        chunk = recent[first : first + group]
-        expected = sum(b.expected_negative for b in chunk)
-        low, high = expected_band(expected, dispersion)
-        points.append(
-            HistoryPoint(
-                start=chunk[0].start,
-                total=sum(b.total for b in chunk),
-                negative=sum(b.negative for b in chunk),
-                expected_negative=round(expected, 3),
-                normal_low=low,
-                normal_high=high,
-            )
+    chunks = [recent[first : first + group] for first in range(0, len(recent), group)]
+    expected = [sum(b.expected_negative for b in chunk) for chunk in chunks]
+    bands = expected_bands(expected, dispersion)
+    return tuple(
+        HistoryPoint(
+            start=chunk[0].start,
+            total=sum(b.total for b in chunk),
+            negative=sum(b.negative for b in chunk),
+            expected_negative=round(mean, 3),
+            normal_low=low,
+            normal_high=high,
         )
-    return tuple(points)
+        for chunk, mean, (low, high) in zip(chunks, expected, bands, strict=True)
+    )
+
+
+def expected_bands(
+    expected: Sequence[float], dispersion: float | Sequence[float], coverage: float = 0.95
+) -> list[tuple[int, int]]:
+    """The central ``coverage`` interval of the count law around each expected count (for charts of what is normal).
+
+    One vectorised quantile call for all of them: an alert carries dozens of
+    points, and a frozen distribution per point costs milliseconds each.
+    """
+    mean = np.asarray(expected, dtype=float)
+    spread = np.broadcast_to(np.asarray(dispersion, dtype=float), mean.shape)
+    if mean.size == 0:
+        return []
+    tails = np.array([(1 - coverage) / 2, 1 - (1 - coverage) / 2])[:, None]
+    positive_mean = np.maximum(mean, 1e-12)
+    size = 1 / np.maximum(spread, 1e-12)
+    with np.errstate(all="ignore"):
+        bounds = np.where(
+            spread > 0, nbinom.ppf(tails, size, size / (size + positive_mean)), poisson.ppf(tails, positive_mean)
+        )
+    bounds = np.where(mean > 0, bounds, 0)
+    return [(int(low), int(high)) for low, high in bounds.T]
 
 
 def expected_band(expected: float, dispersion: float, coverage: float = 0.95) -> tuple[int, int]:
-    """The central ``coverage`` interval of the count law around ``expected`` (for charts of what is normal)."""
-    tail = (1 - coverage) / 2
-    if expected <= 0:
-        return 0, 0
-    if dispersion <= 0:
-        law = poisson(expected)
-    else:
-        size = 1 / dispersion
-        law = nbinom(size, size / (size + expected))
-    return int(law.ppf(tail)), int(law.ppf(1 - tail))
+    """The central ``coverage`` interval of the count law around one expected count."""
+    return expected_bands([expected], dispersion, coverage)[0]
