@@ -238,3 +238,22 @@ def test_a_step_leaves_the_state_it_was_given_as_it_was() -> None:
     after, _ = step(state, surge, CONFIG)
     assert state.model_dump_json() == before
     assert after.calibration.day_maxima != state.calibration.day_maxima
+
+
+def test_each_window_learns_its_own_spread_so_a_rise_that_holds_stands_out_of_bursty_buckets() -> None:
+    rng = np.random.default_rng(8)
+    dispersion, level = 0.3, 10.0
+    negatives = rng.poisson(rng.gamma(1 / dispersion, level * dispersion, 6 * 288)).tolist()
+    state, _ = _run(_buckets(negatives, [n + 20 for n in negatives]))
+    learnt = state.baseline.window_dispersion
+    assert learnt[48] < state.baseline.dispersion / 5, "independent bursts average out over four hours"
+    assert learnt[2] > learnt[12] > learnt[48]
+    rise = np.random.default_rng(2)
+    doubled = rise.poisson(rise.gamma(1 / dispersion, 2 * level * dispersion, 48)).tolist()
+    start = state.recent[-1].start + CONFIG.bucket
+    hump = [Bucket(start=start + i * CONFIG.bucket, negative=n, total=n + 20) for i, n in enumerate(doubled)]
+    _, events = _run(hump, state=state)
+    assert [e.event for e in events][:1] == [IncidentEventType.OPENED]
+    per_bucket_only = state.model_copy(update={"baseline": state.baseline.model_copy(update={"window_dispersion": {}})})
+    _, unseen = _run(hump, state=per_bucket_only)
+    assert unseen == [], "judged with the per-bucket spread, the same rise hides in the noise"

@@ -41,7 +41,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -93,7 +93,7 @@ class DetectorConfig:
     warmup: timedelta = timedelta(hours=2)
     baseline_halflife: timedelta = timedelta(hours=12)
     seasonal_halflife_days: float = 2.0
-    dispersion_halflife: timedelta = timedelta(days=1)
+    dispersion_halflife: timedelta = timedelta(days=3)
     max_dispersion: float = 2.0
     min_dispersion: float = 0.02
     early_dispersion: float = 0.25
@@ -102,12 +102,11 @@ class DetectorConfig:
     winsor_sigmas: float = 3.0
     hot_surprise: float = 3.0
     open_surprise: float = 8.0
-    open_surprise_floor: float = 6.0
+    open_surprise_floor: float = 8.0
     calibration_days: int = 14
     calibration_min_days: int = 3
-    calibration_return_days: float = 14.0
+    calibration_return_days: float = 21.0
     min_negative: int = 8
-    share_surprise: float = 8.0
     warning_reach: int = 100_000
     critical_reach: int = 1_000_000
     confirm_buckets: int = 2
@@ -158,12 +157,16 @@ class Baseline(BaseModel):
 
     ``negative`` and ``total`` are de-seasonalised levels; ``daily`` holds one
     multiplier per hour of the day (mean 1); ``dispersion`` is the extra-Poisson
-    variance of negative counts (variance = mu + dispersion * mu^2).
+    variance of negative counts (variance = mu + dispersion * mu^2), and
+    ``window_dispersion`` the same for the sums over each look-back window
+    length (in buckets): a burst of a few minutes adds spread to a bucket, but
+    much less to a four-hour sum.
     """
 
     negative: float
     total: float
     dispersion: float = 0.0
+    window_dispersion: dict[int, float] = Field(default_factory=dict)
     daily: list[float] = Field(default_factory=lambda: [1.0] * HOURS)
     buckets_seen: int = 0
 
@@ -360,13 +363,14 @@ def score(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> BucketS
     return BucketScore(expected_negative, expected_total, surprise)
 
 
-def window_scores(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]) -> list[WindowScore]:
+def window_scores(
+    recent: list[RecentBucket], dispersions: Mapping[int, float], lengths: tuple[int, ...]
+) -> list[WindowScore]:
     """The surprise of each window of ``lengths`` buckets that ends at the latest bucket (those that fit).
 
-    The dispersion is not divided by the window length: what makes a long
-    window surprising by accident is a baseline that is off for a while, an
-    error shared by all its buckets. Each surprise is corrected for the number
-    of windows tried.
+    Each window length has its own spread (``dispersions``, see
+    :func:`window_dispersions`); each surprise is corrected for the number of
+    windows tried.
     """
     if not recent or not lengths:
         return []
@@ -385,14 +389,14 @@ def window_scores(recent: list[RecentBucket], dispersion: float, lengths: tuple[
             last.running_expected
             - (before.running_expected if before else first.running_expected - first.expected_negative),
         )
-        surprise = max(0.0, tail_surprise(observed, expected, dispersion) - correction)
+        surprise = max(0.0, tail_surprise(observed, expected, dispersions[n]) - correction)
         scores.append(WindowScore(n, observed, expected, surprise))
     return scores
 
 
-def scan(recent: list[RecentBucket], dispersion: float, lengths: tuple[int, ...]) -> WindowScore:
+def scan(recent: list[RecentBucket], dispersions: Mapping[int, float], lengths: tuple[int, ...]) -> WindowScore:
     """The most surprising window among those of ``lengths`` buckets ending at the latest bucket."""
-    return most_surprising(window_scores(recent, dispersion, lengths))
+    return most_surprising(window_scores(recent, dispersions, lengths))
 
 
 def most_surprising(windows: list[WindowScore]) -> WindowScore:
@@ -400,7 +404,13 @@ def most_surprising(windows: list[WindowScore]) -> WindowScore:
     return max(windows, key=lambda w: w.surprise, default=WindowScore(1, 0, 0.0, 0.0))
 
 
-def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig, calm: bool = True) -> Baseline:
+def updated_baseline(
+    baseline: Baseline,
+    bucket: Bucket,
+    config: DetectorConfig,
+    calm: bool = True,
+    windows: Sequence[WindowScore] = (),
+) -> Baseline:
     """Fold a normal bucket into the baseline: level, hour-of-day rhythm and spread.
 
     While history is short the levels are running means of what was seen, with
@@ -412,7 +422,8 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig,
     than it is).
     The rhythm and the spread are learnt only while the look-back windows are
     unsurprising (``calm``), so a slow burn is not mistaken for the time of
-    day and a surge is never explained away as noise. Each bucket's evidence
+    day and a surge is never explained away as noise; each look-back window's
+    spread is learnt the same way from its sums (``windows``). Each bucket's evidence
     about the rhythm is shrunk by one pseudo-count, ``(n + 1) / (mu + 1)``: still
     unbiased for Poisson counts, but a single post in a quiet bucket no longer
     reads as a five-fold rise.
@@ -431,6 +442,7 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig,
         total = min(total, expected_total + config.winsor_sigmas * total_spread)
     daily = list(baseline.daily)
     dispersion = baseline.dispersion
+    window_dispersion = baseline.window_dispersion
     if warm:
         if calm and baseline.negative > 0:
             updates_per_slot = config.seasonal_halflife_days * (timedelta(hours=1) / config.bucket)
@@ -439,17 +451,43 @@ def updated_baseline(baseline: Baseline, bucket: Bucket, config: DetectorConfig,
             daily[hour] = (1 - rate) * factor + rate * observed_factor
             mean = sum(daily) / HOURS
             daily = [f / mean for f in daily]
-        if calm and expected_negative >= 1.0:
-            excess = ((negative - expected_negative) ** 2 - expected_negative) / expected_negative**2
+        if calm:
             rate = 1 - 0.5 ** (config.bucket / config.dispersion_halflife)
-            dispersion = max(0.0, (1 - rate) * dispersion + rate * min(excess, config.max_dispersion))
+            if expected_negative >= 1.0:
+                dispersion = _learn_dispersion(dispersion, negative, expected_negative, rate, config)
+            window_dispersion = dict(window_dispersion)
+            for window in windows:
+                if window.expected >= 1.0:
+                    learnt = window_dispersion.get(window.buckets, baseline.dispersion)
+                    window_dispersion[window.buckets] = _learn_dispersion(
+                        learnt, window.observed, window.expected, rate, config
+                    )
     return Baseline.model_construct(
         negative=(1 - alpha) * baseline.negative + alpha * negative / factor,
         total=(1 - alpha) * baseline.total + alpha * total / factor,
         dispersion=dispersion,
+        window_dispersion=window_dispersion,
         daily=daily,
         buckets_seen=seen + 1,
     )
+
+
+def _learn_dispersion(current: float, observed: float, expected: float, rate: float, config: DetectorConfig) -> float:
+    """One EWMA step of the extra-Poisson variance from a count and its expectation (moment estimate)."""
+    excess = ((observed - expected) ** 2 - expected) / expected**2
+    return max(0.0, (1 - rate) * current + rate * min(excess, config.max_dispersion))
+
+
+def window_dispersions(baseline: Baseline, config: DetectorConfig) -> dict[int, float]:
+    """The spread of each look-back window's sum, with the same floors as :func:`effective_dispersion`.
+
+    A window length with nothing learnt yet takes the per-bucket spread: what
+    makes a long window surprising by accident may be an error shared by all
+    its buckets, so until its own sums say otherwise it is not assumed smaller.
+    """
+    floor = _dispersion_floor(baseline, config)
+    learnt = baseline.window_dispersion
+    return {n: max(learnt.get(n, baseline.dispersion), floor) for n in config.window_lengths()}
 
 
 def effective_dispersion(baseline: Baseline, config: DetectorConfig) -> float:
@@ -458,9 +496,12 @@ def effective_dispersion(baseline: Baseline, config: DetectorConfig) -> float:
     A young baseline has not seen a whole day yet, so its rhythm is a guess:
     ``early_dispersion`` shrinks away as ``early_span`` of history accumulates.
     """
+    return max(baseline.dispersion, _dispersion_floor(baseline, config))
+
+
+def _dispersion_floor(baseline: Baseline, config: DetectorConfig) -> float:
     span = config.buckets(config.early_span)
-    early = config.early_dispersion * span / (span + baseline.buckets_seen)
-    return max(baseline.dispersion, config.min_dispersion, early)
+    return max(config.min_dispersion, config.early_dispersion * span / (span + baseline.buckets_seen))
 
 
 def calibrate(state: DetectorState, moment: datetime, windows: list[WindowScore], config: DetectorConfig) -> None:
@@ -547,9 +588,11 @@ def alarm(
 
     A window with at least ``min_negative`` mentions alarms by count when its
     surprise reaches its (calibrated, sensitivity-scaled) threshold, or by
-    share when it reaches half that while the negative share of all mentions
-    is itself surprising for the brand's usual mix (``share_surprise``): the
-    same number of complaints means more when nothing else explains them.
+    share when the count reaches half of it and the negative share of all
+    mentions, judged against the brand's usual mix, reaches the other half:
+    two independent pieces of evidence whose improbabilities multiply to the
+    same threshold. The same number of complaints means more when the rest of
+    the talk did not grow with them.
     """
     found: list[Alarm] = []
     for window in windows:
@@ -563,7 +606,7 @@ def alarm(
         total = sum(b.total for b in buckets)
         normal = window.expected / max(sum(b.expected_total for b in buckets), 1e-9)
         shift = share_surprise(window.observed, total, normal)
-        needed = config.scaled(config.share_surprise)
+        needed = limit / 2
         if shift >= needed:
             rule = (
                 _describe(window, limit / 2, config)
@@ -672,8 +715,8 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         state.baseline = updated_baseline(state.baseline, bucket, config)
         return state, decisions
 
-    dispersion = effective_dispersion(state.baseline, config)
-    windows = window_scores(state.recent, dispersion, lengths)
+    dispersions = window_dispersions(state.baseline, config)
+    windows = window_scores(state.recent, dispersions, lengths)
     best = most_surprising(windows)
     calibrate(state, bucket.start, windows, config)
     if state.incident is None:
@@ -697,7 +740,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
             decisions.append(_decision(state, IncidentEventType.OPENED, best, found.rule, config))
         else:
             calm = best.surprise < config.scaled(config.hot_surprise)
-            state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm)
+            state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm, windows=windows)
         return state, decisions
 
     incident = state.incident
@@ -705,7 +748,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     incident.peak_negative = max(incident.peak_negative, bucket.negative)
     incident.samples = _merge_samples(incident.samples, bucket.samples)
     resolve_lengths = tuple(n for n in lengths if n <= config.buckets(config.resolve_window)) or lengths[:1]
-    short = scan(state.recent, dispersion, resolve_lengths)
+    short = scan(state.recent, dispersions, resolve_lengths)
     if short.surprise < config.scaled(config.resolve_surprise):
         incident.quiet_buckets += 1
     else:
@@ -788,7 +831,7 @@ def apply_action(
     else:
         event = IncidentEventType.RESOLVED
     incident.revision += 1
-    window = scan(state.recent, effective_dispersion(state.baseline, config), config.window_lengths())
+    window = scan(state.recent, window_dispersions(state.baseline, config), config.window_lengths())
     minutes = round(window.buckets * config.bucket / MINUTE)
     rule = (
         f"{action.kind.value} by a person; now {window.observed} negative mentions in the last {minutes} min "
