@@ -171,12 +171,16 @@ class Baseline(BaseModel):
     buckets_seen: int = 0
 
 
-class RecentBucket(BaseModel):
+@dataclass(slots=True)
+class RecentBucket:
     """A closed bucket as the look-back windows need it: counts, what was expected, evidence.
 
     ``running_negative`` and ``running_expected`` are totals up to and including
     this bucket, so any window's sums are one subtraction (the scan runs for
-    every brand every bucket, over windows of up to hundreds of buckets).
+    every brand every bucket, over windows of up to hundreds of buckets). A
+    slotted dataclass, not a model, because one is made for every brand and
+    bucket; pydantic still validates and serialises it inside
+    ``DetectorState``.
     """
 
     start: datetime
@@ -185,9 +189,23 @@ class RecentBucket(BaseModel):
     expected_negative: float
     expected_total: float
     reach: int
-    samples: list[SampleMention] = Field(default_factory=list)
+    samples: list[SampleMention] = field(default_factory=list)
     running_negative: int = 0
     running_expected: float = 0.0
+
+    def without_samples(self) -> RecentBucket:
+        """A copy without the sample posts (they age out of alerts; the counts stay for the windows)."""
+        return RecentBucket(
+            self.start,
+            self.negative,
+            self.total,
+            self.expected_negative,
+            self.expected_total,
+            self.reach,
+            [],
+            self.running_negative,
+            self.running_expected,
+        )
 
 
 class OpenIncident(BaseModel):
@@ -692,7 +710,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     lengths = config.window_lengths()
     previous = state.recent[-1] if state.recent else None
     state.recent.append(
-        RecentBucket.model_construct(
+        RecentBucket(
             start=bucket.start,
             negative=bucket.negative,
             total=bucket.total,
@@ -707,7 +725,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     del state.recent[: -max(lengths)]
     aged = len(state.recent) - config.buckets(config.sample_span) - 1
     if aged >= 0 and state.recent[aged].samples:
-        state.recent[aged] = state.recent[aged].model_copy(update={"samples": []})
+        state.recent[aged] = state.recent[aged].without_samples()
     end = bucket.start + config.bucket
     decisions: list[Decision] = []
 
