@@ -769,7 +769,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     short = scan(state.recent, dispersions, resolve_lengths)
     if short.surprise < config.scaled(config.resolve_surprise):
         incident.quiet_buckets += 1
-    else:
+    elif windows:
         incident.quiet_buckets = 0
         thresholds = open_thresholds(state, config)
         loudest = max(windows, key=lambda w: w.surprise / thresholds[w.buckets])
