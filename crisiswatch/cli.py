@@ -157,16 +157,24 @@ def eval_detector(
     nab: Annotated[Path, typer.Option(help="folder with realTweets/ and realTweets_windows.json")] = Path(
         "../shared/data/nab"
     ),
+    settings: Annotated[
+        Path | None, typer.Option(help="a backtest settings file (TOML) whose detector settings to score instead")
+    ] = None,
 ) -> None:
     """Score the detector with the NAB rules on the shared series (beside NAB anchors) and on the synthetic suite."""
     from rich.console import Console
     from rich.table import Table
 
+    from crisiswatch.analysis.compare import load_settings
     from crisiswatch.analysis.evaluate import NAB_ANCHORS, evaluate_nab
 
     if not (nab / "realTweets_windows.json").is_file():
         raise typer.BadParameter(f"{nab} does not hold realTweets_windows.json")
-    result = evaluate_nab(nab, DetectorConfig())
+    try:
+        config = load_settings(settings).config() if settings else DetectorConfig()
+    except (OSError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from None
+    result = evaluate_nab(nab, config)
     table = Table("detector", "standard", "low-FP", "low-FN", title="NAB realTweets (5 series, 14 windows)")
     table.add_row("crisiswatch", *(f"{result.scores[p]:.1f}" for p in ("standard", "low-FP", "low-FN")), style="bold")
     for name, figures in NAB_ANCHORS.items():
@@ -180,7 +188,7 @@ def eval_detector(
 
     from crisiswatch.analysis.synthetic import run_suite
 
-    summary = run_suite(DetectorConfig())
+    summary = run_suite(config)
     cases = Table("case", "detected", "delay", "false incidents", "calm brand-weeks", title="synthetic crisis suite")
     for case in summary.results:
         delay = f"{case.delay.total_seconds() / 60:.0f} min" if case.delay is not None else "—"

@@ -213,3 +213,14 @@ def test_settings_files_name_their_run_and_reject_unknown_settings(tmp_path: Pat
     bad.write_text("[detector]\nopen_suprise = 3\n")
     with pytest.raises(ValueError, match="unknown detector settings"):
         load_settings(bad)
+
+
+def test_settings_files_take_detector_durations_in_minutes(tmp_path: Path) -> None:
+    slow = tmp_path / "slow-spread.toml"
+    slow.write_text("[detector]\ndispersion_halflife = 8640\ncooldown = 90\n")
+    config = load_settings(slow).config()
+    assert (config.dispersion_halflife, config.cooldown) == (timedelta(days=6), timedelta(minutes=90))
+    widths = tmp_path / "widths.toml"
+    widths.write_text("[detector]\nbucket = 5\n")
+    with pytest.raises(ValueError, match="unknown detector settings"):
+        load_settings(widths)

@@ -25,7 +25,7 @@ from crisiswatch.listener.records import parse_timestamp
 
 from .backtest import BrandReplay, LabelledInput, replay
 
-TUNABLE = {f.name for f in fields(DetectorConfig) if f.type in ("float", "int")}
+TUNABLE = {f.name for f in fields(DetectorConfig) if f.type in ("float", "int", "timedelta") and f.name != "bucket"}
 
 
 class RunSettings(BaseModel):
@@ -37,7 +37,9 @@ class RunSettings(BaseModel):
     sensitivity: Sensitivity = Sensitivity.BALANCED
     bucket_minutes: float = Field(default=1.0, gt=0)
     lateness_minutes: float = Field(default=2.0, ge=0)
-    detector: dict[str, float] = Field(default_factory=dict, description="numeric DetectorConfig overrides")
+    detector: dict[str, float] = Field(
+        default_factory=dict, description="numeric DetectorConfig overrides; durations in minutes"
+    )
 
     @field_validator("detector")
     @classmethod
@@ -50,8 +52,14 @@ class RunSettings(BaseModel):
     def config(self) -> DetectorConfig:
         """The detector configuration this run uses."""
         base = DetectorConfig(bucket=timedelta(minutes=self.bucket_minutes), sensitivity=self.sensitivity)
-        overrides = {k: int(v) if isinstance(getattr(base, k), int) else float(v) for k, v in self.detector.items()}
-        return replace(base, **overrides)
+        return replace(base, **{name: _setting(getattr(base, name), value) for name, value in self.detector.items()})
+
+
+def _setting(default: object, value: float) -> object:
+    """A settings-file number in the type of the detector setting it overrides (durations are minutes)."""
+    if isinstance(default, timedelta):
+        return timedelta(minutes=value)
+    return int(value) if isinstance(default, int) else float(value)
 
 
 def load_settings(path: Path) -> RunSettings:
