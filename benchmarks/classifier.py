@@ -22,6 +22,7 @@ from typing import Annotated
 import numpy as np
 import torch
 import typer
+from kafka import KafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +30,7 @@ from crisiswatch.broker import EmbeddedBroker, free_port
 from crisiswatch.classifier.batching import BatchPolicy, plan_batches
 from crisiswatch.classifier.evaluation import classification_report
 from crisiswatch.classifier.labelled import LabelledText, read_labelled
-from crisiswatch.classifier.model import SentimentModel, choose_runtime
+from crisiswatch.classifier.model import SentimentModel, choose_runtime, freeze_loaded_objects
 from crisiswatch.classifier.service import ClassifierService
 from crisiswatch.classifier.training import stratified_split
 from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
@@ -57,12 +58,12 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int) -> dict[str, object]:
+def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int, chunk: int) -> dict[str, object]:
     """Throughput of ``SentimentModel.predict`` (the service's code path), then per-batch latency."""
     texts = [r.text for r in rows]
-    model.predict(texts[: batch_size * 4], batch_size)
+    model.predict(texts[: batch_size * 4], batch_size, chunk)
     started = time.perf_counter()
-    scores = model.predict(texts, batch_size)
+    scores = model.predict(texts, batch_size, chunk)
     elapsed = time.perf_counter() - started
     report = classification_report([r.label for r in rows], [s.label for s in scores])
     encoded = model.encode(texts[:20_000])
@@ -80,45 +81,54 @@ def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int
     }
 
 
-def bench_through_broker(model: SentimentModel, rows: list[LabelledText], batch_size: int) -> dict[str, object]:
-    """Produce the sample to a real broker and time the classifier service until all are scored."""
+def bench_through_broker(model: SentimentModel, rows: list[LabelledText], policy: BatchPolicy) -> dict[str, object]:
+    """Produce the sample to a real broker and time the classifier service until all are scored.
+
+    Both consumers join their groups before the clock starts, so the figure
+    is the service's rate from its first poll to the last record scored, not
+    the broker's group-join delay.
+    """
     with EmbeddedBroker(port=free_port()) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
         topics = Topics()
+        consumer = joined(make_consumer(kafka, "bench", [topics.raw], "bench"))
+        watcher = joined(make_consumer(kafka, "bench-watch", [topics.scored], "watch"))
         producer = make_producer(kafka, "bench")
         for i, row in enumerate(rows):
             mention = Mention(id=f"b{i}", source="bench", brand="acme-air", text=row.text, created_at=time.time())
             producer.send(topics.raw, key=b"acme-air", value=mention.to_bytes())
         producer.flush()
         service = ClassifierService(
-            model,
-            make_consumer(kafka, "bench", [topics.raw], "bench"),
-            AckedProducer.for_settings(kafka, "bench-classifier"),
-            topics,
-            BatchPolicy(batch_size, 0.05),
+            model, consumer, AckedProducer.for_settings(kafka, "bench-classifier"), topics, policy
         )
-        watcher = make_consumer(kafka, "bench-watch", [topics.scored], "watch")
         stop = StopSignal(install_handlers=False)
         runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
-        started = None
         seen = 0
+        started = time.perf_counter()
         runner.start()
         deadline = time.monotonic() + 600
         while seen < len(rows) and time.monotonic() < deadline:
-            polled = watcher.poll(timeout_ms=200)
-            if polled and started is None:
-                started = time.perf_counter()
-            seen += sum(len(v) for v in polled.values())
-        elapsed = time.perf_counter() - (started or time.perf_counter())
+            seen += sum(len(v) for v in watcher.poll(timeout_ms=200).values())
+        elapsed = time.perf_counter() - started
         stop.set()
         runner.join(30)
         watcher.close()
         return {"mentions_per_s": round(seen / max(elapsed, 1e-9), 1), "scored": seen}
 
 
+def joined(consumer: KafkaConsumer, timeout_s: float = 60) -> KafkaConsumer:
+    """Poll ``consumer`` until the group has given it its partitions (nothing is waiting to be read yet)."""
+    deadline = time.monotonic() + timeout_s
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=100)
+    return consumer
+
+
 def main(
     size: Annotated[int, typer.Option(help="texts in the fixed sample")] = 4000,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    chunk: Annotated[int, typer.Option(min=1, help="texts tokenised at a time, ahead of the model")] = 4096,
+    lookahead_batches: Annotated[int, typer.Option(min=1, help="model batches per pass in the service")] = 4,
     dtypes: Annotated[str, typer.Option(help="comma-separated precisions to compare")] = "fp32,auto",
     device: str = "auto",
     broker: Annotated[bool, typer.Option(help="also measure through the embedded broker")] = True,
@@ -132,17 +142,20 @@ def main(
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "sample": f"{len(rows)} texts from {source}",
-        "batch_policy": f"length-bucketed, max {batch_size}, max wait 50 ms",
+        "batch_policy": f"length-bucketed, max {batch_size}, tokenised {chunk} ahead; in the service "
+        f"{lookahead_batches} batches per pass, max wait 50 ms",
     }
     console.print(header)
     results: list[dict[str, object]] = []
     for dtype in dtypes.split(","):
         runtime = choose_runtime(device, dtype)
         model = SentimentModel.load("default", runtime)
+        freeze_loaded_objects()
         figures = {"device": runtime.device, "dtype": runtime.dtype, "threads": runtime.threads}
-        figures |= bench_alone(model, rows, batch_size)
+        figures |= bench_alone(model, rows, batch_size, chunk)
         if broker:
-            figures["through_broker_per_s"] = bench_through_broker(model, rows, batch_size)["mentions_per_s"]
+            policy = BatchPolicy(batch_size, 0.05, lookahead_batches)
+            figures["through_broker_per_s"] = bench_through_broker(model, rows, policy)["mentions_per_s"]
         figures["peak_rss_mb"] = round(rss_mb())
         results.append(figures)
         del model

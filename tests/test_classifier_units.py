@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
 
 from crisiswatch.classifier.batching import BatchPolicy, plan_batches
 from crisiswatch.classifier.evaluation import classification_report
 from crisiswatch.classifier.labels import LabelMappingError, map_labels
 from crisiswatch.classifier.model import choose_runtime
-from crisiswatch.classifier.textprep import normalise_for_model
+from crisiswatch.classifier.network import base_model_dir
+from crisiswatch.classifier.textprep import decode_escapes, normalise_for_model, with_normalisation
 from crisiswatch.contracts.schemas import Sentiment
 
 N, U, P = Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE
@@ -41,14 +45,17 @@ def test_batches_group_similar_lengths_and_cover_every_item_once() -> None:
 
 
 def test_batch_policy_flushes_on_size_or_latency_cap() -> None:
-    policy = BatchPolicy(max_batch_size=4, max_wait_s=0.05)
+    policy = BatchPolicy(max_batch_size=4, max_wait_s=0.05, lookahead_batches=2)
     assert not policy.should_flush(0, 10)
     assert not policy.should_flush(2, 0.01)
     assert policy.should_flush(2, 0.05)
-    assert policy.should_flush(4, 0.0)
+    assert not policy.should_flush(4, 0.0)
+    assert policy.should_flush(8, 0.0)
     assert policy.time_left(2, 0.03) == pytest.approx(0.02)
     with pytest.raises(ValueError, match="max_batch_size"):
         BatchPolicy(max_batch_size=0)
+    with pytest.raises(ValueError, match="lookahead_batches"):
+        BatchPolicy(lookahead_batches=0)
 
 
 def test_runtime_choice_is_overridable_and_refuses_the_impossible() -> None:
@@ -62,6 +69,26 @@ def test_runtime_choice_is_overridable_and_refuses_the_impossible() -> None:
 
 def test_tweet_normalisation_matches_training() -> None:
     assert normalise_for_model("@Acme_Help why?\\u002c see https://t.co/x  now") == "@user why?, see http now"
+    assert normalise_for_model("mail me@acme.com or @@x, @José\u3000\x1c") == "mail me@acme.com or @@x, @useré"
+    assert normalise_for_model("ok \\ud83d\\ude00 \\ud83d!") == "ok \U0001f600 \ufffd!"
+
+
+BASE_TOKENIZER = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
+TOKENIZER_NORMALISING = with_normalisation(BASE_TOKENIZER)
+TWEET_PIECES = st.one_of(
+    st.sampled_from(["@", "_", "a", "Z", "9", " ", "\t", "\\u00e9", "http://", "www.", ".", "/"]),
+    st.characters(codec="utf-8"),
+    st.from_regex(r"\\u[dD][0-9a-fA-F]{3}", fullmatch=True),
+)
+TWEETISH = st.lists(TWEET_PIECES, max_size=40).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(TWEETISH)
+def test_the_tokenizer_normalises_exactly_like_the_python_reference(text: str) -> None:
+    """Batches are normalised inside the Rust tokenizer; the ids must not depend on which side did it."""
+    expected = BASE_TOKENIZER.encode(normalise_for_model(text)).ids
+    assert TOKENIZER_NORMALISING.encode(decode_escapes(text)).ids == expected
 
 
 def test_macro_recall_weights_every_class_equally() -> None:

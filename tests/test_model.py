@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -42,6 +43,27 @@ def test_predictions_come_back_in_input_order_whatever_the_batching(default_mode
     texts = ["awful, terrible, broken", "ok", "I love this so much, thank you!!! " * 3, "what?"]
     one_by_one = [default_model.predict([t])[0].label for t in texts]
     assert [s.label for s in default_model.predict(texts, max_batch_size=2)] == one_by_one
+
+
+def test_chunked_pipelined_scoring_matches_scoring_one_at_a_time(default_model: SentimentModel) -> None:
+    """Several tokenised chunks in flight, several batches per chunk: every text keeps its own scores."""
+    texts = [f"flight {i} was {'awful and late' if i % 3 == 0 else 'fine'} " + "really " * (i % 5) for i in range(11)]
+    alone = np.array([default_model.predict_probabilities([t])[0] for t in texts])
+    chunked = default_model.predict_probabilities(texts, max_batch_size=2, chunk=3)
+    np.testing.assert_allclose(chunked, alone, atol=1e-5)
+    scores = default_model.predict(texts, max_batch_size=2, chunk=3)
+    np.testing.assert_allclose([[s.negative, s.neutral, s.positive] for s in scores], alone, atol=1e-5)
+
+
+def test_padding_to_a_hardware_multiple_changes_no_score(default_model: SentimentModel) -> None:
+    texts = ["short", "a somewhat longer complaint about a delayed flight", "ok then"]
+    plain = default_model.predict_probabilities(texts)
+    default_model._pad_to = 8
+    try:
+        padded = default_model.predict_probabilities(texts)
+    finally:
+        default_model._pad_to = 1
+    np.testing.assert_allclose(padded, plain, atol=1e-5)
 
 
 def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path) -> None:

@@ -42,11 +42,14 @@ def load_model(settings: ClassifierSettings) -> SentimentModel:
 
     torch and transformers are imported here, not at module import, so the
     ``crisiswatch`` command starts fast for everything that needs no model.
+    What is loaded now lives as long as the process, so it is frozen out of
+    the cyclic garbage collector (``freeze_loaded_objects``).
     """
-    from .model import SentimentModel, choose_runtime
+    from .model import SentimentModel, choose_runtime, freeze_loaded_objects
 
     runtime = choose_runtime(settings.device, settings.dtype, settings.threads)
     model = SentimentModel.load(settings.model, runtime, settings.max_length)
+    freeze_loaded_objects()
     log.info(
         "model loaded",
         extra={"model": model.name, "device": runtime.device, "dtype": runtime.dtype, "threads": runtime.threads},
@@ -74,6 +77,7 @@ def run() -> None:
             "dtype": model.runtime.dtype,
             "threads": str(model.runtime.threads),
             "max_batch_size": str(settings.max_batch_size),
+            "lookahead_batches": str(settings.lookahead_batches),
         }
     )
     serve_metrics(settings.metrics_port, "classifier")
@@ -88,7 +92,7 @@ def run() -> None:
             kafka, "crisiswatch-classifier", on_failure=lambda _topic, _count: metrics.ERRORS.labels("produce").inc()
         ),
         topics,
-        BatchPolicy(settings.max_batch_size, settings.max_wait_ms / 1000),
+        BatchPolicy(settings.max_batch_size, settings.max_wait_ms / 1000, settings.lookahead_batches),
         ConsumerLag("classifier"),
     )
     log.info("classifier consuming", extra={"topic": topics.raw, "group": topics.group(settings.group_id)})

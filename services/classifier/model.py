@@ -8,15 +8,18 @@ path, whose labels are mapped onto negative/neutral/positive.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import TypeAdapter
 from tokenizers import Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
@@ -25,7 +28,7 @@ from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment, SentimentS
 from .batching import plan_batches
 from .labels import map_labels
 from .network import DEFAULT_MODEL_DIR, base_model_dir, load_artifact
-from .textprep import normalise_for_model
+from .textprep import decode_escapes, normalise_for_model, with_normalisation
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
@@ -80,6 +83,18 @@ def choose_runtime(device: str = "auto", dtype: str = "auto", threads: int = 0) 
     return Runtime(device=device, dtype=dtype, threads=torch.get_num_threads())
 
 
+def freeze_loaded_objects() -> None:
+    """Exempt every object alive now (libraries, the model) from future garbage-collector scans.
+
+    After torch and transformers are imported some 400k objects are tracked,
+    and each full collection walks them all again; scoring creates enough
+    short-lived objects per mention that those walks took about a third of a
+    GPU classifier's time. Call once, after loading, in a long-running process.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class SentimentModel:
     """A tokenizer and a network that together turn texts into negative/neutral/positive probabilities."""
 
@@ -105,12 +120,16 @@ class SentimentModel:
         self.network = network
         self._fast: Tokenizer | None = None
         if tokenizer.is_fast:
-            self._fast = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+            self._fast = with_normalisation(tokenizer.backend_tokenizer)
             self._fast.no_padding()
             self._fast.enable_truncation(max_length)
-        self._merge = torch.zeros((len(self.labels), len(SENTIMENT_ORDER)), dtype=torch.float32)
+        # Tensor cores (GPU) and AMX tiles (bf16 on CPU) run whole multiples of 8
+        # tokens faster than ragged widths; fp32 on a CPU pays for every pad.
+        self._pad_to = 8 if runtime.device.startswith("cuda") or runtime.dtype == "bf16" else 1
+        merge = torch.zeros((len(self.labels), len(SENTIMENT_ORDER)), dtype=torch.float32)
         for column, label in enumerate(self.labels):
-            self._merge[column, SENTIMENT_ORDER.index(label)] = 1.0
+            merge[column, SENTIMENT_ORDER.index(label)] = 1.0
+        self._merge = merge.to(runtime.device)
 
     @classmethod
     def load(
@@ -134,50 +153,126 @@ class SentimentModel:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text (normalised as in training, truncated to ``max_length``).
 
-        Uses the Rust tokenizer directly when the checkpoint has one: it encodes
-        the batch in parallel and releases the GIL, so it can run beside the model.
+        With a Rust tokenizer the normalisation runs inside it: the batch is
+        normalised and encoded in parallel without the GIL, so it can run beside the model.
         """
-        prepared = [normalise_for_model(text) or text for text in texts]
         if self._fast is not None:
-            return [encoding.ids for encoding in self._fast.encode_batch(prepared)]
+            return [encoding.ids for encoding in self._fast.encode_batch_fast([decode_escapes(t) for t in texts])]
+        prepared = [normalise_for_model(text) for text in texts]
         return self.tokenizer(prepared, truncation=True, max_length=self.max_length)["input_ids"]
 
-    @torch.inference_mode()
-    def scores_for_ids(self, encoded: Sequence[Sequence[int]]) -> list[SentimentScores]:
-        """Probabilities for already-tokenised texts of one batch, in input order."""
+    def _padded(self, encoded: Sequence[Sequence[int]], rows: np.ndarray) -> PaddedBatch:
+        """One batch as (batch, width) arrays, the width rounded up for the hardware (``_pad_to``)."""
         lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
-        mask = np.arange(int(lengths.max())) < lengths[:, None]
+        width = -(-int(lengths.max()) // self._pad_to) * self._pad_to
+        mask = np.arange(width) < lengths[:, None]
         input_ids = np.full(mask.shape, self.tokenizer.pad_token_id or 0, dtype=np.int64)
         input_ids[mask] = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
-        device = self.runtime.device
-        input_ids_t = torch.from_numpy(input_ids).to(device, non_blocking=True)
-        mask_t = torch.from_numpy(mask.astype(np.int64)).to(device, non_blocking=True)
-        output = self.network(input_ids=input_ids_t, attention_mask=mask_t)
-        logits = output.logits if self._logits_attr else output
-        probabilities = torch.softmax(logits.float(), dim=-1).cpu() @ self._merge
+        return PaddedBatch(rows, input_ids, mask.astype(np.int64))
+
+    def _prepared(self, texts: Sequence[str], offset: int, max_batch_size: int) -> list[PaddedBatch]:
+        """``texts`` tokenised and cut into padded batches of similar length (rows counted from ``offset``)."""
+        encoded = self.encode(texts)
         return [
-            SentimentScores(negative=row[0], neutral=row[1], positive=row[2])
-            for row in probabilities.clamp(0.0, 1.0).tolist()
+            self._padded([encoded[i] for i in batch], np.asarray(batch, dtype=np.int64) + offset)
+            for batch in plan_batches([len(ids) for ids in encoded], max_batch_size)
         ]
 
-    def predict(self, texts: Sequence[str], max_batch_size: int = 64, chunk: int = 4096) -> list[SentimentScores]:
-        """Probabilities for each text, batched by similar length, returned in input order.
+    @torch.inference_mode()
+    def _launch(self, batch: PaddedBatch) -> _InFlight:
+        """Start scoring one batch; on a GPU this returns before the batch is done."""
+        device = self.runtime.device
+        input_ids = torch.from_numpy(batch.input_ids).to(device, non_blocking=True)
+        mask = torch.from_numpy(batch.attention_mask).to(device, non_blocking=True)
+        output = self.network(input_ids=input_ids, attention_mask=mask)
+        logits = output.logits if self._logits_attr else output
+        probabilities = (torch.softmax(logits.float(), dim=-1) @ self._merge).clamp_(0.0, 1.0)
+        if not device.startswith("cuda"):
+            return _InFlight(probabilities, None)
+        host = probabilities.to("cpu", non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return _InFlight(host, done)
 
-        Texts are taken ``chunk`` at a time; the next chunk is tokenised on a
-        helper thread while the model scores the current one.
+    def scores_for_ids(self, encoded: Sequence[Sequence[int]]) -> list[SentimentScores]:
+        """Probabilities for already-tokenised texts of one batch, in input order."""
+        return as_scores(self._launch(self._padded(encoded, np.arange(len(encoded)))).result())
+
+    def scored_batches(
+        self, texts: Sequence[str], max_batch_size: int = 64, chunk: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(rows, probabilities)`` per batch of similar-length texts as each batch finishes.
+
+        ``rows`` are positions in ``texts``; ``probabilities`` has a
+        negative/neutral/positive column each. Three stages overlap: a helper
+        thread tokenises and pads the next ``chunk`` of texts, the device runs
+        the following batch while the caller handles the one yielded.
         """
-        results: list[SentimentScores] = []
-        starts = range(0, len(texts), chunk)
+        chunk = max(chunk, max_batch_size)
+        starts = deque(range(0, len(texts), chunk))
+        in_flight: deque[tuple[np.ndarray, _InFlight]] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenise") as tokeniser:
-            pending = [tokeniser.submit(self.encode, texts[start : start + chunk]) for start in starts[:1]]
-            for position, _ in enumerate(starts):
-                encoded = pending.pop().result()
-                if position + 1 < len(starts):
-                    following = starts[position + 1]
-                    pending.append(tokeniser.submit(self.encode, texts[following : following + chunk]))
-                ordered: list[SentimentScores | None] = [None] * len(encoded)
-                for batch in plan_batches([len(ids) for ids in encoded], max_batch_size):
-                    for index, scores in zip(batch, self.scores_for_ids([encoded[i] for i in batch]), strict=True):
-                        ordered[index] = scores
-                results.extend(s for s in ordered if s is not None)
-        return results
+            ahead: deque[Future[list[PaddedBatch]]] = deque()
+            while starts or ahead:
+                while starts and len(ahead) < 2:
+                    start = starts.popleft()
+                    ahead.append(tokeniser.submit(self._prepared, texts[start : start + chunk], start, max_batch_size))
+                for batch in ahead.popleft().result():
+                    in_flight.append((batch.rows, self._launch(batch)))
+                    if len(in_flight) > 1:
+                        rows, done = in_flight.popleft()
+                        yield rows, done.result()
+        for rows, done in in_flight:
+            yield rows, done.result()
+
+    def predict_probabilities(self, texts: Sequence[str], max_batch_size: int = 64, chunk: int = 4096) -> np.ndarray:
+        """Probabilities, shape (len(texts), 3), in input order (see ``scored_batches``)."""
+        probabilities = np.empty((len(texts), len(SENTIMENT_ORDER)), dtype=np.float32)
+        for rows, batch in self.scored_batches(texts, max_batch_size, chunk):
+            probabilities[rows] = batch
+        return probabilities
+
+    def predict(self, texts: Sequence[str], max_batch_size: int = 64, chunk: int = 4096) -> list[SentimentScores]:
+        """Scores for each text, in input order (see ``scored_batches``)."""
+        scores: list[SentimentScores] = [_UNSCORED] * len(texts)
+        for rows, batch in self.scored_batches(texts, max_batch_size, chunk):
+            for row, row_scores in zip(rows.tolist(), as_scores(batch), strict=True):
+                scores[row] = row_scores
+        return scores
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    """Texts of similar length as padded token ids, with their positions in the caller's sequence."""
+
+    rows: np.ndarray
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """One batch's probabilities, possibly still being computed and copied to the host."""
+
+    probabilities: torch.Tensor
+    done: torch.cuda.Event | None
+
+    def result(self) -> np.ndarray:
+        """Wait for the batch, then return its probabilities as a (batch, 3) array."""
+        if self.done is not None:
+            self.done.synchronize()
+        return self.probabilities.numpy()
+
+
+_UNSCORED = SentimentScores(negative=0.0, neutral=1.0, positive=0.0)
+_SCORES_LIST = TypeAdapter(list[SentimentScores])
+
+
+def as_scores(probabilities: np.ndarray) -> list[SentimentScores]:
+    """One ``SentimentScores`` per row of a (n, 3) negative/neutral/positive array.
+
+    Validated as one list by pydantic's core, which costs about half as much
+    per row as calling the constructor row by row.
+    """
+    rows = probabilities.tolist()
+    return _SCORES_LIST.validate_python([{"negative": n, "neutral": u, "positive": p} for n, u, p in rows])

@@ -66,7 +66,7 @@ class ClassifierService:
             oldest = time.monotonic() - pending[0].arrived if pending else 0.0
             if not stop.is_set():
                 wait_ms = int(1000 * self.policy.time_left(len(pending), oldest)) or 1
-                room = self.policy.max_batch_size - len(pending)
+                room = self.policy.max_pending - len(pending)
                 polled = self.consumer.poll(timeout_ms=wait_ms if pending else 500, max_records=room)
                 now = time.monotonic()
                 pending.extend(_Pending(r, now) for records in polled.values() for r in records)

@@ -18,6 +18,7 @@ class ClassifierSettings(BaseSettings):
     max_length: int = Field(default=0, ge=0, description="token limit per text; 0 uses the model's own")
     max_batch_size: int = Field(default=64, ge=1)
     max_wait_ms: float = Field(default=50.0, ge=0)
+    lookahead_batches: int = Field(default=4, ge=1, description="model batches gathered per pass, grouped by length")
     group_id: str = Field(default="crisiswatch-classifier", description="group id; KAFKA_TOPIC_PREFIX is prepended")
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     log_level: str = "INFO"
