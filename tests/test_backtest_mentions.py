@@ -15,7 +15,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from crisiswatch.alerter.detector import MAX_SURPRISE, DetectorConfig, Sensitivity, expected_band, tail_surprise
-from crisiswatch.alerter.windows import BrandBuckets, add_mention
+from crisiswatch.alerter.windows import BRAND_BUCKETS, BrandBuckets, add_mention
 from crisiswatch.analysis.backtest import lazy_model_scorer, load_mentions, one_hot, replay
 from crisiswatch.analysis.compare import load_settings
 from crisiswatch.cli import app
@@ -138,9 +138,9 @@ def test_bucket_state_survives_a_table_round_trip_and_still_drops_redeliveries()
     state = BrandBuckets()
     for number in range(3):
         add_mention(state, _mention(number, number), width)
-    stored = json.loads(json.dumps(state.model_dump(mode="json")))
+    stored = json.loads(json.dumps(BRAND_BUCKETS.dump_python(state, mode="json")))
     assert "id_index" not in stored["open"][0]
-    restored = BrandBuckets.model_validate(stored)
+    restored = BRAND_BUCKETS.validate_python(stored)
     assert add_mention(restored, _mention(1, 1), width).value == "duplicate"
     assert add_mention(restored, _mention(9, 2), width).value == "counted"
     assert restored.open[0].total == 4

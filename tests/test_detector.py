@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -254,6 +255,6 @@ def test_each_window_learns_its_own_spread_so_a_rise_that_holds_stands_out_of_bu
     hump = [Bucket(start=start + i * CONFIG.bucket, negative=n, total=n + 20) for i, n in enumerate(doubled)]
     _, events = _run(hump, state=state)
     assert [e.event for e in events][:1] == [IncidentEventType.OPENED]
-    per_bucket_only = state.model_copy(update={"baseline": state.baseline.model_copy(update={"window_dispersion": {}})})
+    per_bucket_only = state.model_copy(update={"baseline": dataclasses.replace(state.baseline, window_dispersion={})})
     _, unseen = _run(hump, state=per_bucket_only)
     assert unseen == [], "judged with the per-bucket spread, the same rise hides in the noise"

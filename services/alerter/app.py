@@ -31,7 +31,7 @@ from .delivery import DeliveryError, Notifier
 from .detector import Decision, DetectorConfig, DetectorState, apply_action, judge
 from .interactivity import Publish, Reject, SlackInteractivity
 from .settings import AlerterSettings
-from .windows import AddResult, BrandBuckets, add_mention, close_ready
+from .windows import BRAND_BUCKETS, AddResult, BrandBuckets, add_mention, close_ready
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
@@ -151,7 +151,7 @@ def build_app(
                 continue
             brand = mention.brand
             stored_buckets = buckets_table[brand]
-            brand_buckets = BrandBuckets.model_validate(stored_buckets) if stored_buckets else BrandBuckets()
+            brand_buckets = BRAND_BUCKETS.validate_python(stored_buckets) if stored_buckets else BrandBuckets()
             outcome = add_mention(brand_buckets, mention, detector_config.bucket)
             metrics.MENTIONS.labels(outcome.value).inc()
             if outcome is AddResult.COUNTED:
@@ -169,7 +169,7 @@ def build_app(
                     await emit(brand, verdict.decisions)
                 detector_table[brand] = state.model_dump(mode="json")
             if outcome is not AddResult.DUPLICATE or closed:
-                buckets_table[brand] = brand_buckets.model_dump(mode="json")
+                buckets_table[brand] = BRAND_BUCKETS.dump_python(brand_buckets, mode="json")
 
     @app.agent(alerts_topic)
     async def notify(stream: faust.StreamT[bytes]) -> None:

@@ -44,6 +44,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -152,7 +153,8 @@ def _window_lengths(windows: tuple[timedelta, ...], bucket: timedelta, confirm: 
     return tuple(sorted({max(_buckets_in(w, bucket), confirm) for w in windows}))
 
 
-class Baseline(BaseModel):
+@dataclass(slots=True)
+class Baseline:
     """What is normal for a brand: levels per bucket, their rhythm over the day, and their spread.
 
     ``negative`` and ``total`` are de-seasonalised levels; ``daily`` holds one
@@ -160,14 +162,16 @@ class Baseline(BaseModel):
     variance of negative counts (variance = mu + dispersion * mu^2), and
     ``window_dispersion`` the same for the sums over each look-back window
     length (in buckets): a burst of a few minutes adds spread to a bucket, but
-    much less to a four-hour sum.
+    much less to a four-hour sum. A slotted dataclass, not a model: a new one
+    is made for every brand and bucket (pydantic still validates and
+    serialises it inside ``DetectorState``).
     """
 
     negative: float
     total: float
     dispersion: float = 0.0
-    window_dispersion: dict[int, float] = Field(default_factory=dict)
-    daily: list[float] = Field(default_factory=lambda: [1.0] * HOURS)
+    window_dispersion: dict[int, float] = field(default_factory=dict)
+    daily: list[float] = field(default_factory=lambda: [1.0] * HOURS)
     buckets_seen: int = 0
 
 
@@ -263,18 +267,16 @@ class DetectorState(BaseModel):
         )
 
 
-@dataclass(frozen=True)
-class BucketScore:
-    """How unusual one bucket is for the brand on its own."""
+class BucketScore(NamedTuple):
+    """How unusual one bucket is for the brand on its own (a named tuple: immutable, and cheap to make per bucket)."""
 
     expected_negative: float
     expected_total: float
     surprise: float
 
 
-@dataclass(frozen=True)
-class WindowScore:
-    """The most surprising look-back window ending at the latest bucket."""
+class WindowScore(NamedTuple):
+    """How surprising one look-back window ending at the latest bucket is (several per brand and bucket)."""
 
     buckets: int
     observed: int
@@ -402,13 +404,12 @@ def window_scores(
         observed = last.running_negative - (
             before.running_negative if before else first.running_negative - first.negative
         )
-        expected = max(
-            0.0,
-            last.running_expected
-            - (before.running_expected if before else first.running_expected - first.expected_negative),
+        expected = last.running_expected - (
+            before.running_expected if before else first.running_expected - first.expected_negative
         )
-        surprise = max(0.0, tail_surprise(observed, expected, dispersions[n]) - correction)
-        scores.append(WindowScore(n, observed, expected, surprise))
+        expected = expected if expected > 0.0 else 0.0
+        surprise = tail_surprise(observed, expected, dispersions[n]) - correction if observed > expected else 0.0
+        scores.append(WindowScore(n, observed, expected, surprise if surprise > 0.0 else 0.0))
     return scores
 
 
@@ -480,7 +481,7 @@ def updated_baseline(
                     window_dispersion[window.buckets] = _learn_dispersion(
                         learnt, window.observed, window.expected, rate, config
                     )
-    return Baseline.model_construct(
+    return Baseline(
         negative=(1 - alpha) * baseline.negative + alpha * negative / factor,
         total=(1 - alpha) * baseline.total + alpha * total / factor,
         dispersion=dispersion,
@@ -706,7 +707,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     state = state.model_copy(
         update={"recent": list(state.recent), "incident": state.incident.model_copy() if state.incident else None}
     )
-    own = score(state.baseline, bucket, config)
+    expected_negative, expected_total = expected_counts(state.baseline, config, bucket.start)
     lengths = config.window_lengths()
     previous = state.recent[-1] if state.recent else None
     state.recent.append(
@@ -714,12 +715,12 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
             start=bucket.start,
             negative=bucket.negative,
             total=bucket.total,
-            expected_negative=own.expected_negative,
-            expected_total=own.expected_total,
+            expected_negative=expected_negative,
+            expected_total=expected_total,
             reach=bucket.reach_negative,
             samples=bucket.samples,
             running_negative=(previous.running_negative if previous else 0) + bucket.negative,
-            running_expected=(previous.running_expected if previous else 0.0) + own.expected_negative,
+            running_expected=(previous.running_expected if previous else 0.0) + expected_negative,
         )
     )
     del state.recent[: -max(lengths)]
@@ -741,7 +742,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         cooling = state.cooldown_until is not None and bucket.start < state.cooldown_until
         thresholds = open_thresholds(state, config)
         found = alarm(state.recent, windows, thresholds, config)
-        elevated = bucket.negative > own.expected_negative
+        elevated = bucket.negative > expected_negative
         if found is not None and elevated and not cooling:
             best = found.window
             window = state.recent[-best.buckets :]

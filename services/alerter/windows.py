@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field, TypeAdapter
 
 from crisiswatch.contracts.schemas import SampleMention, ScoredMention, Sentiment
 
@@ -63,12 +63,20 @@ def sample_rank(negative_score: float, author_followers: int) -> float:
     return negative_score * math.log10(10 + author_followers)
 
 
-class BrandBuckets(BaseModel):
-    """The open buckets of one brand and how far its stream has got."""
+@dataclass(slots=True)
+class BrandBuckets:
+    """The open buckets of one brand and how far its stream has got.
 
-    open: list[Bucket] = Field(default_factory=list)
+    A slotted dataclass like ``Bucket`` (every mention moves the watermark);
+    ``BRAND_BUCKETS`` validates and serialises it for the state table.
+    """
+
+    open: list[Bucket] = field(default_factory=list)
     watermark: datetime | None = None
     next_to_close: datetime | None = None
+
+
+BRAND_BUCKETS = TypeAdapter(BrandBuckets)
 
 
 def bucket_start(moment: datetime, width: timedelta) -> datetime:
