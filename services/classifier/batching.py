@@ -14,7 +14,7 @@ class BatchPolicy:
     ``lookahead_batches`` of them are gathered per pass so that texts of
     similar length can share a batch. A batch pads every text to its longest,
     so sixty-four arbitrary tweets cost about as much as sixty-four long ones:
-    on a CPU, passes of four batches score about 40% more per second than
+    on a CPU, passes of four batches scored 30–50% more per second than
     passes of one. Under light load the wait cap flushes first, so latency
     only grows when there is a backlog to clear.
     """

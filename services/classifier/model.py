@@ -205,8 +205,8 @@ class SentimentModel:
 
         ``rows`` are positions in ``texts``; ``probabilities`` has a
         negative/neutral/positive column each. Three stages overlap: a helper
-        thread tokenises and pads the next ``chunk`` of texts, the device runs
-        the following batch while the caller handles the one yielded.
+        thread tokenises and pads up to two ``chunk``s of texts ahead, and the
+        device runs the following batch while the caller handles the one yielded.
         """
         chunk = max(chunk, max_batch_size)
         starts = deque(range(0, len(texts), chunk))
