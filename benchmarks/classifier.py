@@ -119,7 +119,9 @@ def bench_through_broker(model: SentimentModel, rows: list[LabelledText], policy
 def joined(consumer: KafkaConsumer, timeout_s: float = 60) -> KafkaConsumer:
     """Poll ``consumer`` until the group has given it its partitions (nothing is waiting to be read yet)."""
     deadline = time.monotonic() + timeout_s
-    while not consumer.assignment() and time.monotonic() < deadline:
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partitions assigned within {timeout_s} s; the figure would include the wait")
         consumer.poll(timeout_ms=100)
     return consumer
 
@@ -128,7 +130,9 @@ def main(
     size: Annotated[int, typer.Option(help="texts in the fixed sample")] = 4000,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     chunk: Annotated[int, typer.Option(min=1, help="texts tokenised at a time, ahead of the model")] = 4096,
-    lookahead_batches: Annotated[int, typer.Option(min=1, help="model batches per pass in the service")] = 4,
+    lookahead_batches: Annotated[
+        int, typer.Option(min=1, help="model batches per pass in the service")
+    ] = BatchPolicy.lookahead_batches,
     dtypes: Annotated[str, typer.Option(help="comma-separated precisions to compare")] = "fp32,auto",
     device: str = "auto",
     broker: Annotated[bool, typer.Option(help="also measure through the embedded broker")] = True,
