@@ -30,7 +30,7 @@ from crisiswatch.broker import EmbeddedBroker, free_port
 from crisiswatch.classifier.batching import BatchPolicy, plan_batches
 from crisiswatch.classifier.evaluation import classification_report
 from crisiswatch.classifier.labelled import LabelledText, read_labelled
-from crisiswatch.classifier.model import SentimentModel, choose_runtime, freeze_loaded_objects
+from crisiswatch.classifier.model import Runtime, SentimentModel, choose_runtime, freeze_loaded_objects
 from crisiswatch.classifier.service import ClassifierService
 from crisiswatch.classifier.training import stratified_split
 from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
@@ -84,9 +84,11 @@ def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int
 def bench_through_broker(model: SentimentModel, rows: list[LabelledText], policy: BatchPolicy) -> dict[str, object]:
     """Produce the sample to a real broker and time the classifier service until all are scored.
 
-    Both consumers join their groups before the clock starts, so the figure
-    is the service's rate from its first poll to the last record scored, not
-    the broker's group-join delay.
+    The service loop runs on the main thread, as in the service process (torch
+    runs measurably slower when driven from a second thread); a watcher thread
+    counts the scored records and stops the loop. Both consumers join their
+    groups before the clock starts, so the figure is the service's rate from
+    its first poll to the last record scored, not the broker's group-join delay.
     """
     with EmbeddedBroker(port=free_port()) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
@@ -97,23 +99,29 @@ def bench_through_broker(model: SentimentModel, rows: list[LabelledText], policy
         for i, row in enumerate(rows):
             mention = Mention(id=f"b{i}", source="bench", brand="acme-air", text=row.text, created_at=time.time())
             producer.send(topics.raw, key=b"acme-air", value=mention.to_bytes())
-        producer.flush()
+        producer.close()
         service = ClassifierService(
             model, consumer, AckedProducer.for_settings(kafka, "bench-classifier"), topics, policy
         )
         stop = StopSignal(install_handlers=False)
-        runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
         seen = 0
+        finished = 0.0
+
+        def watch() -> None:
+            nonlocal seen, finished
+            deadline = time.monotonic() + 600
+            while seen < len(rows) and time.monotonic() < deadline:
+                seen += sum(len(v) for v in watcher.poll(timeout_ms=200).values())
+            finished = time.perf_counter()
+            stop.set()
+
+        watching = threading.Thread(target=watch, daemon=True)
         started = time.perf_counter()
-        runner.start()
-        deadline = time.monotonic() + 600
-        while seen < len(rows) and time.monotonic() < deadline:
-            seen += sum(len(v) for v in watcher.poll(timeout_ms=200).values())
-        elapsed = time.perf_counter() - started
-        stop.set()
-        runner.join(30)
+        watching.start()
+        service.run(stop)
+        watching.join(30)
         watcher.close()
-        return {"mentions_per_s": round(seen / max(elapsed, 1e-9), 1), "scored": seen}
+        return {"mentions_per_s": round(seen / max(finished - started, 1e-9), 1), "scored": seen}
 
 
 def joined(consumer: KafkaConsumer, timeout_s: float = 60) -> KafkaConsumer:
@@ -133,7 +141,9 @@ def main(
     lookahead_batches: Annotated[
         int, typer.Option(min=1, help="model batches per pass in the service")
     ] = BatchPolicy.lookahead_batches,
-    dtypes: Annotated[str, typer.Option(help="comma-separated precisions to compare")] = "fp32,auto",
+    dtypes: Annotated[
+        str, typer.Option(help="comma-separated precisions to compare, each optionally DTYPE:ENGINE (fp32:torch)")
+    ] = "fp32:torch,fp32,int8,auto",
     device: str = "auto",
     broker: Annotated[bool, typer.Option(help="also measure through the embedded broker")] = True,
     output: Annotated[Path | None, typer.Option(help="write the figures as JSON here")] = None,
@@ -146,16 +156,31 @@ def main(
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "sample": f"{len(rows)} texts from {source}",
-        "batch_policy": f"length-bucketed, max {batch_size}, tokenised {chunk} ahead; in the service "
+        "batch_policy": f"length-bucketed (on a CPU cut where lengths jump), max {batch_size}, "
+        f"tokenised {chunk} ahead; in the service "
         f"{lookahead_batches} batches per pass, max wait 50 ms",
     }
     console.print(header)
     results: list[dict[str, object]] = []
-    for dtype in dtypes.split(","):
-        runtime = choose_runtime(device, dtype)
+    runtimes: list[Runtime] = []
+    for spec in dtypes.split(","):
+        dtype, _, engine = spec.partition(":")
+        try:
+            runtime = choose_runtime(device, dtype, engine=engine or "auto")
+        except ValueError as error:
+            console.print(f"skipping {spec}: {error}")
+            continue
+        if runtime in runtimes:
+            continue
+        runtimes.append(runtime)
         model = SentimentModel.load("default", runtime)
         freeze_loaded_objects()
-        figures = {"device": runtime.device, "dtype": runtime.dtype, "threads": runtime.threads}
+        figures = {
+            "device": runtime.device,
+            "dtype": runtime.dtype,
+            "engine": runtime.engine,
+            "threads": runtime.threads,
+        }
         figures |= bench_alone(model, rows, batch_size, chunk)
         if broker:
             policy = BatchPolicy(batch_size, 0.05, lookahead_batches)
@@ -163,9 +188,9 @@ def main(
         figures["peak_rss_mb"] = round(rss_mb())
         results.append(figures)
         del model
-    table = Table(*results[0].keys(), title="classifier benchmark")
-    for figures in results:
-        table.add_row(*(str(v) for v in figures.values()))
+    table = Table("", *(f"{r['device']} {r['dtype']} {r['engine']}" for r in results), title="classifier benchmark")
+    for name in results[0]:
+        table.add_row(name, *(str(figures.get(name, "")) for figures in results))
     console.print(table)
     if output:
         output.write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")

@@ -44,6 +44,25 @@ def test_batches_group_similar_lengths_and_cover_every_item_once() -> None:
     assert [[lengths[i] for i in b] for b in batches] == [[4, 5, 6], [11, 12, 30], [31]]
 
 
+def test_with_a_cost_per_batch_the_cuts_fall_where_the_lengths_jump() -> None:
+    lengths = [30, 4, 31, 5, 12, 6, 11, 29]
+    batches = plan_batches(lengths, max_batch_size=3, batch_cost_tokens=10)
+    assert [[lengths[i] for i in b] for b in batches] == [[4, 5, 6], [11, 12], [29, 30, 31]]
+
+
+@given(st.lists(st.integers(1, 64), max_size=300), st.integers(1, 70), st.integers(0, 200))
+def test_cheapest_cuts_cover_every_item_once_and_never_pad_more_than_even_cuts(
+    lengths: list[int], max_batch_size: int, batch_cost_tokens: int
+) -> None:
+    def cost(batches: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) + batch_cost_tokens for b in batches)
+
+    planned = plan_batches(lengths, max_batch_size, batch_cost_tokens)
+    assert sorted(i for b in planned for i in b) == list(range(len(lengths)))
+    assert all(0 < len(b) <= max_batch_size for b in planned)
+    assert cost(planned) <= cost(plan_batches(lengths, max_batch_size))
+
+
 def test_batch_policy_flushes_on_size_or_latency_cap() -> None:
     policy = BatchPolicy(max_batch_size=4, max_wait_s=0.05, lookahead_batches=2)
     assert not policy.should_flush(0, 10)
@@ -65,6 +84,19 @@ def test_runtime_choice_is_overridable_and_refuses_the_impossible() -> None:
         choose_runtime("tpu")
     with pytest.raises(ValueError, match="unknown dtype"):
         choose_runtime("cpu", "int3")
+
+
+def test_the_engine_is_onnxruntime_for_fp32_and_int8_on_a_cpu_and_torch_otherwise() -> None:
+    assert choose_runtime("cpu", "fp32").engine == "onnxruntime"
+    assert choose_runtime("cpu", "int8").engine == "onnxruntime"
+    assert choose_runtime("cpu", "bf16").engine == "torch"
+    assert choose_runtime("cpu", "fp32", engine="torch").engine == "torch"
+    with pytest.raises(ValueError, match="int8 runs on engine onnxruntime"):
+        choose_runtime("cpu", "int8", engine="torch")
+    with pytest.raises(ValueError, match="fp32 or int8 on the CPU"):
+        choose_runtime("cpu", "bf16", engine="onnxruntime")
+    with pytest.raises(ValueError, match="unknown engine"):
+        choose_runtime("cpu", "fp32", engine="tensorrt")
 
 
 def test_tweet_normalisation_matches_training() -> None:

@@ -23,7 +23,19 @@ SEMEVAL = SHARED_DATA / "sentiment" / "english" / "semeval_2013_2016_train.tsv"
 
 @pytest.fixture(scope="module")
 def default_model() -> SentimentModel:
-    return SentimentModel.load("default", choose_runtime("cpu", "fp32"))
+    return SentimentModel.load("default", choose_runtime("cpu", "fp32", engine="torch"))
+
+
+@pytest.fixture(scope="module")
+def exported_model() -> SentimentModel:
+    return SentimentModel.load("default", choose_runtime("cpu", "fp32", engine="onnxruntime"))
+
+
+def varied_texts(count: int) -> list[str]:
+    """Texts from one token to the length cap, so batches mix heavy and no padding."""
+    sentence = "the flight was late again and nobody at the desk could tell us anything useful"
+    words = sentence.split()
+    return [" ".join(words[: 1 + (i * 7) % len(words)]) * (1 + i % 5) for i in range(count)] + [""]
 
 
 def test_the_default_model_loads_offline_and_reads_obvious_tweets(default_model: SentimentModel) -> None:
@@ -66,6 +78,17 @@ def test_padding_to_a_hardware_multiple_changes_no_score(default_model: Sentimen
     np.testing.assert_allclose(padded, plain, atol=1e-5)
 
 
+def test_the_onnxruntime_engine_scores_as_torch_does_whatever_the_padding(
+    default_model: SentimentModel, exported_model: SentimentModel
+) -> None:
+    """The graph is traced once on one padded batch; every width, batch size and padding must still match."""
+    texts = varied_texts(40)
+    expected = default_model.predict_probabilities(texts, max_batch_size=7)
+    np.testing.assert_allclose(exported_model.predict_probabilities(texts, max_batch_size=7), expected, atol=1e-4)
+    np.testing.assert_allclose(exported_model.predict_probabilities(texts[:1]), expected[:1], atol=1e-4)
+    np.testing.assert_allclose(exported_model.predict_probabilities(texts, max_batch_size=64), expected, atol=1e-4)
+
+
 def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path) -> None:
     config = BertConfig(
         vocab_size=30522,
@@ -80,7 +103,7 @@ def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(base_model_dir()).save_pretrained(tmp_path)
-    model = SentimentModel.load(str(tmp_path), choose_runtime("cpu", "fp32"))
+    model = SentimentModel.load(str(tmp_path), choose_runtime("cpu", "fp32", engine="torch"))
     assert model.labels == [
         Sentiment.NEGATIVE,
         Sentiment.NEGATIVE,
@@ -90,6 +113,9 @@ def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path
     ]
     [scores] = model.predict(["some text"])
     assert scores.negative + scores.neutral + scores.positive == pytest.approx(1.0, abs=1e-4)
+    exported = SentimentModel.load(str(tmp_path), choose_runtime("cpu", "fp32", engine="onnxruntime"))
+    texts = varied_texts(9)
+    np.testing.assert_allclose(exported.predict_probabilities(texts), model.predict_probabilities(texts), atol=1e-4)
 
 
 @pytest.mark.skipif(not SEMEVAL.is_file(), reason="../shared/data is not present")
@@ -99,3 +125,16 @@ def test_accuracy_floor_on_a_fixed_dev_sample(default_model: SentimentModel) -> 
     predicted = [s.label for s in default_model.predict([r.text for r in sample])]
     report = classification_report([r.label for r in sample], predicted)
     assert report.macro_recall >= 0.68, report.as_dict()
+
+
+@pytest.mark.skipif(not SEMEVAL.is_file(), reason="../shared/data is not present")
+def test_int8_weights_cost_at_most_half_a_point_of_macro_recall(default_model: SentimentModel) -> None:
+    _, dev = stratified_split(read_labelled(SEMEVAL), dev_fraction=0.1, seed=2026)
+    sample = dev[::2]
+    truth = [r.label for r in sample]
+    int8 = SentimentModel.load("default", choose_runtime("cpu", "int8"))
+    recalls = {
+        name: classification_report(truth, [s.label for s in model.predict([r.text for r in sample])]).macro_recall
+        for name, model in (("fp32", default_model), ("int8", int8))
+    }
+    assert recalls["int8"] >= recalls["fp32"] - 0.005, recalls

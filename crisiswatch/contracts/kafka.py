@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -139,12 +139,6 @@ class AckedProducer:
             log.debug("the producer refused a record", extra={"error": str(error)})
             future = None
         self._unconfirmed.append((record, future))
-
-    def send_all(self, records: Sequence[OutgoingRecord], stopping: Callable[[], bool] = lambda: False) -> bool:
-        """Send ``records`` and :meth:`confirm` them."""
-        for record in records:
-            self.send(record)
-        return self.confirm(stopping)
 
     def confirm(self, stopping: Callable[[], bool] = lambda: False, flush_timeout_s: float | None = None) -> bool:
         """Wait until every record sent so far is acknowledged, resending the refused ones.

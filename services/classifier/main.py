@@ -47,12 +47,18 @@ def load_model(settings: ClassifierSettings) -> SentimentModel:
     """
     from .model import SentimentModel, choose_runtime, freeze_loaded_objects
 
-    runtime = choose_runtime(settings.device, settings.dtype, settings.threads)
+    runtime = choose_runtime(settings.device, settings.dtype, settings.threads, settings.engine)
     model = SentimentModel.load(settings.model, runtime, settings.max_length)
     freeze_loaded_objects()
     log.info(
         "model loaded",
-        extra={"model": model.name, "device": runtime.device, "dtype": runtime.dtype, "threads": runtime.threads},
+        extra={
+            "model": model.name,
+            "device": runtime.device,
+            "dtype": runtime.dtype,
+            "engine": runtime.engine,
+            "threads": runtime.threads,
+        },
     )
     return model
 
@@ -75,6 +81,7 @@ def run() -> None:
             "model": model.name,
             "device": model.runtime.device,
             "dtype": model.runtime.dtype,
+            "engine": model.runtime.engine,
             "threads": str(model.runtime.threads),
             "max_batch_size": str(settings.max_batch_size),
             "lookahead_batches": str(settings.lookahead_batches),
@@ -160,8 +167,9 @@ def evaluate(
         print(json.dumps({"model": model.name, "file": str(path), **report.as_dict()}, indent=2))
         return
     console = Console()
+    runtime = model.runtime
     console.print(
-        f"[bold]{model.name}[/] on {path} ({report.count} texts, {model.runtime.device}/{model.runtime.dtype})"
+        f"[bold]{model.name}[/] on {path} ({report.count} texts, {runtime.device}/{runtime.dtype}/{runtime.engine})"
     )
     console.print(f"macro recall {100 * report.macro_recall:.2f}   accuracy {100 * report.accuracy:.2f}")
     table = Table("true \\ predicted", *[s.value for s in SENTIMENT_ORDER], "recall", "F1")

@@ -26,5 +26,5 @@ QUEUE_WAIT_SECONDS = Histogram(
 ERRORS = Counter(
     "crisiswatch_classifier_errors_total", "Failures by stage (decode, inference, produce, commit)", ["stage"]
 )
-MODEL = Info("crisiswatch_classifier_model", "The loaded model, device and precision")
+MODEL = Info("crisiswatch_classifier_model", "The loaded model, device, precision, engine, threads and batching policy")
 END_TO_END = end_to_end_histogram("scored")

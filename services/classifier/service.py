@@ -4,6 +4,10 @@ Offsets are committed only after every scored record and dead letter of the
 batch has been acknowledged by the broker (records the broker refused are sent
 again, on a new client if need be), so a crash or a broker outage re-delivers
 rather than loses; downstream deduplicates by mention id.
+
+A pass's records are sent as soon as it is scored, but their acknowledgements
+are awaited only after the next pass has been scored (or at once when nothing
+else is waiting), so the model never idles through a broker round trip.
 """
 
 from __future__ import annotations
@@ -37,6 +41,15 @@ class _Pending:
     arrived: float
 
 
+@dataclass
+class _Delivery:
+    """A scored pass whose records are sent but not yet acknowledged, hence not yet committed."""
+
+    records: Sequence[ConsumerRecord]
+    scored: list[ScoredMention]
+    rejected: int
+
+
 class ClassifierService:
     """The classifier's stream loop around a loaded :class:`SentimentModel`."""
 
@@ -56,24 +69,31 @@ class ClassifierService:
         self.policy = policy
         self.lag = lag
         self._stopping: StopSignal | None = None
+        self._delivery: _Delivery | None = None
 
     def run(self, stop: StopSignal) -> None:
         """Loop until ``stop`` is set; the batch in hand is finished and committed before returning."""
         self._stopping = stop
         pending: list[_Pending] = []
         last_lag_refresh = 0.0
-        while not stop.is_set() or pending:
+        while not stop.is_set() or pending or self._delivery:
             oldest = time.monotonic() - pending[0].arrived if pending else 0.0
             if not stop.is_set():
                 wait_ms = int(1000 * self.policy.time_left(len(pending), oldest)) or 1
+                if self._delivery:
+                    wait_ms = 0
+                elif not pending:
+                    wait_ms = 500
                 room = self.policy.max_pending - len(pending)
-                polled = self.consumer.poll(timeout_ms=wait_ms if pending else 500, max_records=room)
+                polled = self.consumer.poll(timeout_ms=wait_ms, max_records=room)
                 now = time.monotonic()
                 pending.extend(_Pending(r, now) for records in polled.values() for r in records)
                 oldest = now - pending[0].arrived if pending else 0.0
             if pending and (stop.is_set() or self.policy.should_flush(len(pending), oldest)):
                 self.process([p.record for p in pending], [p.arrived for p in pending])
                 pending = []
+            elif self._delivery:
+                self.finish_delivery()
             if self.lag and time.monotonic() - last_lag_refresh > 5:
                 last_lag_refresh = time.monotonic()
                 self.lag.refresh(self.consumer)
@@ -81,10 +101,10 @@ class ClassifierService:
         self.producer.close()
 
     def process(self, records: Sequence[ConsumerRecord], arrived: Sequence[float]) -> None:
-        """Score one batch, produce the results and dead letters, wait for every ack, then commit.
+        """Score one pass, finish the previous pass's delivery, then send this pass's results and dead letters.
 
-        If the broker stays away until the service is asked to stop, nothing is
-        committed and the batch is delivered again after the restart.
+        This pass is committed by :meth:`finish_delivery` once the broker has
+        acknowledged all of it.
         """
         mentions: list[Mention] = []
         outgoing: list[OutgoingRecord] = []
@@ -122,16 +142,30 @@ class ClassifierService:
             )
             scored.append(result)
             outgoing.append(OutgoingRecord(self.topics.scored, mention.brand.encode(), result.to_bytes()))
+        self.finish_delivery()
+        for record in outgoing:
+            self.producer.send(record)
+        self._delivery = _Delivery(records, scored, rejected)
+
+    def finish_delivery(self) -> None:
+        """Wait until the broker has acknowledged the last pass sent, then count it and commit its offsets.
+
+        If the broker stays away until the service is asked to stop, nothing is
+        committed and the pass is delivered again after the restart.
+        """
+        delivery, self._delivery = self._delivery, None
+        if delivery is None:
+            return
         stopping = self._stopping.is_set if self._stopping else (lambda: False)
-        if not self.producer.send_all(outgoing, stopping):
+        if not self.producer.confirm(stopping):
             log.warning("stopping with a batch the broker never acknowledged; it will be delivered again")
             return
-        metrics.SCORED.labels("rejected").inc(rejected)
-        for result in scored:
+        metrics.SCORED.labels("rejected").inc(delivery.rejected)
+        for result in delivery.scored:
             metrics.SCORED.labels("scored").inc()
             metrics.SENTIMENT.labels(result.label.value).inc()
-            metrics.END_TO_END.observe(max(0.0, (scored_at - result.created_at).total_seconds()))
-        self._commit(records)
+            metrics.END_TO_END.observe(max(0.0, (result.scored_at - result.created_at).total_seconds()))
+        self._commit(delivery.records)
 
     def _score(self, texts: Sequence[str]) -> list[SentimentScores | None]:
         """Score the batch; when it fails, score texts one by one so a single bad text cannot stall the stream."""
