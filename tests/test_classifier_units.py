@@ -86,11 +86,11 @@ def test_runtime_choice_is_overridable_and_refuses_the_impossible() -> None:
         choose_runtime("cpu", "int3")
 
 
-def test_the_engine_is_onnxruntime_for_fp32_and_int8_on_a_cpu_and_torch_otherwise() -> None:
-    assert choose_runtime("cpu", "fp32").engine == "onnxruntime"
+def test_the_engine_is_onnxruntime_for_int8_and_torch_otherwise_unless_asked() -> None:
     assert choose_runtime("cpu", "int8").engine == "onnxruntime"
+    assert choose_runtime("cpu", "fp32").engine == "torch"
     assert choose_runtime("cpu", "bf16").engine == "torch"
-    assert choose_runtime("cpu", "fp32", engine="torch").engine == "torch"
+    assert choose_runtime("cpu", "fp32", engine="onnxruntime").engine == "onnxruntime"
     with pytest.raises(ValueError, match="int8 runs on engine onnxruntime"):
         choose_runtime("cpu", "int8", engine="torch")
     with pytest.raises(ValueError, match="fp32 or int8 on the CPU"):
