@@ -7,7 +7,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from crisiswatch.alerter.compose import compose_blocks, headline
-from crisiswatch.alerter.responses import draft, drivers, load_templates
+from crisiswatch.alerter.responses import draft, drivers, load_templates, top_terms
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention, Severity
 
 T0 = datetime(2026, 3, 2, 11, tzinfo=UTC)
@@ -132,3 +132,8 @@ def test_a_templates_file_with_a_typo_fails_with_the_place_of_the_error(tmp_path
     missing.write_text('[themes.delay]\nkeywords = ["late"]\n[replies.en]\nother = ["Sorry"]\n')
     with pytest.raises(ValueError, match=r"replies.en has no drafts for themes \['delay'\]"):
         load_templates(missing)
+
+
+def test_frequent_terms_tied_on_count_keep_their_first_appearance_order() -> None:
+    posts = ["refund delayed card", "delayed refund, card", "still no refund delayed"]
+    assert top_terms(posts) == ("refund", "delayed", "card")

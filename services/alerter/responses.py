@@ -122,12 +122,16 @@ def detect_theme(texts: Sequence[str], templates: Templates) -> tuple[str, tuple
 
 
 def top_terms(texts: Sequence[str], exclude: Sequence[str] = (), limit: int = 5) -> tuple[str, ...]:
-    """The most frequent content words across posts (each post counts a word once); handles and links dropped."""
+    """The most frequent content words across posts (each post counts a word once); handles and links dropped.
+
+    Ties keep the order in which the words first appear, so the same posts give
+    the same terms in every process.
+    """
     excluded = {word.casefold() for phrase in exclude for word in _WORD.findall(phrase)}
     counts: Counter[str] = Counter()
     for text in texts:
         cleaned = re.sub(r"https?://\S+|[@#]\w+", " ", text)
-        words = {w.casefold().strip("'’-") for w in _WORD.findall(cleaned)}
+        words = dict.fromkeys(w.casefold().strip("'’-") for w in _WORD.findall(cleaned))
         counts.update(w for w in words if len(w) > 2 and w not in _STOPWORDS and w not in excluded)
     return tuple(word for word, count in counts.most_common(limit) if count > 1 or len(texts) == 1)
 
