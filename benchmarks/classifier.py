@@ -81,6 +81,16 @@ def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int
     }
 
 
+def padding(model: SentimentModel, rows: list[LabelledText], group: int, batch_size: int, cost: int) -> float:
+    """Padded tokens over real tokens when ``group`` texts at a time are sorted and cut into batches."""
+    lengths = [len(ids) for ids in model.encode([r.text for r in rows])]
+    padded = 0
+    for start in range(0, len(lengths), group):
+        chunk = lengths[start : start + group]
+        padded += sum(len(b) * max(chunk[i] for i in b) for b in plan_batches(chunk, batch_size, cost))
+    return round(padded / sum(lengths), 3)
+
+
 def bench_through_broker(
     model: SentimentModel, rows: list[LabelledText], policy: BatchPolicy, warmup: int = 1000
 ) -> dict[str, object]:
@@ -188,6 +198,10 @@ def main(
             "threads": runtime.threads,
         }
         figures |= bench_alone(model, rows, batch_size, chunk)
+        pass_size = batch_size * lookahead_batches
+        figures["padding_alone"] = padding(model, rows, chunk, batch_size, model.batch_cost_tokens)
+        figures["padding_pass_even"] = padding(model, rows, pass_size, batch_size, 0)
+        figures["padding_pass_planned"] = padding(model, rows, pass_size, batch_size, model.batch_cost_tokens)
         if broker:
             policy = BatchPolicy(batch_size, 0.05, lookahead_batches)
             figures["through_broker_per_s"] = bench_through_broker(model, rows, policy)["mentions_per_s"]

@@ -29,7 +29,7 @@ from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment, SentimentS
 
 from .batching import plan_batches
 from .labels import map_labels
-from .network import DEFAULT_MODEL_DIR, base_model_dir, load_artifact
+from .network import DEFAULT_MODEL_DIR, LogitsOnly, base_model_dir, load_artifact
 from .onnx_engine import OnnxNetwork
 from .textprep import decode_escapes, normalise_for_model, with_normalisation
 
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 ENGINES = ("torch", "onnxruntime")
+CPU_BATCH_COST_TOKENS = 32
+"""What one more CPU batch costs, in padded tokens, when a pass is cut into batches (``plan_batches``).
+
+A GPU's batches stay evenly cut: its passes are large and sorted, and a launch costs far more there.
+"""
 
 
 @dataclass(frozen=True)
@@ -129,17 +134,15 @@ class LogitsEngine(Protocol):
 class TorchNetwork:
     """The network run by torch on the runtime's device, in its precision."""
 
-    def __init__(self, network: torch.nn.Module, runtime: Runtime, returns_logits_attr: bool) -> None:
+    def __init__(self, network: LogitsOnly, runtime: Runtime) -> None:
         self.network = network.to(device=runtime.device, dtype=runtime.torch_dtype).eval()
         self.device = runtime.device
-        self.returns_logits_attr = returns_logits_attr
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
         """Logits for one padded batch; on a GPU the copy and the kernels are only queued."""
         ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
         mask = torch.from_numpy(attention_mask).to(self.device, non_blocking=True)
-        output = self.network(input_ids=ids, attention_mask=mask)
-        return output.logits if self.returns_logits_attr else output
+        return self.network(ids, mask)
 
 
 class SentimentModel:
@@ -160,11 +163,12 @@ class SentimentModel:
         self.labels = list(labels)
         self.runtime = runtime
         self.max_length = max_length
+        logits_network = LogitsOnly(network, returns_logits_attr)
         self.engine: LogitsEngine
         if runtime.engine == "onnxruntime":
-            self.engine = OnnxNetwork(network, returns_logits_attr, runtime.dtype == "int8", runtime.threads)
+            self.engine = OnnxNetwork(logits_network, runtime.dtype == "int8", runtime.threads)
         else:
-            self.engine = TorchNetwork(network, runtime, returns_logits_attr)
+            self.engine = TorchNetwork(logits_network, runtime)
         self._fast: Tokenizer | None = None
         if tokenizer.is_fast:
             self._fast = with_normalisation(tokenizer.backend_tokenizer)
@@ -173,7 +177,7 @@ class SentimentModel:
         # Tensor cores (GPU) and AMX tiles (bf16 on CPU) run whole multiples of 8
         # tokens faster than ragged widths; fp32 on a CPU pays for every pad.
         self._pad_to = 8 if runtime.device.startswith("cuda") or runtime.dtype == "bf16" else 1
-        self.batch_cost_tokens = 0 if runtime.device.startswith("cuda") else 32
+        self.batch_cost_tokens = 0 if runtime.device.startswith("cuda") else CPU_BATCH_COST_TOKENS
         merge = torch.zeros((len(self.labels), len(SENTIMENT_ORDER)), dtype=torch.float32)
         for column, label in enumerate(self.labels):
             merge[column, SENTIMENT_ORDER.index(label)] = 1.0

@@ -47,6 +47,24 @@ class MeanPoolClassifier(nn.Module):
         return self.head(self.dropout(pooled))
 
 
+class LogitsOnly(nn.Module):
+    """Any sequence classifier as ``(input_ids, attention_mask) -> logits``, whatever its output type.
+
+    Hugging Face models return an output object with ``.logits``; ours returns
+    the tensor itself. Both engines (torch, and the ONNX export) run this shape.
+    """
+
+    def __init__(self, network: nn.Module, returns_logits_attr: bool) -> None:
+        super().__init__()
+        self.network = network
+        self.returns_logits_attr = returns_logits_attr
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unnormalised class logits of shape (batch, labels)."""
+        output = self.network(input_ids=input_ids, attention_mask=attention_mask)
+        return output.logits if self.returns_logits_attr else output
+
+
 @dataclass
 class ArtifactManifest:
     """What an artifact is, how it was made and how well it did on its dev split."""

@@ -19,24 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .network import LogitsOnly
+
 ONNX_OPSET = 17
 
 
-class _LogitsOnly(torch.nn.Module):
-    """Adapts a network to the two-tensor, one-output signature the exported graph has."""
-
-    def __init__(self, network: torch.nn.Module, returns_logits_attr: bool) -> None:
-        super().__init__()
-        self.network = network
-        self.returns_logits_attr = returns_logits_attr
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        output = self.network(input_ids=input_ids, attention_mask=attention_mask)
-        return output.logits if self.returns_logits_attr else output
-
-
-def export(network: torch.nn.Module, path: Path, returns_logits_attr: bool) -> None:
-    """Trace ``network`` (fp32, eval mode) into an ONNX graph with dynamic batch and width.
+def export(network: LogitsOnly, path: Path) -> None:
+    """Trace ``network`` (in fp32, eval mode) into an ONNX graph with dynamic batch and width.
 
     The example batch is padded unevenly so the trace keeps the attention-mask
     path: a mask of all ones would let the attention code take its no-mask shortcut.
@@ -48,7 +37,7 @@ def export(network: torch.nn.Module, path: Path, returns_logits_attr: bool) -> N
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _LogitsOnly(network.float().eval(), returns_logits_attr),
+            network.float().eval(),
             (input_ids, attention_mask),
             str(path),
             input_names=["input_ids", "attention_mask"],
@@ -83,7 +72,7 @@ def _without_preprocessing_advice(record: logging.LogRecord) -> bool:
 class OnnxNetwork:
     """An ONNX Runtime session that maps padded token ids and masks to logits."""
 
-    def __init__(self, network: torch.nn.Module, returns_logits_attr: bool, int8: bool, threads: int) -> None:
+    def __init__(self, network: LogitsOnly, int8: bool, threads: int) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -95,7 +84,7 @@ class OnnxNetwork:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         with tempfile.TemporaryDirectory(prefix="crisiswatch-onnx-") as scratch:
             graph = Path(scratch, "network.onnx")
-            export(network, graph, returns_logits_attr)
+            export(network, graph)
             if int8:
                 quantised = Path(scratch, "network-int8.onnx")
                 quantise_weights(graph, quantised)

@@ -79,10 +79,11 @@ class ClassifierService:
         while not stop.is_set() or pending or self._delivery:
             oldest = time.monotonic() - pending[0].arrived if pending else 0.0
             if not stop.is_set():
-                wait_ms = int(1000 * self.policy.time_left(len(pending), oldest)) or 1
                 if self._delivery:
                     wait_ms = 0
-                elif not pending:
+                elif pending:
+                    wait_ms = int(1000 * self.policy.time_left(len(pending), oldest)) or 1
+                else:
                     wait_ms = 500
                 room = self.policy.max_pending - len(pending)
                 polled = self.consumer.poll(timeout_ms=wait_ms, max_records=room)
