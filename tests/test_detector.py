@@ -114,11 +114,27 @@ def test_one_surprising_bucket_alone_is_not_an_incident() -> None:
     assert events == []
 
 
-def test_the_baseline_is_not_dragged_up_by_the_spike() -> None:
+def test_the_baseline_is_barely_moved_by_the_spike() -> None:
     calm = [1, 1, 2, 0] * 12
     before, _ = _run(_buckets(calm))
-    during, _ = _run(_buckets([30] * 12), state=before)
-    assert during.baseline.negative == pytest.approx(before.baseline.negative)
+    during, events = _run(_buckets([30] * 12), state=before)
+    assert events and during.incident is not None
+    assert before.baseline.negative < during.baseline.negative < 1.1 * before.baseline.negative
+    assert during.baseline.daily == before.baseline.daily
+    assert during.baseline.dispersion == before.baseline.dispersion
+
+
+def test_a_lasting_rise_in_volume_becomes_normal_and_ends_its_incident_within_two_days() -> None:
+    rng = np.random.default_rng(11)
+    day = 288
+    negatives = [*rng.poisson(10, 3 * day), *rng.poisson(40, 4 * day)]
+    state, events = _run(_buckets(negatives, [4 * n + 8 for n in negatives]))
+    kinds = [e.event for e in events]
+    assert kinds[0] is IncidentEventType.OPENED and IncidentEventType.RESOLVED in kinds
+    resolved = events[kinds.index(IncidentEventType.RESOLVED)]
+    assert resolved.window_end - events[0].opened_at < timedelta(days=2)
+    assert kinds.count(IncidentEventType.OPENED) == 1, "the new level is not alerted on again"
+    assert state.incident is None
 
 
 def test_no_re_alert_during_cooldown_and_after_a_restart() -> None:

@@ -2,13 +2,14 @@
 
 The series' values are treated as the brand's negative-mention counts per
 bucket and fed, bucket by bucket, through the same ``step`` function the live
-alerter runs.
+alerter runs. Each bucket's ``anomaly_score`` is the detector's
+:func:`alarm_ratio` ``r`` mapped to ``r / (1 + r)``: 0.5 when the most
+surprising look-back window is at its opening threshold.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 from statistics import median
 
-from crisiswatch.alerter.detector import DetectorConfig, DetectorState, score, step
+from crisiswatch.alerter.detector import DetectorConfig, DetectorState, alarm_ratio, step
 from crisiswatch.alerter.windows import Bucket
 from crisiswatch.contracts.schemas import IncidentEventType
 
@@ -58,11 +59,10 @@ def detect(series: list[tuple[datetime, int]], config: DetectorConfig) -> Iterat
     state = DetectorState.fresh("series", config)
     for moment, value in series:
         bucket = Bucket(start=moment, negative=value, total=value)
-        surprise = score(state.baseline, bucket, config).surprise
         state, decisions = step(state, bucket, config)
         alert = any(d.event in (IncidentEventType.OPENED, IncidentEventType.ESCALATED) for d in decisions)
-        anomaly = 1 - math.exp(-surprise / config.scaled(config.open_surprise))
-        yield CountPoint(moment, value, round(anomaly, 6), alert)
+        ratio = alarm_ratio(state, config)
+        yield CountPoint(moment, value, round(ratio / (1 + ratio), 6), alert)
 
 
 def write_points(points: list[CountPoint], path: Path) -> None:

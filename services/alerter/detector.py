@@ -27,10 +27,15 @@ comes from how far the surprise passes the threshold, the velocity
 (observed against expected rate) and the reach of the negative posts.
 
 The baseline's rhythm and spread are frozen while a brand is hot, so neither
-a spike nor a slow burn teaches it that storms are normal; the incident
-resolves only after ``resolve_quiet`` without surprise (hysteresis), and the
-brand cannot re-open within ``cooldown``. Escalation to a higher severity is
-the only re-alert, and it waits ``escalation_gap`` after the last alert.
+a spike nor a slow burn teaches it that storms are normal. Its level keeps
+learning during an incident, but slowly (``incident_level_halflife``, each
+bucket clipped): a crisis of a few hours barely moves it, while a lasting
+shift in how much a brand is talked about becomes its normal within a day or
+two and lets the incident end, instead of holding it open until someone
+resolves it. The incident resolves only after ``resolve_quiet`` without
+surprise (hysteresis), and the brand cannot re-open within ``cooldown``.
+Escalation to a higher severity is the only re-alert, and it waits
+``escalation_gap`` after the last alert.
 People act on an open incident through :func:`apply_action` (acknowledge,
 assign, snooze, resolve); each change is an incident event of its own.
 The same code runs in the live alerter and in offline backtests.
@@ -93,6 +98,7 @@ class DetectorConfig:
     prior_pseudo_buckets: float = 2.0
     warmup: timedelta = timedelta(hours=2)
     baseline_halflife: timedelta = timedelta(hours=12)
+    incident_level_halflife: timedelta = timedelta(days=1)
     seasonal_halflife_days: float = 2.0
     dispersion_halflife: timedelta = timedelta(days=3)
     max_dispersion: float = 2.0
@@ -418,6 +424,21 @@ def scan(recent: list[RecentBucket], dispersions: Mapping[int, float], lengths: 
     return most_surprising(window_scores(recent, dispersions, lengths))
 
 
+def alarm_ratio(state: DetectorState, config: DetectorConfig) -> float:
+    """How near the brand's latest look-back windows are to opening an incident: 1 is at the threshold.
+
+    The largest window surprise over that window's (calibrated, sensitivity-
+    scaled) threshold; 0 while the baseline is still warming up, when nothing
+    is judged. A score for charts and exports: the share rule and the other
+    conditions of :func:`alarm` are not in it.
+    """
+    if state.baseline.buckets_seen < config.buckets(config.warmup):
+        return 0.0
+    thresholds = open_thresholds(state, config)
+    windows = window_scores(state.recent, window_dispersions(state.baseline, config), config.window_lengths())
+    return max((w.surprise / config.scaled(thresholds[w.buckets]) for w in windows), default=0.0)
+
+
 def most_surprising(windows: list[WindowScore]) -> WindowScore:
     """The window with the largest surprise (an empty window when there is none)."""
     return max(windows, key=lambda w: w.surprise, default=WindowScore(1, 0, 0.0, 0.0))
@@ -429,8 +450,9 @@ def updated_baseline(
     config: DetectorConfig,
     calm: bool = True,
     windows: Sequence[WindowScore] = (),
+    during_incident: bool = False,
 ) -> Baseline:
-    """Fold a normal bucket into the baseline: level, hour-of-day rhythm and spread.
+    """Fold a closed bucket into the baseline: level, hour-of-day rhythm and spread.
 
     While history is short the levels are running means of what was seen, with
     the prior counting as ``prior_pseudo_buckets`` observations; after the
@@ -438,26 +460,33 @@ def updated_baseline(
     deviations above expectation, so no single bucket drags the baseline up
     (never less than that many mentions: at a twentieth of a mention per
     bucket, clipping every single post would teach the brand it is quieter
-    than it is).
+    than it is; during an incident that floor is dropped, so a storm in a
+    quiet brand is clipped at its own spread, not a whole mention above).
     The rhythm and the spread are learnt only while the look-back windows are
     unsurprising (``calm``), so a slow burn is not mistaken for the time of
     day and a surge is never explained away as noise; each look-back window's
-    spread is learnt the same way from its sums (``windows``). Each bucket's evidence
-    about the rhythm is shrunk by one pseudo-count, ``(n + 1) / (mu + 1)``: still
-    unbiased for Poisson counts, but a single post in a quiet bucket no longer
-    reads as a five-fold rise.
+    spread is learnt the same way from its sums (``windows``). During an
+    incident only the level learns, at ``incident_level_halflife``. Each
+    bucket's evidence about the rhythm is shrunk by one pseudo-count,
+    ``(n + 1) / (mu + 1)``: still unbiased for Poisson counts, but a single
+    post in a quiet bucket no longer reads as a five-fold rise.
     """
     seen = baseline.buckets_seen
     warm = seen >= config.buckets(config.warmup)
-    alpha = max(1 - 0.5 ** (config.bucket / config.baseline_halflife), 1 / (seen + 1 + config.prior_pseudo_buckets))
+    if during_incident:
+        alpha = 1 - 0.5 ** (config.bucket / config.incident_level_halflife)
+        calm = False
+    else:
+        alpha = max(1 - 0.5 ** (config.bucket / config.baseline_halflife), 1 / (seen + 1 + config.prior_pseudo_buckets))
     hour = bucket.start.hour
     factor = baseline.daily[hour]
     expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
     negative, total = float(bucket.negative), float(bucket.total)
     if warm:
-        spread = max(1.0, math.sqrt(expected_negative + baseline.dispersion * expected_negative**2))
+        least = 0.0 if during_incident else 1.0
+        spread = max(least, math.sqrt(expected_negative + baseline.dispersion * expected_negative**2))
         negative = min(negative, expected_negative + config.winsor_sigmas * spread)
-        total_spread = max(1.0, math.sqrt(expected_total + baseline.dispersion * expected_total**2))
+        total_spread = max(least, math.sqrt(expected_total + baseline.dispersion * expected_total**2))
         total = min(total, expected_total + config.winsor_sigmas * total_spread)
     daily = list(baseline.daily)
     dispersion = baseline.dispersion
@@ -790,6 +819,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         decisions.append(_decision(state, IncidentEventType.RESOLVED, short, rule, config))
         state.incident = None
         state.cooldown_until = end + config.cooldown
+    state.baseline = updated_baseline(state.baseline, bucket, config, during_incident=True)
     return state, decisions
 
 
