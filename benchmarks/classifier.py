@@ -5,7 +5,10 @@ of the shared SemEval data when present, else the demo scenario's texts with
 their generated labels), reporting mentions/s, p50/p95 batch latency and
 macro recall, so a faster setting that costs accuracy shows. It then runs the
 real classifier service loop against the embedded broker and reports the
-end-to-end rate. Figures depend on the machine: the header says which.
+end-to-end rate, then scores the sample alone once more: ``broker_share`` is
+the rate through the broker over the mean of the two alone rates, so a
+machine whose speed drifts during the run does not bias it. Figures depend on
+the machine: the header says which.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 import typer
 from kafka import KafkaConsumer
+from prometheus_client import REGISTRY
 from rich.console import Console
 from rich.table import Table
 
@@ -35,7 +39,7 @@ from crisiswatch.classifier.service import ClassifierService
 from crisiswatch.classifier.training import stratified_split
 from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
 from crisiswatch.contracts.lifecycle import StopSignal
-from crisiswatch.contracts.schemas import Mention, Sentiment
+from crisiswatch.contracts.schemas import Mention, Sentiment, SentimentScores
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.listener.scenario import demo_scenario, generate
 
@@ -62,9 +66,7 @@ def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int
     """Throughput of ``SentimentModel.predict`` (the service's code path), then per-batch latency."""
     texts = [r.text for r in rows]
     model.predict(texts[: batch_size * 4], batch_size, chunk)
-    started = time.perf_counter()
-    scores = model.predict(texts, batch_size, chunk)
-    elapsed = time.perf_counter() - started
+    rate, scores = alone_rate(model, texts, batch_size, chunk)
     report = classification_report([r.label for r in rows], [s.label for s in scores])
     encoded = model.encode(texts[:20_000])
     latencies: list[float] = []
@@ -73,12 +75,21 @@ def bench_alone(model: SentimentModel, rows: list[LabelledText], batch_size: int
         model.scores_for_ids([encoded[i] for i in batch])
         latencies.append(time.perf_counter() - t)
     return {
-        "mentions_per_s": round(len(texts) / elapsed, 1),
+        "mentions_per_s": rate,
         "p50_batch_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
         "p95_batch_ms": round(1000 * float(np.percentile(latencies, 95)), 1),
         "macro_recall": round(100 * report.macro_recall, 2),
         "accuracy": round(100 * report.accuracy, 2),
     }
+
+
+def alone_rate(
+    model: SentimentModel, texts: list[str], batch_size: int, chunk: int
+) -> tuple[float, list[SentimentScores]]:
+    """Mentions/s of one ``SentimentModel.predict`` over ``texts``, and its scores."""
+    started = time.perf_counter()
+    scores = model.predict(texts, batch_size, chunk)
+    return round(len(texts) / (time.perf_counter() - started), 1), scores
 
 
 def padding(model: SentimentModel, rows: list[LabelledText], group: int, batch_size: int, cost: int) -> float:
@@ -97,20 +108,25 @@ def bench_through_broker(
     """Produce the sample to a real broker and time the classifier service until all are scored.
 
     The service loop runs on the main thread, as in the service process (torch
-    runs measurably slower when driven from a second thread); a watcher thread
-    counts the scored records and stops the loop. The first ``warmup`` texts
-    go through first and are not timed, as the alone figure has its warm-up:
-    the clock runs from the last warm-up record scored to the last record of
-    the sample scored, so neither group joins nor first-seen batch shapes count.
+    runs measurably slower when driven from a second thread). A watcher thread
+    reads the service's own count of records the broker has acknowledged
+    (``crisiswatch_classifier_mentions_total{outcome="scored"}``) every 20 ms,
+    rather than consuming the results, whose decoding would take CPU from the
+    service being measured. The first ``warmup`` texts go through first and
+    are not timed, as the alone figure has its warm-up: the clock runs from
+    the count passing the warm-up to the count passing the sample. A pass is
+    counted once the next one has been scored, so the sample is followed by
+    untimed texts too: the end is then seen as late as the start.
     """
     warmup = min(warmup, len(rows))
+    trailer = rows[: 2 * policy.max_pending]
+    sent = rows[:warmup] + rows + trailer
     with EmbeddedBroker(port=free_port()) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
         topics = Topics()
         consumer = joined(make_consumer(kafka, "bench", [topics.raw], "bench"))
-        watcher = joined(make_consumer(kafka, "bench-watch", [topics.scored], "watch"))
         producer = make_producer(kafka, "bench")
-        for i, row in enumerate(rows[:warmup] + rows):
+        for i, row in enumerate(sent):
             mention = Mention(id=f"b{i}", source="bench", brand="acme-air", text=row.text, created_at=time.time())
             producer.send(topics.raw, key=b"acme-air", value=mention.to_bytes())
         producer.close()
@@ -118,6 +134,7 @@ def bench_through_broker(
             model, consumer, AckedProducer.for_settings(kafka, "bench-classifier"), topics, policy
         )
         stop = StopSignal(install_handlers=False)
+        before = acknowledged()
         seen = seen_warm = 0
         warm = finished = 0.0
 
@@ -125,7 +142,8 @@ def bench_through_broker(
             nonlocal seen, seen_warm, warm, finished
             deadline = time.monotonic() + 600
             while seen < warmup + len(rows) and time.monotonic() < deadline:
-                seen += sum(len(v) for v in watcher.poll(timeout_ms=200).values())
+                time.sleep(0.02)
+                seen = acknowledged() - before
                 if not warm and seen >= warmup:
                     seen_warm, warm = seen, time.perf_counter()
             finished = time.perf_counter()
@@ -135,9 +153,14 @@ def bench_through_broker(
         watching.start()
         service.run(stop)
         watching.join(30)
-        watcher.close()
         timed = seen - seen_warm
-        return {"mentions_per_s": round(timed / max(finished - warm, 1e-9), 1), "scored": seen - warmup}
+        return {"mentions_per_s": round(timed / max(finished - warm, 1e-9), 1)}
+
+
+def acknowledged() -> int:
+    """Records the classifier service in this process has had acknowledged by the broker so far."""
+    value = REGISTRY.get_sample_value("crisiswatch_classifier_mentions_total", {"outcome": "scored"})
+    return int(value or 0)
 
 
 def joined(consumer: KafkaConsumer, timeout_s: float = 60) -> KafkaConsumer:
@@ -199,12 +222,19 @@ def main(
         }
         figures |= bench_alone(model, rows, batch_size, chunk)
         pass_size = batch_size * lookahead_batches
+        figures["tokens_per_text"] = round(
+            float(np.mean([len(ids) for ids in model.encode([r.text for r in rows])])), 1
+        )
         figures["padding_alone"] = padding(model, rows, chunk, batch_size, model.batch_cost_tokens)
         figures["padding_pass_even"] = padding(model, rows, pass_size, batch_size, 0)
         figures["padding_pass_planned"] = padding(model, rows, pass_size, batch_size, model.batch_cost_tokens)
         if broker:
             policy = BatchPolicy(batch_size, 0.05, lookahead_batches)
-            figures["through_broker_per_s"] = bench_through_broker(model, rows, policy)["mentions_per_s"]
+            through = bench_through_broker(model, rows, policy)["mentions_per_s"]
+            after, _ = alone_rate(model, [r.text for r in rows], batch_size, chunk)
+            figures["through_broker_per_s"] = through
+            figures["alone_after_per_s"] = after
+            figures["broker_share"] = f"{through / ((float(figures['mentions_per_s']) + after) / 2):.0%}"
         figures["peak_rss_mb"] = round(rss_mb())
         results.append(figures)
         del model

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.pipeline
 
 
 def test_sigterm_commits_exactly_what_was_scored(pipeline_factory) -> None:
-    pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_BATCH_SIZE": "16"})
+    pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_BATCH_SIZE": "16", "CLASSIFIER_LOOKAHEAD_BATCHES": "2"})
     producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
     for i in range(400):
         mention = Mention(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .batching import BatchPolicy
+
 
 class ClassifierSettings(BaseSettings):
     """Which model, where it runs, and how mentions are batched."""
@@ -19,7 +21,9 @@ class ClassifierSettings(BaseSettings):
     max_length: int = Field(default=0, ge=0, description="token limit per text; 0 uses the model's own")
     max_batch_size: int = Field(default=64, ge=1)
     max_wait_ms: float = Field(default=50.0, ge=0)
-    lookahead_batches: int = Field(default=4, ge=1, description="model batches gathered per pass, grouped by length")
+    lookahead_batches: int = Field(
+        default=BatchPolicy.lookahead_batches, ge=1, description="model batches gathered per pass, grouped by length"
+    )
     group_id: str = Field(default="crisiswatch-classifier", description="group id; KAFKA_TOPIC_PREFIX is prepended")
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     log_level: str = "INFO"
