@@ -73,7 +73,7 @@ def test_a_spike_on_top_of_the_rhythm_is_alerted_at_once() -> None:
     assert alerted and alerted[0] in (spike, spike + 1)
     assert all(0.0 <= p.anomaly_score <= 1.0 for p in points)
     assert points[spike + 1].anomaly_score > 0.5 > points[spike - 10].anomaly_score
-    assert points[0].anomaly_score == 0.0, "nothing is judged while the baseline warms up"
+    assert all(p.anomaly_score == 0.0 for p in points[:20]), "nothing is judged while the baseline warms up"
 
 
 def test_backtest_command_writes_the_nab_columns(tmp_path: Path) -> None:
