@@ -14,6 +14,7 @@ import sys
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from kafka import KafkaConsumer
@@ -22,12 +23,18 @@ from rich.live import Live
 from rich.table import Table
 
 from crisiswatch.alerter.compose import headline
+from crisiswatch.alerter.detector import DetectorConfig
+from crisiswatch.alerter.seeding import write_seeds
+from crisiswatch.alerter.settings import AlerterSettings
+from crisiswatch.analysis.backtest import one_hot, seed_states
 from crisiswatch.broker import EmbeddedBroker, free_port
-from crisiswatch.contracts.schemas import Incident, ScoredMention
+from crisiswatch.contracts.kafka import KafkaSettings
+from crisiswatch.contracts.schemas import Incident, Mention, ScoredMention, Sentiment
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.listener.scenario import demo_scenario, generate
+from crisiswatch.listener.scenario import demo_history, demo_scenario, generate
 
 DEMO_DIR = Path(".crisiswatch/demo")
+HISTORY_DAYS = 7
 console = Console()
 
 
@@ -61,6 +68,30 @@ def _status_table(status: dict[str, BrandStatus], alerts: list[Incident], expect
     return table
 
 
+def _seed_history(bootstrap_servers: str, days: int = HISTORY_DAYS) -> str:
+    """Start the demo's brands warm: ``days`` of calm, labelled history before the scenario, seeded into the alerter.
+
+    What ``crisiswatch alerter seed`` does with a recorded file; without it
+    every brand would spend the whole demo learning what is normal.
+    """
+    scenario, history = demo_scenario(), demo_history(days)
+    names = {traffic.brand: traffic.display_name for traffic in scenario.brands}
+    mentions = []
+    for record in generate(history):
+        label = Sentiment(record["truth"]["sentiment"])
+        fields = {k: v for k, v in record.items() if k in Mention.model_fields}
+        mentions.append(
+            ScoredMention(
+                **fields, brand_name=names[record["brand"]], label=label, scores=one_hot(label), model="history"
+            )
+        )
+    settings = AlerterSettings()
+    config = DetectorConfig(bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity)
+    states = seed_states(mentions, config, timedelta(minutes=settings.lateness_minutes))
+    write_seeds(states, settings, KafkaSettings(bootstrap_servers=bootstrap_servers))
+    return f"{days} days of labelled history"
+
+
 def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> int:
     """Run the demo; returns 0 when the scenario's crisis was alerted, 1 otherwise."""
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
@@ -80,6 +111,7 @@ def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> i
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
+    seeded = _seed_history(broker.bootstrap_servers)
     processes = {
         "classifier": _service("crisiswatch.classifier", ["run"], env, DEMO_DIR / "classifier.log"),
         "alerter": _service("crisiswatch.alerter", ["run"], env, DEMO_DIR / "alerter.log"),
@@ -89,7 +121,7 @@ def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> i
     }
     console.print(
         f"[bold]crisiswatch demo[/]: broker on {broker.bootstrap_servers}, replaying {expected} mentions "
-        f"(3 brands, 10 h of scenario time at {speed:.0f}×). Logs in {DEMO_DIR}/."
+        f"(3 brands, 10 h of scenario time at {speed:.0f}×), the alerter seeded with {seeded}. Logs in {DEMO_DIR}/."
     )
     topics = Topics()
     watcher = KafkaConsumer(

@@ -224,3 +224,56 @@ def test_settings_files_take_detector_durations_in_minutes(tmp_path: Path) -> No
     widths.write_text("[detector]\nbucket = 5\n")
     with pytest.raises(ValueError, match="unknown detector settings"):
         load_settings(widths)
+
+
+def _history(path: Path, days: int = 3) -> None:
+    """Calm, labelled history of both scenario brands that ends where the scenario starts."""
+    history = Scenario(
+        name="history",
+        start=START - timedelta(days=days),
+        duration=timedelta(days=days),
+        brands=SCENARIO.brands,
+        seed=21,
+    )
+    with path.open("w", encoding="utf-8") as handle:
+        for record in generate(history):
+            record["sentiment"] = record["truth"]["sentiment"]
+            handle.write(json.dumps(record) + "\n")
+
+
+def test_a_backtest_seeded_from_history_starts_warm_and_says_so(tmp_path: Path) -> None:
+    source, history = tmp_path / "mentions.jsonl", tmp_path / "history.jsonl"
+    write_scenario(source)
+    _history(history)
+    cold = CliRunner().invoke(app, ["backtest", str(source), "--output", str(tmp_path / "cold")])
+    warm = CliRunner().invoke(
+        app, ["backtest", str(source), "--seed", str(history), "--output", str(tmp_path / "warm")]
+    )
+    assert cold.exit_code == 0 and warm.exit_code == 0, warm.output
+    assert "while learning" in cold.output and "while learning" not in warm.output
+    rows = list(csv.DictReader((tmp_path / "warm" / "buckets.csv").open()))
+    assert {row["learning"] for row in rows} == {"0"}
+    report = (tmp_path / "warm" / "report.html").read_text()
+    assert "warm from history for acme-air, voltcell" in report
+    events = [Incident.model_validate(e) for e in json.loads((tmp_path / "warm" / "incidents.json").read_text())]
+    opened = [e for e in events if e.event is IncidentEventType.OPENED]
+    assert [e.brand for e in opened] == ["voltcell"], "a warm brand still catches its storm and nothing else"
+    assert "still learning" not in opened[0].rule
+
+
+def test_team_verdicts_replay_not_a_crisis_on_the_incident_open_at_that_time(tmp_path: Path) -> None:
+    source = tmp_path / "mentions.jsonl"
+    write_scenario(source)
+    verdicts = tmp_path / "verdicts.csv"
+    verdicts.write_text(f"brand,at,verdict\nvoltcell,{(ONSET + timedelta(minutes=40)).isoformat()},not_a_crisis\n")
+    result = CliRunner().invoke(
+        app, ["backtest", str(source), "--verdicts", str(verdicts), "--output", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    events = [Incident.model_validate(e) for e in json.loads((tmp_path / "out" / "incidents.json").read_text())]
+    closed = [e for e in events if e.event is IncidentEventType.RESOLVED]
+    assert len(closed) == 1 and closed[0].false_alarm and closed[0].acted_by == "backtest"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("brand,at,verdict\nvoltcell,yesterday,not_a_crisis\n")
+    refused = CliRunner().invoke(app, ["backtest", str(source), "--verdicts", str(bad)])
+    assert refused.exit_code != 0 and "expected brand,at[,verdict]" in refused.output

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from slack_sdk.models.blocks import Block
 
-from crisiswatch.alerter.compose import compose_blocks, headline
+from crisiswatch.alerter.compose import ButtonValue, action_note, compose_blocks, headline
 from crisiswatch.alerter.responses import draft, drivers, load_templates, top_terms
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention, Severity
 
@@ -137,3 +138,55 @@ def test_a_templates_file_with_a_typo_fails_with_the_place_of_the_error(tmp_path
 def test_frequent_terms_tied_on_count_keep_their_first_appearance_order() -> None:
     posts = ["refund delayed card", "delayed refund, card", "still no refund delayed"]
     assert top_terms(posts) == ("refund", "delayed", "card")
+
+
+def _buttons(incident: Incident) -> dict[str, dict]:
+    blocks = [b.to_dict() for b in compose_blocks(incident, interactive=True)]
+    actions = next(b for b in blocks if b["type"] == "actions")
+    return {e["action_id"]: e for e in actions["elements"]}
+
+
+def test_not_a_crisis_sits_beside_resolve_and_says_what_the_detector_will_learn() -> None:
+    incident = _incident()
+    buttons = _buttons(incident)
+    ids = list(buttons)
+    assert ids.index("crisiswatch:not_a_crisis") == ids.index("crisiswatch:resolve") + 1
+    button = buttons["crisiswatch:not_a_crisis"]
+    assert button["text"]["text"] == "Not a crisis"
+    assert ButtonValue.model_validate_json(button["value"]) == ButtonValue(
+        incident=incident.incident_id, brand="nimbus-bank"
+    )
+    confirm = button["confirm"]
+    assert confirm["confirm"]["text"] == "Not a crisis" and confirm["deny"]["text"] == "Keep open"
+    explained = confirm["text"]["text"]
+    assert "false alarm" in explained and "normal for nimbus-bank" in explained
+    assert "same size stays quiet" in explained and "larger one still alerts" in explained
+    assert len(explained) <= 300 and len(confirm["title"]["text"]) <= 100, "Slack's limits for a confirm dialog"
+    payload = [b.to_dict() for b in compose_blocks(incident, interactive=True)]
+    assert [Block.parse(p).to_dict() for p in payload] == payload
+
+
+def test_a_false_alarm_resolution_says_the_team_closed_it_as_not_a_crisis() -> None:
+    closed = _incident(IncidentEventType.RESOLVED).model_copy(update={"acted_by": "U1", "false_alarm": True})
+    assert headline(closed) == (
+        "RESOLVED nimbus-bank: closed as not a crisis by <@U1> (392 negative in total, peak 29 per bucket)"
+    )
+    assert action_note(closed) == (
+        ":no_entry_sign: <@U1> marked the nimbus-bank incident as not a crisis; "
+        "the detector will treat a surge of this size as normal."
+    )
+    text = json.dumps([b.to_dict() for b in compose_blocks(closed)])
+    assert "<@U1> closed the incident about *nimbus-bank* as not a crisis" in text and "392 negative" in text
+    resolved = closed.model_copy(update={"false_alarm": False})
+    assert "resolved by <@U1>" in headline(resolved) and "not a crisis" not in action_note(resolved)
+    assert "not a crisis" not in json.dumps([b.to_dict() for b in compose_blocks(resolved)])
+
+
+def test_the_horizon_that_fired_is_shown_beside_the_rule_when_the_event_has_one() -> None:
+    fired = [b.to_dict() for b in compose_blocks(_incident().model_copy(update={"horizon": "last 12 h"}))]
+    contexts = [e["text"] for b in fired if b["type"] == "context" for e in b["elements"]]
+    assert "Fired on the last 12 h of negative mentions" in contexts
+    assert contexts.index("Fired on the last 12 h of negative mentions") + 1 == next(
+        i for i, text in enumerate(contexts) if text.startswith("Why:")
+    ), "it introduces the rule"
+    assert "Fired on" not in json.dumps([b.to_dict() for b in compose_blocks(_incident())]), "older events: no line"

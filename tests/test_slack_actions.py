@@ -13,14 +13,18 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from crisiswatch.alerter.compose import ACTION_PREFIX, ButtonValue, compose_blocks
 from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
 from crisiswatch.alerter.detector import ActionOutcome, DetectorConfig, DetectorState, apply_action, step
-from crisiswatch.alerter.interactivity import read_presses
+from crisiswatch.alerter.interactivity import SlackInteractivity, read_presses
 from crisiswatch.alerter.windows import Bucket
 from crisiswatch.contracts.schemas import (
     ActionKind,
@@ -47,14 +51,16 @@ def _payload(action_id: str, value: str, user: str = "U0ANN0001", action_ts: str
 
 
 def _open_incident() -> DetectorState:
+    """Four calm hours, then a storm that grows until the detector opens an incident (and no further)."""
     calm = [1, 0, 2, 1, 1, 0, 1, 2] * 6
     state = DetectorState.fresh("voltcell", CONFIG)
-    for i, negative in enumerate([*calm, 12, 15]):
+    for i, negative in enumerate([*calm, 12, 15, 20, 25, 30]):
         state, _ = step(
             state, Bucket(start=T0 + i * CONFIG.bucket, negative=negative, total=max(8, 4 * negative)), CONFIG
         )
-    assert state.incident is not None
-    return state
+        if state.incident is not None:
+            return state
+    raise AssertionError("the storm opened no incident")
 
 
 def _action(state: DetectorState, kind: ActionKind, user: str = "U0ANN0001", minute: int = 0) -> IncidentAction:
@@ -98,6 +104,49 @@ def test_foreign_buttons_are_ignored_and_unreadable_ones_reported() -> None:
     injected = read_presses(_payload("crisiswatch:assign", value, user="<!channel>"), now=T0)
     assert injected.actions == [] and "user_id" in injected.problems[0], "only Slack ids reach <@...> mentions"
     assert "block_actions" in read_presses({"type": "block_actions"}, now=T0).problems[0]
+
+
+class _SocketClient:
+    """Stands in for the Socket Mode client: notes each envelope it acknowledges in the shared log."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        self.log.append(f"ack {response.envelope_id}")
+
+
+def test_a_not_a_crisis_press_is_published_as_that_action_before_the_envelope_is_acknowledged() -> None:
+    value = ButtonValue(incident="voltcell-20260302T0400", brand="voltcell").model_dump_json()
+    published: list[IncidentAction] = []
+    log: list[str] = []
+
+    async def publish(action: IncidentAction) -> None:
+        published.append(action)
+        log.append(f"publish {action.kind.value}")
+
+    async def reject(reason: str, payload: bytes) -> None:
+        log.append(f"reject {reason}")
+
+    async def press() -> None:
+        service = SlackInteractivity("xapp-test", AsyncWebClient(token="xoxb-test"), publish, reject)
+        client = cast(AsyncBaseSocketModeClient, _SocketClient(log))
+        for envelope, action_id in (("e-1", "crisiswatch:not_a_crisis"), ("e-2", "crisiswatch:not-a-crisis")):
+            request = SocketModeRequest(type="interactive", envelope_id=envelope, payload=_payload(action_id, value))
+            await service.on_request(client, request)
+
+    asyncio.run(press())
+    (action,) = published
+    assert (action.kind, action.incident_id, action.brand, action.user_id) == (
+        ActionKind.NOT_A_CRISIS,
+        "voltcell-20260302T0400",
+        "voltcell",
+        "U0ANN0001",
+    )
+    assert log[:2] == ["publish not_a_crisis", "ack e-1"]
+    assert log[2].startswith("reject button 'crisiswatch:not-a-crisis'") and log[3] == "ack e-2", (
+        "a misspelt action is dead-lettered, not guessed"
+    )
 
 
 def test_copy_reply_carries_the_reply_to_the_presser() -> None:
@@ -144,13 +193,25 @@ def test_a_manual_resolution_closes_the_incident_and_later_presses_are_stale() -
     assert apply_action(other, wrong, CONFIG)[1] is ActionOutcome.STALE
 
 
+def test_not_a_crisis_closes_the_incident_as_a_false_alarm() -> None:
+    state = _open_incident()
+    action = _action(state, ActionKind.NOT_A_CRISIS, user="U0CAT0003")
+    state, outcome, (closed,) = apply_action(state, action, CONFIG)
+    assert outcome is ActionOutcome.APPLIED and state.incident is None
+    assert closed.event is IncidentEventType.RESOLVED and closed.acted_by == "U0CAT0003"
+    assert closed.incident().false_alarm, (
+        "PENDING detector change: apply_action must set false_alarm=True on a NOT_A_CRISIS resolution"
+    )
+    assert apply_action(state, action, CONFIG)[1] is ActionOutcome.STALE, "a redelivered press changes nothing"
+
+
 def test_interactive_alerts_carry_the_lifecycle_buttons_and_the_state() -> None:
     state = _open_incident()
     opened = _decision_incident(state)
     blocks = [b.to_dict() for b in compose_blocks(opened, interactive=True)]
     actions = next(b for b in blocks if b["type"] == "actions")
     labels = [e["text"]["text"] for e in actions["elements"]]
-    assert labels[:4] == ["Acknowledge", "Assign to me", "Snooze 1h", "Resolve"]
+    assert labels[:5] == ["Acknowledge", "Assign to me", "Snooze 1h", "Resolve", "Not a crisis"]
     assert [label for label in labels if label.startswith("Copy reply")] == ["Copy reply 1", "Copy reply 2"]
     resolve = actions["elements"][3]
     assert resolve["style"] == "danger" and resolve["confirm"]["confirm"]["text"] == "Resolve"
@@ -246,7 +307,7 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
 
     alert = _wait(parent, "the opening alert", timeout=120)
     buttons = _buttons(alert)
-    assert set(buttons) >= {"acknowledge", "assign", "snooze", "resolve", "copy-reply-1"}
+    assert set(buttons) >= {"acknowledge", "assign", "snooze", "resolve", "not_a_crisis", "copy-reply-1"}
 
     def thread_notes() -> list[str]:
         return [c.payload.get("text", "") for c in slack.messages() if c.payload.get("thread_ts") == alert.ts]
@@ -267,8 +328,17 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
     assert ephemeral.payload["user"] == "U0ANN0001"
     assert ephemeral.payload["text"] == ButtonValue.model_validate_json(buttons["copy-reply-1"]).reply
 
-    slack.press(_payload("crisiswatch:resolve", buttons["resolve"], user="U0CAT0003"))
-    _wait(lambda: any("resolved" in n for n in thread_notes()), "the resolution in the thread")
+    slack.press(_payload("crisiswatch:not_a_crisis", buttons["not_a_crisis"], user="U0CAT0003"))
+    closing = _wait(
+        lambda: [n for n in thread_notes() if n.startswith((":no_entry_sign: <@U0CAT0003>", ":white_check_mark:"))],
+        "the closing note in the thread",
+    )
+    assert closing == [
+        ":no_entry_sign: <@U0CAT0003> marked the voltcell incident as not a crisis; "
+        "the detector will treat a surge of this size as normal."
+    ], "PENDING detector change: the resolution of a Not a crisis press carries false_alarm=True"
+    slack.press(_payload("crisiswatch:resolve", buttons["resolve"]))
+    pipeline.wait_for_metric("alerter", "crisiswatch_alerter_actions_total", 'action="resolve",outcome="stale"', 1)
     slack.press(_payload("crisiswatch:snooze", buttons["snooze"]))
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_actions_total", 'action="snooze",outcome="stale"', 1)
     slack.press(_payload("crisiswatch:assign", "{broken"))
@@ -280,7 +350,11 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
     assert kinds[0] == (IncidentEventType.OPENED, None)
     assert (IncidentEventType.ACKNOWLEDGED, "U0ANN0001") in kinds
     assert kinds[-1] == (IncidentEventType.RESOLVED, "U0CAT0003")
+    assert events[-1].false_alarm, "PENDING detector change: a Not a crisis press resolves with false_alarm=True"
     alerter = pipeline.metrics("alerter")
-    assert metric_value(alerter, "crisiswatch_alerter_actions_total", 'action="resolve",outcome="applied"') == 1
+    assert metric_value(alerter, "crisiswatch_alerter_actions_total", 'action="not_a_crisis",outcome="applied"') == 1
+    assert metric_value(alerter, "crisiswatch_alerter_false_alarms_total", 'brand="voltcell"') == 1, (
+        "PENDING app.py change: FALSE_ALARMS counts the false-alarm resolution"
+    )
     opened = [c for c in slack.messages() if c.payload.get("channel") == "C0BUTTONS" and "thread_ts" not in c.payload]
     assert len(opened) == 1, "one alert, one thread"

@@ -17,14 +17,38 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crisiswatch.alerter.detector import BucketVerdict, DetectorConfig, DetectorState, judge
+from crisiswatch.alerter.detector import (
+    BucketVerdict,
+    DetectorConfig,
+    DetectorState,
+    apply_action,
+    judge,
+    warm_start,
+)
 from crisiswatch.alerter.windows import BrandBuckets, add_mention, close_ready
-from crisiswatch.contracts.schemas import Incident, Mention, ScoredMention, Sentiment, SentimentScores
+from crisiswatch.contracts.schemas import (
+    ActionKind,
+    Incident,
+    IncidentAction,
+    Mention,
+    ScoredMention,
+    Sentiment,
+    SentimentScores,
+)
 from crisiswatch.listener.brands import BrandCatalog
-from crisiswatch.listener.records import DEFAULT_MAPPING, FieldMapping, RejectedInput, decode_json_object, to_mentions
+from crisiswatch.listener.records import (
+    DEFAULT_MAPPING,
+    FieldMapping,
+    RejectedInput,
+    decode_json_object,
+    parse_timestamp,
+    to_mentions,
+)
 from crisiswatch.listener.sources import read_file
 
 LABELLED_MODEL = "labelled-input"
+BACKTEST_USER = "backtest"
+"""Who presses the buttons a backtest replays from a verdicts file."""
 SENTIMENT_ALIASES = {"neg": Sentiment.NEGATIVE, "neu": Sentiment.NEUTRAL, "pos": Sentiment.POSITIVE}
 ScoreTexts = Callable[[Sequence[str]], list[SentimentScores]]
 
@@ -136,32 +160,113 @@ def load_mentions(
     return loaded
 
 
+@dataclass(frozen=True)
+class TeamVerdict:
+    """The team's word on the incident a brand had open at ``at``: ``not_a_crisis`` closes it as a false alarm."""
+
+    brand: str
+    at: datetime
+    kind: ActionKind = ActionKind.NOT_A_CRISIS
+
+
+def load_verdicts(path: Path) -> list[TeamVerdict]:
+    """Read ``brand,at[,verdict]`` rows (naive times are UTC; the verdict defaults to ``not_a_crisis``)."""
+    verdicts = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            try:
+                kind = ActionKind((row.get("verdict") or ActionKind.NOT_A_CRISIS.value).strip())
+                if kind not in (ActionKind.NOT_A_CRISIS, ActionKind.RESOLVE):
+                    raise ValueError(f"verdict {kind.value!r} is not not_a_crisis or resolve")
+                verdicts.append(TeamVerdict(row["brand"].strip(), parse_timestamp(row["at"]), kind))
+            except (KeyError, ValueError, AttributeError) as error:
+                raise ValueError(f"{path}:{line}: expected brand,at[,verdict] ({error})") from None
+    return sorted(verdicts, key=lambda v: v.at)
+
+
 def replay(
-    mentions: Iterable[ScoredMention], config: DetectorConfig, lateness: timedelta = timedelta(minutes=2)
+    mentions: Iterable[ScoredMention],
+    config: DetectorConfig,
+    lateness: timedelta = timedelta(minutes=2),
+    seeds: Mapping[str, DetectorState] | None = None,
+    verdicts: Sequence[TeamVerdict] = (),
 ) -> dict[str, BrandReplay]:
-    """Run every brand's mentions, in event-time order, through the live alerter's buckets and detector."""
+    """Run every brand's mentions, in event-time order, through the live alerter's buckets and detector.
+
+    A brand in ``seeds`` starts from that state (see :func:`seed_states`)
+    instead of learning from nothing. Each of ``verdicts`` is applied as the
+    team's button press at its time to the incident the brand then has open,
+    through the same :func:`apply_action` the alerter runs.
+    """
+    return _replay(mentions, config, lateness, seeds or {}, verdicts)[0]
+
+
+def _replay(
+    mentions: Iterable[ScoredMention],
+    config: DetectorConfig,
+    lateness: timedelta,
+    seeds: Mapping[str, DetectorState],
+    verdicts: Sequence[TeamVerdict],
+) -> tuple[dict[str, BrandReplay], dict[str, DetectorState]]:
     buckets: dict[str, BrandBuckets] = {}
     states: dict[str, DetectorState] = {}
     replays: dict[str, BrandReplay] = {}
+    pending: dict[str, list[TeamVerdict]] = {}
+    for verdict in verdicts:
+        pending.setdefault(verdict.brand, []).append(verdict)
 
     def advance(brand: str, now: datetime | None = None) -> None:
         closed = close_ready(buckets[brand], config.bucket, lateness, now=now)
         if closed:
-            states[brand], verdicts = judge(states[brand], closed, config)
-            replays[brand].verdicts.extend(verdicts)
+            states[brand], judged = judge(states[brand], closed, config)
+            replays[brand].verdicts.extend(judged)
+            apply_verdicts(brand, closed[-1].start + config.bucket)
+
+    def apply_verdicts(brand: str, until: datetime) -> None:
+        waiting = pending.get(brand, [])
+        while waiting and waiting[0].at <= until:
+            verdict = waiting.pop(0)
+            incident = states[brand].incident
+            if incident is None:
+                continue
+            action = IncidentAction(
+                incident_id=incident.incident_id,
+                brand=brand,
+                kind=verdict.kind,
+                user_id=BACKTEST_USER,
+                acted_at=max(verdict.at, incident.opened_at),
+            )
+            states[brand], _, decisions = apply_action(states[brand], action, config)
+            if decisions and replays[brand].verdicts:
+                replays[brand].verdicts[-1].decisions.extend(decisions)
 
     for mention in sorted(mentions, key=lambda m: m.created_at):
         brand = mention.brand
         if brand not in buckets:
             buckets[brand] = BrandBuckets()
-            states[brand] = DetectorState.fresh(brand, config)
+            seed = seeds.get(brand)
+            states[brand] = seed.model_copy() if seed is not None else DetectorState.fresh(brand, config)
+            states[brand].brand_name = mention.brand_name or states[brand].brand_name
             replays[brand] = BrandReplay(brand)
         add_mention(buckets[brand], mention, config.bucket)
         advance(brand)
     for brand, brand_buckets in buckets.items():
         if brand_buckets.watermark is not None:
             advance(brand, now=brand_buckets.watermark + lateness + config.bucket)
-    return dict(sorted(replays.items()))
+    return dict(sorted(replays.items())), dict(sorted(states.items()))
+
+
+def seed_states(
+    mentions: Iterable[ScoredMention], config: DetectorConfig, lateness: timedelta = timedelta(minutes=2)
+) -> dict[str, DetectorState]:
+    """Each brand's detector state learnt from recorded history, ready to start warm (no open incident).
+
+    The history runs through the same replay as a backtest, so a seeded brand
+    knows exactly what the live alerter would have learnt had it watched that
+    history.
+    """
+    _, states = _replay(mentions, config, lateness, {}, ())
+    return {brand: warm_start(state) for brand, state in states.items()}
 
 
 def incidents_json(replays: Mapping[str, BrandReplay]) -> str:
@@ -183,6 +288,7 @@ def bucket_rows(replays: Mapping[str, BrandReplay]) -> Iterator[dict[str, Any]]:
                 "expected_negative": round(verdict.score.expected_negative, 4),
                 "expected_total": round(verdict.score.expected_total, 4),
                 "surprise": round(verdict.score.surprise, 3),
+                "learning": int(verdict.learning),
                 "events": ";".join(d.event.value for d in verdict.decisions),
             }
 
@@ -265,21 +371,32 @@ def load_with_progress(path: Path, brands: Path | None, mapping: str, label_fiel
 
 
 def run_mentions_backtest(
-    labelled: LabelledInput, path: Path, directory: Path, config: DetectorConfig, lateness: timedelta
+    labelled: LabelledInput,
+    path: Path,
+    directory: Path,
+    config: DetectorConfig,
+    lateness: timedelta,
+    seeds: Mapping[str, DetectorState] | None = None,
+    verdicts: Sequence[TeamVerdict] = (),
 ) -> dict[str, BrandReplay]:
     """The ``crisiswatch backtest MENTIONS`` command: replay, write the outputs and summarise."""
     from rich.console import Console
 
     console = Console(stderr=True)
-    replays = replay(labelled.loaded.mentions, config, lateness)
+    replays = replay(labelled.loaded.mentions, config, lateness, seeds, verdicts)
     facts = labelled.facts | {
         "detector": f"{config.bucket.total_seconds() / 60:g}-minute buckets, sensitivity {config.sensitivity.value}, "
         f"lateness {lateness.total_seconds() / 60:g} min",
+        "start": f"warm from history for {', '.join(sorted(seeds))}" if seeds else "cold: every brand learns first",
     }
+    if verdicts:
+        facts["team verdicts"] = f"{len(verdicts)} replayed ({', '.join(sorted({v.kind.value for v in verdicts}))})"
     paths = write_outputs(replays, config, directory, f"crisiswatch backtest: {path.name}", facts)
     for brand, brand_replay in replays.items():
         opened = [i for i in brand_replay.incidents if i.event.value == "opened"]
-        console.print(f"{brand}: {len(brand_replay.verdicts)} buckets, {len(opened)} incidents")
+        learning = sum(1 for v in brand_replay.verdicts if v.learning)
+        learnt = f" ({learning} while learning)" if learning else ""
+        console.print(f"{brand}: {len(brand_replay.verdicts)} buckets{learnt}, {len(opened)} incidents")
         for incident in opened:
             console.print(f"  {incident.opened_at:%Y-%m-%d %H:%M} UTC {incident.severity.value}: {incident.rule}")
     console.print(f"report: {paths['report.html']} · incidents: {paths['incidents.json']}")

@@ -23,7 +23,7 @@ from crisiswatch.alerter.detector import DetectorConfig, Sensitivity
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention
 from crisiswatch.listener.records import parse_timestamp
 
-from .backtest import BrandReplay, LabelledInput, replay
+from .backtest import BrandReplay, LabelledInput, replay, seed_states
 
 TUNABLE = {f.name for f in fields(DetectorConfig) if f.type in ("float", "int", "timedelta") and f.name != "bucket"}
 
@@ -129,9 +129,16 @@ class RunResult:
         return outcome
 
 
-def compare(mentions: Sequence[ScoredMention], runs: Sequence[RunSettings]) -> list[RunResult]:
-    """Replay the same mentions once per settings."""
-    return [RunResult(run, replay(mentions, run.config(), timedelta(minutes=run.lateness_minutes))) for run in runs]
+def compare(
+    mentions: Sequence[ScoredMention], runs: Sequence[RunSettings], history: Sequence[ScoredMention] = ()
+) -> list[RunResult]:
+    """Replay the same mentions once per settings; with ``history``, each run starts warm from it (its own settings)."""
+    results = []
+    for run in runs:
+        config, lateness = run.config(), timedelta(minutes=run.lateness_minutes)
+        seeds = seed_states(history, config, lateness) if history else None
+        results.append(RunResult(run, replay(mentions, config, lateness, seeds)))
+    return results
 
 
 def summary_rows(results: Sequence[RunResult], known: Sequence[KnownIncident] | None) -> list[dict[str, str]]:
@@ -165,7 +172,12 @@ def incident_spans(results: Sequence[RunResult], brand: str) -> Mapping[str, lis
 
 
 def run_comparison(
-    labelled: LabelledInput, path: Path, directory: Path, runs: Sequence[RunSettings], known: Sequence[KnownIncident]
+    labelled: LabelledInput,
+    path: Path,
+    directory: Path,
+    runs: Sequence[RunSettings],
+    known: Sequence[KnownIncident],
+    history: Sequence[ScoredMention] = (),
 ) -> list[RunResult]:
     """``crisiswatch backtest MENTIONS --compare A.toml --compare B.toml``: a table, compare.html, compare.json."""
     import json
@@ -175,14 +187,17 @@ def run_comparison(
 
     from .report import render_comparison_html
 
-    results = compare(labelled.loaded.mentions, runs)
+    results = compare(labelled.loaded.mentions, runs, history)
     rows = summary_rows(results, known or None)
     table = Table(*rows[0], title=f"{path.name}: {len(runs)} settings compared")
     for row in rows:
         table.add_row(*row.values())
     Console().print(table)
     directory.mkdir(parents=True, exist_ok=True)
-    facts = labelled.facts | {"known incidents": str(len(known)) if known else "none given"}
+    facts = labelled.facts | {
+        "known incidents": str(len(known)) if known else "none given",
+        "start": "warm from the history given" if history else "cold: every brand learns first",
+    }
     report = render_comparison_html(results, rows, known, f"crisiswatch comparison: {path.name}", facts)
     (directory / "compare.html").write_text(report, encoding="utf-8")
     (directory / "compare.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -222,6 +222,12 @@ class Incident(WireModel):
     assignee: SlackUserId | None = Field(default=None, description="who owns it")
     snoozed_until: UtcDatetime | None = Field(default=None, description="escalations until then update quietly")
     acted_by: SlackUserId | None = Field(default=None, description="whose action produced this event, if a person's")
+    false_alarm: bool = Field(
+        default=False, description="on a resolved event: the team closed it as not a crisis (a false alarm)"
+    )
+    horizon: str = Field(
+        default="", description="the look-back that fired, in words (e.g. 'last 12 h'); empty on older events"
+    )
     emitted_at: UtcDatetime = Field(default_factory=utc_now)
 
     def snoozed_at(self, moment: datetime) -> bool:
@@ -241,6 +247,7 @@ class ActionKind(enum.StrEnum):
     ASSIGN = "assign"
     SNOOZE = "snooze"
     RESOLVE = "resolve"
+    NOT_A_CRISIS = "not_a_crisis"
 
 
 class IncidentAction(WireModel):

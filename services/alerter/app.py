@@ -35,6 +35,8 @@ from .windows import BRAND_BUCKETS, AddResult, BrandBuckets, add_mention, close_
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
+DETECTOR_TABLE = "brand-detector"
+"""The table of each brand's detector state; :mod:`.seeding` writes to its changelog."""
 PUBLISH_TIMEOUT_S = 2.5
 
 Interactivity = Callable[[Publish, Reject], SlackInteractivity]
@@ -91,7 +93,7 @@ def build_app(
         "schema": faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     }
     buckets_table = app.Table("brand-buckets", partitions=partitions, **json_table)
-    detector_table = app.Table("brand-detector", partitions=partitions, **json_table)
+    detector_table = app.Table(DETECTOR_TABLE, partitions=partitions, **json_table)
     deliveries_table = app.Table("deliveries", partitions=partitions, **json_table)
 
     async def dead_letter(payload: bytes, reason: str, source: str = topics.scored) -> None:
@@ -128,6 +130,8 @@ def build_app(
             return
         state, outcome, decisions = apply_action(detector_state(action.brand), action, detector_config)
         metrics.ACTIONS.labels(action.kind.value, outcome.value).inc()
+        if any(decision.false_alarm for decision in decisions):
+            metrics.FALSE_ALARMS.labels(brand_label(action.brand)).inc()
         log.info(
             "incident action",
             extra={"incident": action.incident_id, "action": action.kind.value, "outcome": outcome.value},
@@ -162,6 +166,7 @@ def build_app(
                 state.brand_name = mention.brand_name or state.brand_name
                 state, verdicts = judge(state, closed, detector_config)
                 label = brand_label(brand)
+                metrics.LEARNING.labels(label).set(int(state.learning(detector_config)))
                 for verdict in verdicts:
                     metrics.SURPRISE.labels(label).set(verdict.score.surprise)
                     metrics.NEGATIVE_RATE.labels(label).set(verdict.bucket.negative)

@@ -3,6 +3,9 @@
 With ``interactive`` the alert carries the lifecycle buttons; their
 ``action_id`` is ``crisiswatch:<action>`` and their value a :class:`ButtonValue`
 as JSON, which :mod:`.interactivity` reads back when someone presses one.
+"Not a crisis" closes the incident as a false alarm and teaches the detector
+that a surge of that size is normal for the brand, so its resolution reads
+differently from a plain one.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ _BUTTONS = (
     (ActionKind.ASSIGN, "Assign to me"),
     (ActionKind.SNOOZE, "Snooze 1h"),
     (ActionKind.RESOLVE, "Resolve"),
+    (ActionKind.NOT_A_CRISIS, "Not a crisis"),
 )
 
 
@@ -66,7 +70,12 @@ def _escape(text: str) -> str:
 def headline(incident: Incident) -> str:
     """One line: brand, severity, state and the key numbers (also the notification text)."""
     if incident.event is IncidentEventType.RESOLVED:
-        how = f"resolved by <@{incident.acted_by}>" if incident.acted_by else "negative mentions back to normal"
+        if incident.false_alarm:
+            how = "closed as not a crisis" + (f" by <@{incident.acted_by}>" if incident.acted_by else "")
+        elif incident.acted_by:
+            how = f"resolved by <@{incident.acted_by}>"
+        else:
+            how = "negative mentions back to normal"
         return (
             f"RESOLVED {incident.brand}: {how} "
             f"({incident.total_negative} negative in total, peak {incident.peak_negative} per bucket)"
@@ -91,6 +100,11 @@ def action_note(incident: Incident) -> str:
             f":zzz: {who} snoozed the {brand} incident until {incident.snoozed_until:%H:%M} UTC: "
             "escalations update the alert without a new message or page until then."
         )
+    if incident.event is IncidentEventType.RESOLVED and incident.false_alarm:
+        return (
+            f":no_entry_sign: {who} marked the {brand} incident as not a crisis; "
+            "the detector will treat a surge of this size as normal."
+        )
     if incident.event is IncidentEventType.RESOLVED:
         return f":white_check_mark: {who} resolved the {brand} incident."
     return headline(incident)
@@ -108,20 +122,40 @@ def status_line(incident: Incident) -> str | None:
     return " · ".join(parts) or None
 
 
+def _confirmation(kind: ActionKind, brand: str) -> ConfirmObject | None:
+    """The dialog Slack shows before a press that closes the incident takes effect; None for the others.
+
+    Closing cannot be undone from Slack, and "Not a crisis" also changes what
+    the detector alerts on for the brand, so both say what will happen first.
+    """
+    if kind is ActionKind.RESOLVE:
+        return ConfirmObject(
+            title="Resolve this incident?",
+            text=f"The detector stops tracking it and stays quiet about {brand} for a while.",
+            confirm="Resolve",
+            deny="Keep open",
+        )
+    if kind is ActionKind.NOT_A_CRISIS:
+        return ConfirmObject(
+            title="Close as not a crisis?",
+            text=(
+                f"This closes the incident as a false alarm, and the detector learns that a surge of this size "
+                f"is normal for {_escape(brand)}: a repeat of the same size stays quiet, "
+                "while a clearly larger one still alerts."
+            ),
+            confirm="Not a crisis",
+            deny="Keep open",
+        )
+    return None
+
+
 def lifecycle_buttons(incident: Incident, replies: tuple[str, ...]) -> ActionsBlock:
-    """Acknowledge, Assign to me, Snooze 1h, Resolve (confirmed first), and one Copy button per drafted reply."""
+    """Acknowledge, Assign to me, Snooze 1h, Resolve and Not a crisis (both confirmed first), one Copy per reply."""
     elements = []
     for kind, label in _BUTTONS:
         if kind is ActionKind.ACKNOWLEDGE and incident.acknowledged_by:
             continue
-        confirm = None
-        if kind is ActionKind.RESOLVE:
-            confirm = ConfirmObject(
-                title="Resolve this incident?",
-                text=f"The detector stops tracking it and stays quiet about {incident.brand} for a while.",
-                confirm="Resolve",
-                deny="Keep open",
-            )
+        confirm = _confirmation(kind, incident.brand)
         elements.append(
             ButtonElement(
                 text=label,
@@ -164,16 +198,24 @@ def compose_blocks(
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=title[:150], emoji=True))]
     if incident.event is IncidentEventType.RESOLVED:
         duration = incident.window_end - incident.opened_at
-        how = (
-            f"<@{incident.acted_by}> resolved the incident about *{_escape(incident.brand)}*. "
-            if incident.acted_by
-            else f"Negative talk about *{_escape(incident.brand)}* is back to normal. "
-        )
+        brand = _escape(incident.brand)
+        icon = ":white_check_mark:"
+        if incident.false_alarm:
+            icon = ":no_entry_sign:"
+            who = f"<@{incident.acted_by}>" if incident.acted_by else "The team"
+            how = (
+                f"{who} closed the incident about *{brand}* as not a crisis: the detector will treat "
+                "a surge of this size as normal for the brand. "
+            )
+        elif incident.acted_by:
+            how = f"<@{incident.acted_by}> resolved the incident about *{brand}*. "
+        else:
+            how = f"Negative talk about *{brand}* is back to normal. "
         blocks.append(
             SectionBlock(
                 text=MarkdownTextObject(
                     text=(
-                        f":white_check_mark: {how}"
+                        f"{icon} {how}"
                         f"Incident `{incident.incident_id}` lasted about {int(duration.total_seconds() // 60)} min, "
                         f"with {incident.total_negative} negative mentions (peak {incident.peak_negative} per bucket)."
                     )
@@ -202,6 +244,12 @@ def compose_blocks(
             ],
         )
     )
+    if incident.horizon:
+        blocks.append(
+            ContextBlock(
+                elements=[MarkdownTextObject(text=f"Fired on the {_escape(incident.horizon)} of negative mentions")]
+            )
+        )
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Why: {_escape(incident.rule)}"[:2000])]))
     status = status_line(incident)
     if status:

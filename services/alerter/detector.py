@@ -66,13 +66,27 @@ from crisiswatch.contracts.schemas import (
     Severity,
 )
 
+from .memory import (
+    HorizonCounts,
+    HourlyMemory,
+    MemorySettings,
+    derived,
+    horizon_counts,
+    hour_of_week,
+    part_of_day,
+    remember,
+)
 from .windows import Bucket, sample_rank
 
 HOURS = 24
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 MAX_SURPRISE = 300.0
 HISTORY_POINTS = 60
 _GUMBEL_IQR = math.log(math.log(4)) - math.log(math.log(4 / 3))
+_nodes, _weights = np.polynomial.hermite.hermgauss(24)
+_HERMITE_NODES = math.sqrt(2) * _nodes
+_HERMITE_WEIGHTS = _weights / math.sqrt(math.pi)
 
 
 class Sensitivity(enum.StrEnum):
@@ -97,6 +111,11 @@ class DetectorConfig:
     prior_total_per_hour: float = 60.0
     prior_pseudo_buckets: float = 2.0
     warmup: timedelta = timedelta(hours=2)
+    learning_period: timedelta = timedelta(days=1)
+    learning_alert_negative: int = 30
+    learning_alert_window: timedelta = timedelta(minutes=15)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    false_alarm_margin: float = 1.25
     baseline_halflife: timedelta = timedelta(hours=12)
     incident_level_halflife: timedelta = timedelta(days=1)
     seasonal_halflife_days: float = 2.0
@@ -108,11 +127,12 @@ class DetectorConfig:
     floor_negative_per_hour: float = 0.6
     winsor_sigmas: float = 3.0
     hot_surprise: float = 3.0
-    open_surprise: float = 8.0
-    open_surprise_floor: float = 8.0
+    open_surprise: float = 12.0
+    open_surprise_floor: float = 12.0
     calibration_days: int = 14
     calibration_min_days: int = 3
-    calibration_return_days: float = 21.0
+    calibration_return_days: float = 42.0
+    horizon_return_days: float = 90.0
     min_negative: int = 8
     warning_reach: int = 100_000
     critical_reach: int = 1_000_000
@@ -138,6 +158,15 @@ class DetectorConfig:
         None is shorter than ``confirm_buckets``: one burst alone never opens one.
         """
         return _window_lengths(self.windows, self.bucket, self.confirm_buckets)
+
+    def horizon_floor(self, hours: int) -> float:
+        """The least surprise a day-scale horizon needs: in a calm brand, once per ``horizon_return_days``.
+
+        A horizon of ``hours`` is ``24 / hours`` nearly independent looks a
+        day, so ``-log10(1 / (horizon_return_days * 24 / hours))``; the
+        horizons tried are already corrected for in each surprise.
+        """
+        return math.log10(self.horizon_return_days * 24 / hours)
 
     def per_bucket(self, per_hour: float) -> float:
         """A per-hour rate expressed per bucket."""
@@ -233,12 +262,25 @@ class OpenIncident(BaseModel):
     acknowledged_by: str | None = None
     assignee: str | None = None
     snoozed_until: datetime | None = None
+    horizon_hours: int = 0
+    peak_size: dict[int, float] = Field(default_factory=dict)
+
+
+class FalseAlarm(BaseModel):
+    """The team's verdict that an incident was not a crisis: the largest size of surge per window in it, and when.
+
+    A size is observed over expected negative mentions.
+    """
+
+    day: date
+    levels: dict[int, float]
 
 
 class Calibration(BaseModel):
     """How far each look-back window's surprise reaches on the brand's ordinary days, and the thresholds from that.
 
-    Keys are window lengths in buckets. ``daily_maxima`` holds one maximum per
+    Keys are window lengths in buckets, and minus the hours for day-scale
+    horizons (``-12`` is the last 12 hours). ``daily_maxima`` holds one maximum per
     filed day (outside incidents), oldest first; ``thresholds`` are refreshed
     whenever a day is filed, so the per-bucket path only looks them up.
     """
@@ -260,6 +302,12 @@ class DetectorState(BaseModel):
     cooldown_until: datetime | None = None
     incidents_opened: int = 0
     calibration: Calibration = Field(default_factory=Calibration)
+    memory: HourlyMemory = Field(default_factory=HourlyMemory)
+    false_alarms: list[FalseAlarm] = Field(default_factory=list)
+
+    def learning(self, config: DetectorConfig) -> bool:
+        """Whether the brand has less than ``learning_period`` of history: only extreme volume alerts then."""
+        return self.baseline.buckets_seen < config.buckets(config.learning_period)
 
     @classmethod
     def fresh(cls, brand: str, config: DetectorConfig) -> DetectorState:
@@ -282,12 +330,27 @@ class BucketScore(NamedTuple):
 
 
 class WindowScore(NamedTuple):
-    """How surprising one look-back window ending at the latest bucket is (several per brand and bucket)."""
+    """How surprising one look-back window ending at the latest bucket is (several per brand and bucket).
+
+    A day-scale horizon has ``hours`` set (its ``buckets`` then span it) and
+    carries its own totals, start and share surprise (judged against the
+    previous days' shares); a fast window's come from the recent buckets.
+    """
 
     buckets: int
     observed: int
     expected: float
     surprise: float
+    hours: int = 0
+    observed_total: int = 0
+    expected_total: float = 0.0
+    start: datetime | None = None
+    share_surprise: float = 0.0
+
+    @property
+    def key(self) -> int:
+        """The calibration key: the length in buckets, or minus the hours for a day-scale horizon."""
+        return -self.hours if self.hours else self.buckets
 
 
 @dataclass(frozen=True)
@@ -320,6 +383,8 @@ class Decision:
     snoozed_until: datetime | None = None
     acted_by: str | None = None
     brand_name: str = ""
+    false_alarm: bool = False
+    horizon: str = ""
 
     def incident(self) -> Incident:
         """The wire event for this decision."""
@@ -329,12 +394,17 @@ class Decision:
 
 @dataclass(frozen=True)
 class BucketVerdict:
-    """One closed bucket as the detector judged it: its score, the spread it assumed, and any events."""
+    """One closed bucket as the detector judged it: its score, the spread it assumed, and any events.
+
+    ``learning`` is whether the brand was still learning what is normal then
+    (only extreme volume could alert).
+    """
 
     bucket: Bucket
     score: BucketScore
     dispersion: float
     decisions: list[Decision]
+    learning: bool = False
 
 
 def tail_surprise(observed: int, expected: float, dispersion: float = 0.0) -> float:
@@ -375,16 +445,20 @@ def share_surprise(negative: int, total: int, normal_share: float) -> float:
     return min(MAX_SURPRISE, float(-math.log10(tail))) if tail > 0 else MAX_SURPRISE
 
 
-def expected_counts(baseline: Baseline, config: DetectorConfig, moment: datetime) -> tuple[float, float]:
-    """Expected negative and total mentions in the bucket starting at ``moment``."""
-    factor = baseline.daily[moment.hour]
+def expected_counts(
+    baseline: Baseline, config: DetectorConfig, moment: datetime, weekly: tuple[float, ...] | None = None
+) -> tuple[float, float]:
+    """Expected negative and total mentions in the bucket starting at ``moment`` (hour of day, then of the week)."""
+    factor = baseline.daily[moment.hour] * (weekly[hour_of_week(moment)] if weekly else 1.0)
     floor = config.per_bucket(config.floor_negative_per_hour)
     return max(baseline.negative * factor, floor), max(baseline.total * factor, 1e-3)
 
 
-def score(baseline: Baseline, bucket: Bucket, config: DetectorConfig) -> BucketScore:
+def score(
+    baseline: Baseline, bucket: Bucket, config: DetectorConfig, weekly: tuple[float, ...] | None = None
+) -> BucketScore:
     """The bucket's expected counts and its own surprise."""
-    expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
+    expected_negative, expected_total = expected_counts(baseline, config, bucket.start, weekly)
     surprise = tail_surprise(bucket.negative, expected_negative, baseline.dispersion)
     return BucketScore(expected_negative, expected_total, surprise)
 
@@ -427,16 +501,25 @@ def scan(recent: list[RecentBucket], dispersions: Mapping[int, float], lengths: 
 def alarm_ratio(state: DetectorState, config: DetectorConfig) -> float:
     """How near the brand's latest look-back windows are to opening an incident: 1 is at the threshold.
 
-    The largest window surprise over that window's (calibrated, sensitivity-
-    scaled) threshold; 0 while the baseline is still warming up, when nothing
-    is judged. A score for charts and exports: the share rule and the other
-    conditions of :func:`alarm` are not in it.
+    The largest window surprise (fast windows and day-scale horizons) over
+    that window's (calibrated, sensitivity-scaled) threshold; 0 during the
+    warm-up, when nothing is judged; while the brand is learning, how near
+    the extreme-volume rule is (both its count and its surprise). A score for
+    charts and exports: the share rule and the other conditions of
+    :func:`alarm` are not in it.
     """
     if state.baseline.buckets_seen < config.buckets(config.warmup):
         return 0.0
+    if state.learning(config):
+        recent = state.recent[-config.buckets(config.learning_alert_window) :]
+        observed = sum(b.negative for b in recent)
+        surprise = tail_surprise(observed, sum(b.expected_negative for b in recent), config.early_dispersion)
+        return min(observed / config.learning_alert_negative, surprise / config.scaled(config.open_surprise))
     thresholds = open_thresholds(state, config)
     windows = window_scores(state.recent, window_dispersions(state.baseline, config), config.window_lengths())
-    return max((w.surprise / config.scaled(thresholds[w.buckets]) for w in windows), default=0.0)
+    if state.recent:
+        windows += horizon_scores(state.memory, state.recent[-1].start + config.bucket, config)
+    return max((w.surprise / config.scaled(thresholds[w.key]) for w in windows), default=0.0)
 
 
 def most_surprising(windows: list[WindowScore]) -> WindowScore:
@@ -451,6 +534,7 @@ def updated_baseline(
     calm: bool = True,
     windows: Sequence[WindowScore] = (),
     during_incident: bool = False,
+    weekly: tuple[float, ...] | None = None,
 ) -> Baseline:
     """Fold a closed bucket into the baseline: level, hour-of-day rhythm and spread.
 
@@ -469,7 +553,10 @@ def updated_baseline(
     incident only the level learns, at ``incident_level_halflife``. Each
     bucket's evidence about the rhythm is shrunk by one pseudo-count,
     ``(n + 1) / (mu + 1)``: still unbiased for Poisson counts, but a single
-    post in a quiet bucket no longer reads as a five-fold rise.
+    post in a quiet bucket no longer reads as a five-fold rise. Counts are
+    divided by the ``weekly`` factor of their hour of the week first, so the
+    level is the brand's weekly average and a weekend trough does not lower
+    Monday's expectation.
     """
     seen = baseline.buckets_seen
     warm = seen >= config.buckets(config.warmup)
@@ -479,8 +566,9 @@ def updated_baseline(
     else:
         alpha = max(1 - 0.5 ** (config.bucket / config.baseline_halflife), 1 / (seen + 1 + config.prior_pseudo_buckets))
     hour = bucket.start.hour
+    week = weekly[hour_of_week(bucket.start)] if weekly else 1.0
     factor = baseline.daily[hour]
-    expected_negative, expected_total = expected_counts(baseline, config, bucket.start)
+    expected_negative, expected_total = expected_counts(baseline, config, bucket.start, weekly)
     negative, total = float(bucket.negative), float(bucket.total)
     if warm:
         least = 0.0 if during_incident else 1.0
@@ -495,7 +583,7 @@ def updated_baseline(
         if calm and baseline.negative > 0:
             updates_per_slot = config.seasonal_halflife_days * (timedelta(hours=1) / config.bucket)
             rate = 1 - 0.5 ** (1 / updates_per_slot)
-            observed_factor = min(max((negative + 1) / (baseline.negative + 1), 0.2), 5.0)
+            observed_factor = min(max((negative / week + 1) / (baseline.negative + 1), 0.2), 5.0)
             daily[hour] = (1 - rate) * factor + rate * observed_factor
             mean = sum(daily) / HOURS
             daily = [f / mean for f in daily]
@@ -511,8 +599,8 @@ def updated_baseline(
                         learnt, window.observed, window.expected, rate, config
                     )
     return Baseline(
-        negative=(1 - alpha) * baseline.negative + alpha * negative / factor,
-        total=(1 - alpha) * baseline.total + alpha * total / factor,
+        negative=(1 - alpha) * baseline.negative + alpha * negative / (factor * week),
+        total=(1 - alpha) * baseline.total + alpha * total / (factor * week),
         dispersion=dispersion,
         window_dispersion=window_dispersion,
         daily=daily,
@@ -556,28 +644,32 @@ def calibrate(state: DetectorState, moment: datetime, windows: list[WindowScore]
     """Record each window's largest surprise of the day outside incidents in ``state`` (a copy the caller owns).
 
     The first bucket of a new day files the last day's maxima and refreshes the
-    thresholds. The calibration is replaced, never changed in place, so a state
-    the caller kept is left as it was.
+    thresholds: every fast window's, and each day-scale horizon's that was
+    scored that day (a horizon waits for its reference days). The calibration
+    is replaced, never changed in place, so a state the caller kept is left as
+    it was.
     """
     calibration = state.calibration
     day = moment.date()
     if calibration.day != day:
         daily, thresholds = calibration.daily_maxima, calibration.thresholds
         if calibration.day is not None:
-            daily = {
-                n: [*daily.get(n, []), calibration.day_maxima.get(n, 0.0)][-config.calibration_days :]
-                for n in config.window_lengths()
-            }
-            thresholds = {n: calibrated_threshold(maxima, config) for n, maxima in daily.items()}
+            filed = {n: calibration.day_maxima.get(n, 0.0) for n in config.window_lengths()}
+            filed |= {n: m for n, m in calibration.day_maxima.items() if n < 0}
+            daily = dict(daily)
+            for n, maximum in filed.items():
+                daily[n] = [*daily.get(n, []), maximum][-config.calibration_days :]
+            thresholds = {n: calibrated_threshold(maxima, config, n) for n, maxima in daily.items()}
         calibration = Calibration(day=day, daily_maxima=daily, thresholds=thresholds)
     if state.incident is None:
-        higher = {w.buckets: w.surprise for w in windows if w.surprise > calibration.day_maxima.get(w.buckets, 0.0)}
+        recorded = calibration.day_maxima
+        higher = {w.key: w.surprise for w in windows if w.key not in recorded or w.surprise > recorded[w.key]}
         if higher:
             calibration = calibration.model_copy(update={"day_maxima": {**calibration.day_maxima, **higher}})
     state.calibration = calibration
 
 
-def calibrated_threshold(daily_maxima: list[float], config: DetectorConfig) -> float:
+def calibrated_threshold(daily_maxima: list[float], config: DetectorConfig, key: int = 1) -> float:
     """The surprise an ordinary day of this brand exceeds once in ``calibration_return_days``, for one window.
 
     The count law is a model; real streams are burstier than it, in ways that
@@ -588,22 +680,46 @@ def calibrated_threshold(daily_maxima: list[float], config: DetectorConfig) -> f
     maxima) on a log scale, since bursty streams have heavy-tailed surprises,
     with location and scale from the quartiles so one past incident does not
     move it. The threshold is never below ``open_surprise_floor``; until
-    ``calibration_min_days`` are filed, it is ``open_surprise``.
+    ``calibration_min_days`` are filed, it is ``open_surprise``. A day-scale
+    horizon (``key`` is minus its hours) has its own floor,
+    :meth:`DetectorConfig.horizon_floor`, which it also starts from.
     """
+    floor = config.horizon_floor(-key) if key < 0 else config.open_surprise_floor
     if len(daily_maxima) < config.calibration_min_days:
-        return config.open_surprise
+        return floor if key < 0 else max(config.open_surprise, floor)
     logs = np.log1p(daily_maxima)
     low, middle, high = np.quantile(logs, [0.25, 0.5, 0.75])
     scale = max(float(high - low) / _GUMBEL_IQR, 1e-3)
     location = float(middle) + scale * math.log(math.log(2))
     level = gumbel_r.ppf(1 - 1 / config.calibration_return_days, location, scale)
-    return max(config.open_surprise_floor, float(np.expm1(level)))
+    return max(floor, float(np.expm1(level)))
 
 
 def open_thresholds(state: DetectorState, config: DetectorConfig) -> dict[int, float]:
-    """The surprise that opens an incident through each window length, before the sensitivity scaling."""
+    """The surprise that opens an incident through each window, before the sensitivity scaling.
+
+    Fast windows are keyed by length in buckets, day-scale horizons by minus
+    their hours.
+    """
     thresholds = state.calibration.thresholds
-    return {n: thresholds.get(n, config.open_surprise) for n in config.window_lengths()}
+    cold = max(config.open_surprise, config.open_surprise_floor)
+    found = {n: thresholds.get(n, cold) for n in config.window_lengths()}
+    for hours in config.memory.horizons:
+        found[-hours] = thresholds.get(-hours, config.horizon_floor(hours))
+    return found
+
+
+def normal_levels(state: DetectorState, config: DetectorConfig) -> dict[int, float]:
+    """Per window, the size of surge the team called normal: ``false_alarm_margin`` times the largest in a false alarm.
+
+    A size is observed over expected mentions; no window whose surge is at
+    most this size opens an incident, by any rule.
+    """
+    levels: dict[int, float] = {}
+    for verdict in state.false_alarms:
+        for key, level in verdict.levels.items():
+            levels[key] = max(levels.get(key, 0.0), config.false_alarm_margin * level)
+    return levels
 
 
 def severity_for(window: WindowScore, threshold: float, reach: int, config: DetectorConfig) -> Severity:
@@ -629,32 +745,119 @@ class Alarm:
     rule: str
 
 
+def horizon_scores(memory: HourlyMemory, end: datetime, config: DetectorConfig) -> list[WindowScore]:
+    """Each day-scale horizon's surprise against the same hours of previous days (see :mod:`.memory`).
+
+    Corrected for the number of horizons tried, as the fast windows are for
+    theirs: the two families share the false-alarm budget.
+    """
+    counts = horizon_counts(memory, end, config.memory.horizons)
+    if not counts:
+        return []
+    correction = math.log10(len(config.memory.horizons))
+    per_hour = config.buckets(HOUR)
+    return [_horizon_score(c, correction, per_hour) for c in counts]
+
+
+def _horizon_score(counts: HorizonCounts, correction: float, per_hour: int) -> WindowScore:
+    surprise = share = 0.0
+    if counts.observed > counts.expected:
+        surprise = max(0.0, day_count_surprise(counts) - correction)
+        if counts.observed_total > 0 and counts.expected_total > 0:
+            observed_share = counts.observed / counts.observed_total
+            normal_share = counts.expected / counts.expected_total
+            share = day_share_surprise(observed_share, normal_share, counts.share_spread, counts.days)
+            share = max(0.0, share - correction)
+    return WindowScore(
+        counts.hours * per_hour,
+        counts.observed,
+        counts.expected,
+        surprise,
+        counts.hours,
+        counts.observed_total,
+        counts.expected_total,
+        counts.start,
+        share,
+    )
+
+
+def day_count_surprise(counts: HorizonCounts) -> float:
+    """``-log10 P(a day with at least this many negative mentions)`` for one horizon, from the days remembered.
+
+    A day's count is Poisson around the median of the same hours of the
+    previous days times a log-normal day multiplier, whose spread is what
+    those days show beyond Poisson noise (widened by ``1 + 1/days`` for being
+    estimated from them): exact at a handful of mentions, and with the heavy
+    right tail of multiplicative day-to-day swings at thousands. The mixture's
+    tail (Gauss-Hermite quadrature) is then read through Student's t with
+    ``days - 1`` degrees of freedom, so few days of history make it cautious
+    by themselves.
+    """
+    day_to_day = math.sqrt(max(counts.spread**2 - 1 / (counts.expected + 0.5), 0.0) * (1 + 1 / counts.days))
+    means = max(counts.expected, 1e-9) * np.exp(day_to_day * _HERMITE_NODES)
+    tail = float(np.dot(_HERMITE_WEIGHTS, special.pdtrc(counts.observed - 1, means)))
+    return _through_t(tail, counts.days)
+
+
+def day_share_surprise(observed: float, normal: float, spread: float, days: int) -> float:
+    """``-log10 P(a day with at least this negative share)``: the log share against the previous days' spread.
+
+    Student's t with ``days - 1`` degrees of freedom and the spread widened by
+    ``1 + 1/days``, the predictive law for one more day when the spread itself
+    is estimated from those days.
+    """
+    z = (math.log(observed + 1e-3) - math.log(normal + 1e-3)) / (spread * math.sqrt(1 + 1 / days))
+    if z <= 0:
+        return 0.0
+    tail = special.stdtr(days - 1, -z)
+    return min(MAX_SURPRISE, float(-math.log10(tail))) if tail > 0 else MAX_SURPRISE
+
+
+def _through_t(tail: float, days: int) -> float:
+    """A normal tail probability re-read through Student's t with ``days - 1`` degrees of freedom, as a surprise."""
+    if tail >= 0.5:
+        return 0.0
+    z = -float(special.ndtri(max(tail, 1e-300)))
+    heavier = special.stdtr(days - 1, -z)
+    return min(MAX_SURPRISE, float(-math.log10(heavier))) if heavier > 0 else MAX_SURPRISE
+
+
 def alarm(
-    recent: list[RecentBucket], windows: list[WindowScore], thresholds: dict[int, float], config: DetectorConfig
+    recent: list[RecentBucket],
+    windows: list[WindowScore],
+    thresholds: dict[int, float],
+    config: DetectorConfig,
+    called_normal: Mapping[int, float] | None = None,
 ) -> Alarm | None:
     """The window that most clearly calls for an incident, if any.
 
     A window with at least ``min_negative`` mentions alarms by count when its
     surprise reaches its (calibrated, sensitivity-scaled) threshold, or by
-    share when the count reaches half of it and the negative share of all
-    mentions, judged against the brand's usual mix, reaches the other half:
-    two independent pieces of evidence whose improbabilities multiply to the
-    same threshold. The same number of complaints means more when the rest of
-    the talk did not grow with them.
+    count and share when the count reaches half of it and the negative share
+    of all mentions, judged against the brand's usual mix, is surprising too:
+    the same number of complaints means more when the rest of the talk did
+    not grow with them. On a fast window (threshold at least
+    ``open_surprise_floor``) the share must reach the other half, each half a
+    strong statement by itself; on a day-scale horizon, whose threshold is a
+    few units, half would be no evidence at all, so the share, judged against
+    the previous days' shares, must reach the whole threshold. A window whose
+    count is no more surprising than a surge the team ``called_normal`` (see
+    :func:`normal_levels`) does not alarm by either rule.
     """
     found: list[Alarm] = []
     for window in windows:
-        limit = config.scaled(thresholds[window.buckets])
+        limit = config.scaled(thresholds[window.key])
         if window.observed < config.min_negative or window.surprise < limit / 2:
+            continue
+        if called_normal and window.observed <= called_normal.get(window.key, 0.0) * window.expected:
             continue
         if window.surprise >= limit:
             found.append(Alarm(window, limit, _describe(window, limit, config)))
             continue
-        buckets = recent[-window.buckets :]
-        total = sum(b.total for b in buckets)
-        normal = window.expected / max(sum(b.expected_total for b in buckets), 1e-9)
-        shift = share_surprise(window.observed, total, normal)
-        needed = limit / 2
+        total, expected_total = window_totals(recent, window)
+        normal = window.expected / max(expected_total, 1e-9)
+        shift = window.share_surprise if window.hours else share_surprise(window.observed, total, normal)
+        needed = limit if window.hours else limit / 2
         if shift >= needed:
             rule = (
                 _describe(window, limit / 2, config)
@@ -665,8 +868,43 @@ def alarm(
     return max(found, key=lambda a: a.window.surprise / a.threshold, default=None)
 
 
+def learning_alarm(state: DetectorState, config: DetectorConfig) -> Alarm | None:
+    """While a brand is learning, only extreme volume alerts: ``learning_alert_negative`` in ``learning_alert_window``.
+
+    Its baseline is a guess before a day is seen, so its surprise is not
+    trusted on its own: the count must also be extreme in absolute terms, and
+    still surprising (``open_surprise``) under the wide spread of a young
+    baseline, so a brand that is simply busy does not alert on its first day.
+    Nothing alerts during the first ``warmup``, when there is no baseline at all.
+    """
+    n = config.buckets(config.learning_alert_window)
+    buckets = state.recent[-n:]
+    observed = sum(b.negative for b in buckets)
+    if observed < config.learning_alert_negative:
+        return None
+    expected = sum(b.expected_negative for b in buckets)
+    surprise = tail_surprise(observed, expected, config.early_dispersion)
+    if surprise < config.scaled(config.open_surprise):
+        return None
+    window = WindowScore(len(buckets), observed, expected, surprise)
+    minutes = round(len(buckets) * config.bucket / MINUTE)
+    rule = (
+        f"{observed} negative mentions in the last {minutes} min while the brand is still learning what is normal "
+        f"(at least {config.learning_alert_negative} in {minutes} min alert before a day of history)"
+    )
+    return Alarm(window, config.scaled(config.open_surprise), rule)
+
+
+def window_totals(recent: list[RecentBucket], window: WindowScore) -> tuple[int, float]:
+    """All mentions in the window and how many were expected."""
+    if window.hours:
+        return window.observed_total, window.expected_total
+    buckets = recent[-window.buckets :]
+    return sum(b.total for b in buckets), sum(b.expected_total for b in buckets)
+
+
 def window_reach(recent: list[RecentBucket], window: WindowScore) -> int:
-    """Followers of the negative posts' authors in the window, summed."""
+    """Followers of the negative posts' authors in the window (a horizon: in the recent buckets kept), summed."""
     return sum(b.reach for b in recent[-window.buckets :])
 
 
@@ -686,27 +924,28 @@ def _decision(
     rule: str,
     config: DetectorConfig,
     acted_by: str | None = None,
+    false_alarm: bool = False,
 ) -> Decision:
     incident = state.incident
     if incident is None:
         raise ValueError("a decision needs an incident")
     buckets = state.recent[-window.buckets :]
-    total = sum(b.total for b in buckets)
-    expected_total = sum(b.expected_total for b in buckets)
+    total, expected_total = window_totals(state.recent, window)
+    start = window.start if window.start is not None else buckets[0].start
     return Decision(
         event=event,
         incident_id=incident.incident_id,
         revision=incident.revision,
         brand=state.brand,
         severity=incident.severity,
-        window_start=buckets[0].start,
+        window_start=start,
         window_end=buckets[-1].start + config.bucket,
         opened_at=incident.opened_at,
         observed_negative=window.observed,
         expected_negative=round(window.expected, 3),
         observed_total=total,
         expected_total=round(expected_total, 3),
-        negative_share=round(window.observed / total, 4) if total else 0.0,
+        negative_share=round(min(1.0, window.observed / total), 4) if total else 0.0,
         baseline_negative_share=round(min(1.0, window.expected / expected_total), 4) if expected_total else 0.0,
         surprise=round(window.surprise, 2),
         reach=sum(b.reach for b in buckets),
@@ -720,10 +959,27 @@ def _decision(
         snoozed_until=incident.snoozed_until,
         acted_by=acted_by,
         brand_name=state.brand_name,
+        false_alarm=false_alarm,
+        horizon=horizon_words(window, config),
     )
 
 
+def horizon_words(window: WindowScore, config: DetectorConfig) -> str:
+    """The look-back a window covers, as a service lead says it: ``last 15 min``, ``last 12 h``."""
+    if window.hours:
+        return f"last {window.hours} h"
+    minutes = round(window.buckets * config.bucket / MINUTE)
+    return f"last {minutes // 60} h" if minutes >= 60 and minutes % 60 == 0 else f"last {minutes} min"
+
+
 def _describe(window: WindowScore, threshold: float, config: DetectorConfig) -> str:
+    if window.hours and window.start is not None:
+        ratio = window.observed / max(window.expected, 1e-9)
+        when = part_of_day(window.start + HOUR * window.hours)
+        return (
+            f"Negative mentions over the last {window.hours} h: {window.observed} vs {window.expected:.0f} normal "
+            f"for a {when} ({ratio:.1f}x): surprise {window.surprise:.1f} >= {threshold:.1f}"
+        )
     minutes = round(window.buckets * config.bucket / MINUTE)
     return (
         f"{window.observed} negative mentions in the last {minutes} min vs {window.expected:.1f} expected: "
@@ -731,12 +987,48 @@ def _describe(window: WindowScore, threshold: float, config: DetectorConfig) -> 
     )
 
 
+def _size(window: WindowScore) -> float:
+    """How large a window's surge is: observed over expected negative mentions."""
+    return window.observed / max(window.expected, 1e-9)
+
+
+def _open(
+    state: DetectorState, found: Alarm, end: datetime, config: DetectorConfig, windows: Sequence[WindowScore] = ()
+) -> Decision:
+    """Open an incident in ``state`` (a copy the caller owns) for ``found``; returns the OPENED event.
+
+    The incident remembers how large the surge was in every window
+    (``windows``), so a "not a crisis" verdict covers each window, not only
+    the one that fired.
+    """
+    best = found.window
+    window = state.recent[-best.buckets :]
+    start = best.start if best.start is not None else window[0].start
+    state.incidents_opened += 1
+    state.incident = OpenIncident(
+        incident_id=f"{state.brand}-{start:%Y%m%dT%H%M}",
+        revision=1,
+        opened_at=end,
+        severity=severity_for(best, found.threshold, window_reach(state.recent, best), config),
+        peak_negative=max(b.negative for b in window),
+        total_negative=best.observed,
+        samples=_merge_samples(*(b.samples for b in window)),
+        horizon_hours=best.hours,
+        peak_size={w.key: _size(w) for w in [*windows, best]},
+    )
+    return _decision(state, IncidentEventType.OPENED, best, found.rule, config)
+
+
 def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[DetectorState, list[Decision]]:
     """Advance one brand by one closed bucket; returns the new state and any incident events."""
     state = state.model_copy(
         update={"recent": list(state.recent), "incident": state.incident.model_copy() if state.incident else None}
     )
-    expected_negative, expected_total = expected_counts(state.baseline, config, bucket.start)
+    state.memory = memory = remember(
+        derived(state.memory, config.memory), bucket.start, bucket.negative, bucket.total, config.memory
+    )
+    weekly = memory.weekly
+    expected_negative, expected_total = expected_counts(state.baseline, config, bucket.start, weekly)
     lengths = config.window_lengths()
     previous = state.recent[-1] if state.recent else None
     state.recent.append(
@@ -757,53 +1049,51 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     if aged >= 0 and state.recent[aged].samples:
         state.recent[aged] = state.recent[aged].without_samples()
     end = bucket.start + config.bucket
-    decisions: list[Decision] = []
+    cooling = state.cooldown_until is not None and bucket.start < state.cooldown_until
 
     if state.incident is None and state.baseline.buckets_seen < config.buckets(config.warmup):
-        state.baseline = updated_baseline(state.baseline, bucket, config)
-        return state, decisions
+        state.baseline = updated_baseline(state.baseline, bucket, config, weekly=weekly)
+        return state, []
 
     dispersions = window_dispersions(state.baseline, config)
-    windows = window_scores(state.recent, dispersions, lengths)
-    best = most_surprising(windows)
+    fast = window_scores(state.recent, dispersions, lengths)
+    windows = fast + horizon_scores(memory, end, config)
     calibrate(state, bucket.start, windows, config)
     if state.incident is None:
-        cooling = state.cooldown_until is not None and bucket.start < state.cooldown_until
-        thresholds = open_thresholds(state, config)
-        found = alarm(state.recent, windows, thresholds, config)
-        elevated = bucket.negative > expected_negative
-        if found is not None and elevated and not cooling:
-            best = found.window
-            window = state.recent[-best.buckets :]
-            state.incidents_opened += 1
-            state.incident = OpenIncident(
-                incident_id=f"{state.brand}-{window[0].start:%Y%m%dT%H%M}",
-                revision=1,
-                opened_at=end,
-                severity=severity_for(best, found.threshold, window_reach(state.recent, best), config),
-                peak_negative=max(b.negative for b in window),
-                total_negative=best.observed,
-                samples=_merge_samples(*(b.samples for b in window)),
-            )
-            decisions.append(_decision(state, IncidentEventType.OPENED, best, found.rule, config))
+        if state.learning(config):
+            found = learning_alarm(state, config)
         else:
-            calm = best.surprise < config.scaled(config.hot_surprise)
-            state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm, windows=windows)
-        return state, decisions
+            found = alarm(state.recent, windows, open_thresholds(state, config), config, normal_levels(state, config))
+            if found is not None and not found.window.hours and bucket.negative <= expected_negative:
+                found = None
+        if found is not None and not cooling:
+            return state, [_open(state, found, end, config, windows)]
+        calm = most_surprising(fast).surprise < config.scaled(config.hot_surprise)
+        state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm, windows=fast, weekly=weekly)
+        return state, []
 
+    decisions: list[Decision] = []
     incident = state.incident
     incident.total_negative += bucket.negative
     incident.peak_negative = max(incident.peak_negative, bucket.negative)
     incident.samples = _merge_samples(incident.samples, bucket.samples)
+    peaks = incident.peak_size
+    larger = {w.key: size for w in windows if (size := _size(w)) > peaks.get(w.key, 0.0)}
+    if larger:
+        incident.peak_size = {**peaks, **larger}
     resolve_lengths = tuple(n for n in lengths if n <= config.buckets(config.resolve_window)) or lengths[:1]
     short = scan(state.recent, dispersions, resolve_lengths)
+    if incident.horizon_hours:
+        shortest = min((w for w in windows if w.hours), key=lambda w: w.hours, default=None)
+        if shortest is not None and shortest.surprise > short.surprise:
+            short = shortest
     if short.surprise < config.scaled(config.resolve_surprise):
         incident.quiet_buckets += 1
     elif windows:
         incident.quiet_buckets = 0
         thresholds = open_thresholds(state, config)
-        loudest = max(windows, key=lambda w: w.surprise / thresholds[w.buckets])
-        threshold = config.scaled(thresholds[loudest.buckets])
+        loudest = max(windows, key=lambda w: w.surprise / thresholds[w.key])
+        threshold = config.scaled(thresholds[loudest.key])
         severity = severity_for(loudest, threshold, window_reach(state.recent, loudest), config)
         settled = end - (incident.alerted_at or incident.opened_at) >= config.escalation_gap
         if severity.rank > incident.severity.rank and settled:
@@ -819,7 +1109,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         decisions.append(_decision(state, IncidentEventType.RESOLVED, short, rule, config))
         state.incident = None
         state.cooldown_until = end + config.cooldown
-    state.baseline = updated_baseline(state.baseline, bucket, config, during_incident=True)
+    state.baseline = updated_baseline(state.baseline, bucket, config, during_incident=True, weekly=weekly)
     return state, decisions
 
 
@@ -829,11 +1119,23 @@ def judge(
     """Step a brand through its newly closed buckets in order: the one entry point of the live alerter and backtests."""
     verdicts: list[BucketVerdict] = []
     for bucket in closed:
-        own = score(state.baseline, bucket, config)
+        own = score(state.baseline, bucket, config, state.memory.weekly)
         dispersion = effective_dispersion(state.baseline, config)
+        learning = state.learning(config)
         state, decisions = step(state, bucket, config)
-        verdicts.append(BucketVerdict(bucket, own, dispersion, decisions))
+        verdicts.append(BucketVerdict(bucket, own, dispersion, decisions, learning))
     return state, verdicts
+
+
+def warm_start(state: DetectorState) -> DetectorState:
+    """A brand's state learnt from its recorded history, ready to go on live: what is normal, no open incident.
+
+    The baseline, the hourly memory, the calibration and any false-alarm
+    verdicts carry over; an incident or cooldown from the history does not,
+    and neither do the recent buckets, which the live stream refills (its
+    first bucket need not follow the history's last).
+    """
+    return state.model_copy(update={"incident": None, "cooldown_until": None, "recent": []})
 
 
 class ActionOutcome(enum.StrEnum):
@@ -854,6 +1156,12 @@ def apply_action(
     snooze) is ``UNCHANGED``, so applying an action twice is harmless. A
     snooze keeps escalations from interrupting anyone until it ends; a manual
     resolution closes the incident and starts the cooldown as if it had calmed.
+    "Not a crisis" resolves it as a false alarm and teaches the brand that a
+    surge of this size is normal: for ``memory.memory_days`` no window opens
+    an incident unless its surge (observed over expected) is more than
+    ``false_alarm_margin`` times the largest that window saw in this
+    incident, so a repeat of the same size stays quiet while a clearly larger
+    one still alerts.
     """
     incident = state.incident
     if incident is None or incident.incident_id != action.incident_id:
@@ -886,7 +1194,12 @@ def apply_action(
         f"{action.kind.value} by a person; now {window.observed} negative mentions in the last {minutes} min "
         f"vs {window.expected:.1f} expected (surprise {window.surprise:.1f})"
     )
-    decision = _decision(state, event, window, rule, config, acted_by=action.user_id)
+    false_alarm = action.kind is ActionKind.NOT_A_CRISIS
+    decision = _decision(state, event, window, rule, config, acted_by=action.user_id, false_alarm=false_alarm)
+    if false_alarm:
+        oldest = action.acted_at.date() - timedelta(days=config.memory.memory_days)
+        kept = [verdict for verdict in state.false_alarms if verdict.day > oldest]
+        state.false_alarms = [*kept, FalseAlarm(day=action.acted_at.date(), levels=dict(incident.peak_size))]
     if event is IncidentEventType.RESOLVED:
         last_end = state.recent[-1].start + config.bucket if state.recent else action.acted_at
         state.incident = None

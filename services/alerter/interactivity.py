@@ -4,7 +4,10 @@ Socket Mode needs no public URL: the alerter opens a WebSocket to Slack with
 the app-level token (``xapp-...``). Each press is published (and the broker's
 acknowledgement awaited) before the envelope is acknowledged, so a press is
 never lost: if publishing fails, Slack delivers the envelope again, and
-applying an action twice changes nothing. "Copy reply" changes no state: it
+applying an action twice changes nothing. The lifecycle buttons (Acknowledge,
+Assign to me, Snooze, Resolve, Not a crisis) become an :class:`IncidentAction`
+whose kind is the ``action_id`` after the prefix; a name that is no
+:class:`ActionKind` is dead-lettered. "Copy reply" changes no state: it
 answers the presser at once with an ephemeral message holding the reply as
 plain text, ready to paste. Presses that cannot be read are dead-lettered with
 the reason.

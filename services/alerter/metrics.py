@@ -14,6 +14,11 @@ INCIDENTS = Counter("crisiswatch_alerter_incident_events_total", "Incident event
 NEGATIVE_RATE = Gauge(
     "crisiswatch_alerter_negative_per_bucket", "Negative mentions in the last closed bucket", ["brand"]
 )
+LEARNING = Gauge(
+    "crisiswatch_alerter_brand_learning",
+    "1 while a brand has less than a day of history: only extreme volume alerts until it has learnt what is normal",
+    ["brand"],
+)
 SURPRISE = Gauge("crisiswatch_alerter_surprise", "Surprise (-log10 p) of the last closed bucket", ["brand"])
 DELIVERIES = Counter(
     "crisiswatch_alerter_deliveries_total", "Alert delivery attempts by channel and outcome", ["channel", "outcome"]
@@ -29,6 +34,9 @@ ACTIONS = Counter(
     "crisiswatch_alerter_actions_total",
     "Button presses in Slack by action and outcome (received, rejected, answered; applied, unchanged, stale)",
     ["action", "outcome"],
+)
+FALSE_ALARMS = Counter(
+    "crisiswatch_alerter_false_alarms_total", "Incidents the team closed as not a crisis, per brand", ["brand"]
 )
 REFINEMENTS = Counter(
     "crisiswatch_alerter_reply_refinements_total",

@@ -25,7 +25,7 @@ from .dedup import RecentIds
 from .ingest_http import build_app
 from .ratelimit import TokenBuckets
 from .records import DEFAULT_MAPPING, FieldMapping
-from .scenario import demo_scenario, generate
+from .scenario import demo_history, demo_scenario, generate
 from .service import Listener, Outcome
 from .settings import ListenerSettings
 from .sources import RawRecord, paced, read_file
@@ -84,9 +84,13 @@ def scenario(
     speed: Annotated[float, typer.Option(help="scenario time / wall time; 0 = as fast as possible")] = 600.0,
     output: Annotated[Path | None, typer.Option(help="write the scenario to this JSONL file instead of Kafka")] = None,
     start: Annotated[str, typer.Option(help="scenario start, ISO-8601 UTC")] = "2026-03-02T06:00:00+00:00",
+    history_days: Annotated[
+        int, typer.Option(min=0, help="play the brands' calm DAYS before the scenario instead (history to seed from)")
+    ] = 0,
 ) -> None:
     """Play the built-in demo scenario (three brands, one outage storm) into ``mentions.raw``."""
-    story = demo_scenario(datetime.fromisoformat(start).astimezone(UTC))
+    moment = datetime.fromisoformat(start).astimezone(UTC)
+    story = demo_history(history_days, moment) if history_days else demo_scenario(moment)
     if output is not None:
         with output.open("w", encoding="utf-8") as handle:
             for record in generate(story):

@@ -1,0 +1,173 @@
+"""Day-scale detection: horizons against previous days, the weekly rhythm, learning, seeding and team verdicts."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from crisiswatch.alerter.detector import (
+    DetectorConfig,
+    DetectorState,
+    apply_action,
+    normal_levels,
+    open_thresholds,
+    step,
+    warm_start,
+)
+from crisiswatch.alerter.memory import FLAT_WEEK, hour_of_week
+from crisiswatch.alerter.windows import Bucket
+from crisiswatch.contracts.schemas import ActionKind, IncidentAction, IncidentEventType
+
+CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
+MONDAY = datetime(2026, 3, 2, tzinfo=UTC)
+PER_HOUR = 12
+
+
+def _rates(days: int, per_hour: float, weekend: float = 1.0) -> np.ndarray:
+    """Expected negatives per bucket over ``days`` from a Monday: a daily rhythm, weekends at ``weekend``."""
+    starts = np.arange(days * PER_HOUR * 24)
+    hours = (starts / PER_HOUR) % 24
+    weekday = (starts // (PER_HOUR * 24)) % 7
+    rhythm = 1 + 0.5 * np.cos(2 * np.pi * (hours - 14) / 24)
+    return per_hour / PER_HOUR * rhythm * np.where(weekday >= 5, weekend, 1.0)
+
+
+def _run(negatives: np.ndarray, state: DetectorState | None = None, start: datetime = MONDAY, config=CONFIG):
+    state = state or DetectorState.fresh("acme", config)
+    opened = []
+    for index, negative in enumerate(negatives.tolist()):
+        bucket = Bucket(start=start + index * config.bucket, negative=negative, total=4 * negative + 20)
+        state, decisions = step(state, bucket, config)
+        opened += [d for d in decisions if d.event is IncidentEventType.OPENED]
+    return state, opened
+
+
+def test_a_sustained_doubling_over_twelve_hours_is_caught_by_a_day_scale_horizon() -> None:
+    rng = np.random.default_rng(4)
+    rates = _rates(22, per_hour=20)
+    onset = 21 * 24 * PER_HOUR + 8 * PER_HOUR
+    rates[onset : onset + 12 * PER_HOUR] *= 2
+    _, opened = _run(rng.poisson(rates[: onset + 12 * PER_HOUR]))
+    caught = [d for d in opened if d.opened_at >= MONDAY + onset * CONFIG.bucket]
+    assert caught, "a 12-hour doubling went unseen"
+    assert caught[0].horizon.endswith(" h") and "normal for a" in caught[0].rule
+    assert [d for d in opened if d.opened_at < MONDAY + onset * CONFIG.bucket] == [], "false alarm before the rise"
+
+
+def test_a_slowly_building_doubling_is_caught_by_a_horizon_hours_before_the_fast_windows() -> None:
+    rng = np.random.default_rng(4)
+    rates = _rates(22, per_hour=20)
+    onset = 21 * 24 * PER_HOUR + 8 * PER_HOUR
+    ramp = np.clip(np.arange(12 * PER_HOUR) / (6 * PER_HOUR), 0, 1)
+    rates[onset : onset + 12 * PER_HOUR] *= 1 + ramp
+    counts = rng.poisson(rates[: onset + 12 * PER_HOUR])
+    fast_only = dataclasses.replace(CONFIG, memory=dataclasses.replace(CONFIG.memory, horizons=()))
+    _, fast = _run(counts, config=fast_only)
+    _, both = _run(counts)
+    assert both and both[0].horizon.endswith(" h") and "normal for a" in both[0].rule
+    if fast:
+        assert both[0].opened_at <= fast[0].opened_at - timedelta(hours=2)
+
+
+def test_a_calm_first_day_is_silent_and_the_brand_reads_as_learning() -> None:
+    rng = np.random.default_rng(9)
+    for per_hour in (2, 20, 200):
+        state, opened = _run(rng.poisson(_rates(1, per_hour))[:-1])
+        assert opened == [], f"alert on a calm first day at {per_hour}/h"
+        assert state.learning(CONFIG), "a day of history ends the learning state, not less"
+    assert not _run(rng.poisson(_rates(2, 20)))[0].learning(CONFIG)
+
+
+def test_extreme_volume_alerts_even_while_learning() -> None:
+    rng = np.random.default_rng(2)
+    counts = rng.poisson(_rates(1, 20))
+    counts[10 * PER_HOUR : 10 * PER_HOUR + 3] += 20
+    _, opened = _run(counts[: 10 * PER_HOUR + 3])
+    assert len(opened) == 1
+    assert "still learning" in opened[0].rule
+
+
+def test_a_weekend_trough_does_not_turn_monday_morning_into_an_incident() -> None:
+    rng = np.random.default_rng(5)
+    state, opened = _run(rng.poisson(_rates(29, per_hour=20, weekend=0.4)))
+    mondays = [d for d in opened if d.opened_at.weekday() == 0]
+    assert mondays == [], [d.rule for d in mondays]
+    assert len(opened) <= 1
+    weekly = state.memory.weekly
+    assert weekly is not None and weekly != FLAT_WEEK
+    saturday_noon = hour_of_week(MONDAY + timedelta(days=5, hours=12))
+    tuesday_noon = hour_of_week(MONDAY + timedelta(days=1, hours=12))
+    assert weekly[saturday_noon] < 0.6 < 1.0 < weekly[tuesday_noon]
+
+
+def test_not_a_crisis_raises_the_bar_for_a_repeat_of_the_same_size_only() -> None:
+    rng = np.random.default_rng(6)
+    state, opened = _run(rng.poisson(_rates(9, per_hour=60)))
+    assert opened == []
+    surge = np.array([20, 21, 20])
+    clock = [MONDAY + 9 * 24 * 60 * timedelta(minutes=1)]
+
+    def calm_then(state: DetectorState, extra: np.ndarray) -> tuple[DetectorState, list]:
+        """A calm day whose last buckets are ``extra``: each surge lands at the same time of day."""
+        counts = np.concatenate([rng.poisson(_rates(1, per_hour=60))[: 24 * PER_HOUR - len(extra)], extra])
+        state, opened = _run(counts, state=state, start=clock[0])
+        clock[0] += len(counts) * CONFIG.bucket
+        return state, opened
+
+    state, first = calm_then(state, surge)
+    assert len(first) == 1
+    verdict = IncidentAction(
+        incident_id=first[0].incident_id,
+        brand="acme",
+        kind=ActionKind.NOT_A_CRISIS,
+        user_id="U1",
+        acted_at=first[0].opened_at,
+    )
+    state, _, closed = apply_action(state, verdict, CONFIG)
+    assert closed[0].event is IncidentEventType.RESOLVED and closed[0].false_alarm
+    assert state.incident is None and state.false_alarms
+    state = state.model_copy(update={"cooldown_until": None})
+    _, repeat = calm_then(state, surge)
+    assert repeat == [], "the same surge alerted again after the team called it normal"
+    _, larger = calm_then(state, 2 * surge)
+    assert len(larger) == 1, "a clearly larger surge must still alert"
+    assert normal_levels(state, CONFIG), "the verdict is remembered per window"
+    assert open_thresholds(state, CONFIG) == open_thresholds(state.model_copy(update={"false_alarms": []}), CONFIG)
+
+
+def test_a_warm_start_keeps_what_is_normal_and_drops_the_incident() -> None:
+    rng = np.random.default_rng(8)
+    counts = rng.poisson(_rates(3, per_hour=20))
+    counts[-24:] += 15
+    state, opened = _run(counts)
+    assert state.incident is not None and opened
+    warm = warm_start(state)
+    assert warm.incident is None and warm.cooldown_until is None and warm.recent == []
+    assert warm.memory.negative == state.memory.negative and warm.baseline == state.baseline
+    assert not warm.learning(CONFIG)
+
+
+def test_a_state_saved_before_the_hourly_memory_existed_still_loads_and_steps() -> None:
+    rng = np.random.default_rng(1)
+    state, _ = _run(rng.poisson(_rates(1, per_hour=20)))
+    stored = state.model_dump(mode="json")
+    for name in ("memory", "false_alarms"):
+        del stored[name]
+    restored = DetectorState.model_validate(stored)
+    assert restored.memory.hour is None
+    later = MONDAY + 24 * 60 * timedelta(minutes=1)
+    stepped, _ = _run(rng.poisson(_rates(1, per_hour=20)), state=restored, start=later)
+    assert stepped.memory.hours_known == 23
+
+
+def test_the_hourly_memory_survives_a_changelog_round_trip_and_stays_bounded() -> None:
+    rng = np.random.default_rng(3)
+    state, _ = _run(rng.poisson(_rates(32, per_hour=2)))
+    assert state.memory.hours_known == CONFIG.memory.keep_hours
+    restored = DetectorState.model_validate_json(state.model_dump_json())
+    assert restored.memory.negative == state.memory.negative
+    assert restored.memory.weekly is None, "derived factors are not stored"
+    again, _ = step(restored, Bucket(start=MONDAY + timedelta(days=32), negative=0, total=5), CONFIG)
+    assert again.memory.weekly is not None
