@@ -108,6 +108,8 @@ def backtest(
     """Run the live detector offline: over recorded MENTIONS (report + incidents) or a --counts series."""
     if (mentions is None) == (counts is None):
         raise typer.BadParameter("give either a MENTIONS file or --counts SERIES.csv")
+    if counts is not None and (seed or verdicts or compare):
+        raise typer.BadParameter("--seed, --verdicts and --compare work on MENTIONS, not on a --counts series")
     if counts is not None:
         from crisiswatch.analysis.counts import detect, read_series, write_points
 
@@ -138,6 +140,8 @@ def backtest(
     config = DetectorConfig(bucket=timedelta(minutes=bucket_minutes), sensitivity=sensitivity)
     lateness = timedelta(minutes=lateness_minutes)
     seeds = seed_states(history, config, lateness) if history else None
+    if seed is not None and not seeds:
+        raise typer.BadParameter(f"{seed} holds no mention of a known brand to start from")
     run_mentions_backtest(labelled, mentions, directory, config, lateness, seeds, team)
 
 
@@ -148,6 +152,7 @@ def alerter_seed(
     mapping: Annotated[str, typer.Option(help="field mapping, e.g. text=full_text,created_at=time")] = "",
     label_field: Annotated[str, typer.Option(help="rows with this field (negative/...) skip the model")] = "sentiment",
     model: Annotated[str, typer.Option(help="model for unlabelled rows: default, a path or a HF id")] = "default",
+    force: Annotated[bool, typer.Option(help="seed even when the broker cannot say whether the alerter runs")] = False,
 ) -> None:
     """Start brands warm: learn each brand's normal from HISTORY and load it into the stopped alerter's state.
 
@@ -155,6 +160,8 @@ def alerter_seed(
     alerter is stopped, then start the alerter, which restores the seeded
     state with the rest of its tables.
     """
+    from kafka.errors import KafkaError
+
     from crisiswatch.alerter.seeding import SeedRefused, write_seeds
     from crisiswatch.alerter.settings import AlerterSettings
     from crisiswatch.analysis.backtest import load_with_progress, seed_states
@@ -167,8 +174,8 @@ def alerter_seed(
     if not states:
         raise typer.BadParameter(f"{history} holds no mention of a known brand")
     try:
-        topic = write_seeds(states, settings, kafka)
-    except (SeedRefused, ConnectionError) as error:
+        topic = write_seeds(states, settings, kafka, force)
+    except (SeedRefused, ConnectionError, KafkaError) as error:
         typer.echo(f"not seeded: {error}", err=True)
         raise typer.Exit(1) from None
     for brand, state in states.items():

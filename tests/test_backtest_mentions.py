@@ -186,7 +186,9 @@ def test_two_settings_are_compared_against_known_incidents(tmp_path: Path) -> No
     source = tmp_path / "mentions.jsonl"
     write_scenario(source)
     (tmp_path / "balanced.toml").write_text('sensitivity = "balanced"\n')
-    (tmp_path / "deaf.toml").write_text('name = "deaf"\n[detector]\nopen_surprise = 1000\nopen_surprise_floor = 1000\n')
+    deaf = 'name = "deaf"\n[detector]\nopen_surprise = 1000\nopen_surprise_floor = 1000\n'
+    deaf += "learning_alert_negative = 10000\n"
+    (tmp_path / "deaf.toml").write_text(deaf)
     known = tmp_path / "known.csv"
     known.write_text(f"brand,start,end\nvoltcell,{ONSET.isoformat()},{(ONSET + timedelta(hours=1)).isoformat()}\n")
     out = tmp_path / "out"

@@ -133,7 +133,9 @@ def test_not_a_crisis_raises_the_bar_for_a_repeat_of_the_same_size_only() -> Non
     assert repeat == [], "the same surge alerted again after the team called it normal"
     _, larger = calm_then(state, 2 * surge)
     assert len(larger) == 1, "a clearly larger surge must still alert"
-    assert normal_levels(state, CONFIG), "the verdict is remembered per window"
+    today = clock[0].date()
+    assert normal_levels(state, CONFIG, today), "the verdict is remembered per window"
+    assert normal_levels(state, CONFIG, today + timedelta(days=CONFIG.memory.memory_days)) == {}, "for four weeks"
     assert open_thresholds(state, CONFIG) == open_thresholds(state.model_copy(update={"false_alarms": []}), CONFIG)
 
 
@@ -171,3 +173,36 @@ def test_the_hourly_memory_survives_a_changelog_round_trip_and_stays_bounded() -
     assert restored.memory.weekly is None, "derived factors are not stored"
     again, _ = step(restored, Bucket(start=MONDAY + timedelta(days=32), negative=0, total=5), CONFIG)
     assert again.memory.weekly is not None
+
+
+def test_a_storm_that_is_over_does_not_reopen_through_the_day_scale_horizons() -> None:
+    rng = np.random.default_rng(11)
+    rates = _rates(12, per_hour=20)
+    storm = 10 * 24 * PER_HOUR + 10 * PER_HOUR
+    rates[storm : storm + 3 * PER_HOUR] *= 20
+    _, opened = _run(rng.poisson(rates))
+    after = [d for d in opened if d.opened_at > MONDAY + (storm + 3 * PER_HOUR) * CONFIG.bucket]
+    assert len(opened) - len(after) >= 1, "the storm itself opens an incident"
+    assert after == [], [d.rule for d in after]
+
+
+def test_a_brand_without_complaints_is_not_alarmed_by_a_handful_over_a_day() -> None:
+    state, _ = _run(np.zeros(9 * 24 * PER_HOUR, dtype=int))
+    few = np.zeros(24 * PER_HOUR, dtype=int)
+    few[:: 3 * PER_HOUR] = 1
+    _, opened = _run(few, state=state, start=MONDAY + timedelta(days=9))
+    assert opened == []
+
+
+def test_hours_nobody_saw_restart_the_memory_and_old_hours_are_left_out() -> None:
+    rng = np.random.default_rng(12)
+    state, _ = _run(rng.poisson(_rates(5, per_hour=20)))
+    known = state.memory.hours_known
+    older, _ = step(state, Bucket(start=MONDAY + timedelta(days=2), negative=50, total=60), CONFIG)
+    assert older.memory.negative == state.memory.negative and older.memory.negative_now == state.memory.negative_now
+    later, _ = step(state, Bucket(start=MONDAY + timedelta(days=8), negative=1, total=5), CONFIG)
+    assert known > 100 and later.memory.hours_known == 0, "two days unseen are not two quiet days"
+    assert state.memory.weekly is not None, "the caller's state keeps what it had"
+    loaded = DetectorState.model_validate_json(state.model_dump_json())
+    stepped, _ = step(loaded, Bucket(start=MONDAY + timedelta(days=5), negative=1, total=5), CONFIG)
+    assert loaded.memory.weekly is None and stepped.memory.weekly is not None, "step leaves its input as it was"

@@ -390,7 +390,8 @@ def run_mentions_backtest(
         "start": f"warm from history for {', '.join(sorted(seeds))}" if seeds else "cold: every brand learns first",
     }
     if verdicts:
-        facts["team verdicts"] = f"{len(verdicts)} replayed ({', '.join(sorted({v.kind.value for v in verdicts}))})"
+        applied = sum(1 for r in replays.values() for i in r.incidents if i.acted_by == BACKTEST_USER)
+        facts["team verdicts"] = f"{applied} of {len(verdicts)} applied (the rest found no incident open)"
     paths = write_outputs(replays, config, directory, f"crisiswatch backtest: {path.name}", facts)
     for brand, brand_replay in replays.items():
         opened = [i for i in brand_replay.incidents if i.event.value == "opened"]

@@ -298,12 +298,12 @@ class CalmCase:
 
 @dataclass(frozen=True)
 class CalmResult:
-    """Incidents opened on a calm brand: judged, on Mondays among them, and while it was learning (before)."""
+    """Incidents opened on a calm brand: judged, on Mondays among them, and during the history before."""
 
     case: CalmCase
     false_incidents: int
     monday_false_incidents: int
-    learning_false_incidents: int
+    history_false_incidents: int
 
 
 @dataclass(frozen=True)
@@ -579,7 +579,7 @@ def render_sustained(summary: SustainedSummary) -> list[Table]:
         "false incidents",
         "per brand-week",
         "on Mondays",
-        "while learning",
+        "during the history",
         title="calm weeks, weekly rhythm (target: <= 1 false incident per brand-week, none on Mondays)",
     )
     for volume, rate in summary.false_incidents_per_brand_week_by_volume.items():
@@ -590,7 +590,7 @@ def render_sustained(summary: SustainedSummary) -> list[Table]:
             str(sum(r.false_incidents for r in results)),
             f"{rate:.2f}",
             str(sum(r.monday_false_incidents for r in results)),
-            str(sum(r.learning_false_incidents for r in results)),
+            str(sum(r.history_false_incidents for r in results)),
         )
     calm.add_row(
         "all",
@@ -598,7 +598,7 @@ def render_sustained(summary: SustainedSummary) -> list[Table]:
         str(sum(r.false_incidents for r in summary.calm)),
         f"{summary.false_incidents_per_brand_week:.2f}",
         str(sum(r.monday_false_incidents for r in summary.calm)),
-        str(sum(r.learning_false_incidents for r in summary.calm)),
+        str(sum(r.history_false_incidents for r in summary.calm)),
         style="bold",
     )
     new = Table("volume", "first days", "alerts", title="new brand, calm first day (target: 0 alerts)")

@@ -1,8 +1,9 @@
 """The crisis detector (pure and deterministic): closed buckets in, incident decisions out.
 
 Negative mentions are counts, so they are judged as counts. Each brand has a
-baseline that learns its level, its rhythm over the day and its spread; the
-expected count of a bucket is the level times the hour-of-day factor, and the
+baseline that learns its level, its rhythm over the day and the week (the
+weekly factors come from the brand's hourly memory, :mod:`.memory`) and its
+spread; the expected count of a bucket is the level times both factors, and the
 spread is negative binomial (variance ``mu + dispersion * mu**2``), which is
 Poisson for a well-behaved brand and holds at a fraction of a mention per
 bucket and at hundreds.
@@ -26,6 +27,12 @@ latest bucket is still above normal; no window is shorter than
 comes from how far the surprise passes the threshold, the velocity
 (observed against expected rate) and the reach of the negative posts.
 
+Day-scale horizons (the last 3, 6, 12 and 24 hours) are judged the same way,
+but against the same hours of the previous days rather than the level, which
+follows a rise that builds over hours (:func:`horizon_scores`). A brand with
+less than ``learning_period`` of history is learning: only extreme volume
+opens an incident (:func:`learning_alarm`).
+
 The baseline's rhythm and spread are frozen while a brand is hot, so neither
 a spike nor a slow burn teaches it that storms are normal. Its level keeps
 learning during an incident, but slowly (``incident_level_halflife``, each
@@ -37,7 +44,8 @@ surprise (hysteresis), and the brand cannot re-open within ``cooldown``.
 Escalation to a higher severity is the only re-alert, and it waits
 ``escalation_gap`` after the last alert.
 People act on an open incident through :func:`apply_action` (acknowledge,
-assign, snooze, resolve); each change is an incident event of its own.
+assign, snooze, resolve, not a crisis); each change is an incident event of
+its own, and "not a crisis" keeps a repeat of the same size quiet.
 The same code runs in the live alerter and in offline backtests.
 """
 
@@ -114,6 +122,7 @@ class DetectorConfig:
     learning_period: timedelta = timedelta(days=1)
     learning_alert_negative: int = 30
     learning_alert_window: timedelta = timedelta(minutes=15)
+    learning_alert_surprise: float = 8.0
     memory: MemorySettings = field(default_factory=MemorySettings)
     false_alarm_margin: float = 1.25
     baseline_halflife: timedelta = timedelta(hours=12)
@@ -131,7 +140,7 @@ class DetectorConfig:
     open_surprise_floor: float = 12.0
     calibration_days: int = 14
     calibration_min_days: int = 3
-    calibration_return_days: float = 42.0
+    calibration_return_days: float = 21.0
     horizon_return_days: float = 90.0
     min_negative: int = 8
     warning_reach: int = 100_000
@@ -514,7 +523,7 @@ def alarm_ratio(state: DetectorState, config: DetectorConfig) -> float:
         recent = state.recent[-config.buckets(config.learning_alert_window) :]
         observed = sum(b.negative for b in recent)
         surprise = tail_surprise(observed, sum(b.expected_negative for b in recent), config.early_dispersion)
-        return min(observed / config.learning_alert_negative, surprise / config.scaled(config.open_surprise))
+        return min(observed / config.learning_alert_negative, surprise / config.scaled(config.learning_alert_surprise))
     thresholds = open_thresholds(state, config)
     windows = window_scores(state.recent, window_dispersions(state.baseline, config), config.window_lengths())
     if state.recent:
@@ -699,24 +708,30 @@ def open_thresholds(state: DetectorState, config: DetectorConfig) -> dict[int, f
     """The surprise that opens an incident through each window, before the sensitivity scaling.
 
     Fast windows are keyed by length in buckets, day-scale horizons by minus
-    their hours.
+    their hours. None is below its floor, even one calibrated under an
+    older, lower floor.
     """
     thresholds = state.calibration.thresholds
     cold = max(config.open_surprise, config.open_surprise_floor)
-    found = {n: thresholds.get(n, cold) for n in config.window_lengths()}
+    found = {n: max(thresholds.get(n, cold), config.open_surprise_floor) for n in config.window_lengths()}
     for hours in config.memory.horizons:
-        found[-hours] = thresholds.get(-hours, config.horizon_floor(hours))
+        floor = config.horizon_floor(hours)
+        found[-hours] = max(thresholds.get(-hours, floor), floor)
     return found
 
 
-def normal_levels(state: DetectorState, config: DetectorConfig) -> dict[int, float]:
+def normal_levels(state: DetectorState, config: DetectorConfig, today: date) -> dict[int, float]:
     """Per window, the size of surge the team called normal: ``false_alarm_margin`` times the largest in a false alarm.
 
     A size is observed over expected mentions; no window whose surge is at
-    most this size opens an incident, by any rule.
+    most this size opens an incident, by any rule. A verdict counts for
+    ``memory.memory_days`` after the day it was given.
     """
     levels: dict[int, float] = {}
+    oldest = today - timedelta(days=config.memory.memory_days)
     for verdict in state.false_alarms:
+        if verdict.day <= oldest:
+            continue
         for key, level in verdict.levels.items():
             levels[key] = max(levels.get(key, 0.0), config.false_alarm_margin * level)
     return levels
@@ -749,14 +764,17 @@ def horizon_scores(memory: HourlyMemory, end: datetime, config: DetectorConfig) 
     """Each day-scale horizon's surprise against the same hours of previous days (see :mod:`.memory`).
 
     Corrected for the number of horizons tried, as the fast windows are for
-    theirs: the two families share the false-alarm budget.
+    theirs: the two families share the false-alarm budget. A horizon never
+    expects less than ``floor_negative_per_hour`` an hour, as a bucket never
+    does, so a brand that had no complaint in weeks is not alarmed by eight.
     """
     counts = horizon_counts(memory, end, config.memory.horizons)
     if not counts:
         return []
     correction = math.log10(len(config.memory.horizons))
     per_hour = config.buckets(HOUR)
-    return [_horizon_score(c, correction, per_hour) for c in counts]
+    floored = [c._replace(expected=max(c.expected, config.floor_negative_per_hour * c.hours)) for c in counts]
+    return [_horizon_score(c, correction, per_hour) for c in floored]
 
 
 def _horizon_score(counts: HorizonCounts, correction: float, per_hour: int) -> WindowScore:
@@ -793,7 +811,7 @@ def day_count_surprise(counts: HorizonCounts) -> float:
     ``days - 1`` degrees of freedom, so few days of history make it cautious
     by themselves.
     """
-    day_to_day = math.sqrt(max(counts.spread**2 - 1 / (counts.expected + 0.5), 0.0) * (1 + 1 / counts.days))
+    day_to_day = math.sqrt(counts.day_to_day * (1 + 1 / counts.days))
     means = max(counts.expected, 1e-9) * np.exp(day_to_day * _HERMITE_NODES)
     tail = float(np.dot(_HERMITE_WEIGHTS, special.pdtrc(counts.observed - 1, means)))
     return _through_t(tail, counts.days)
@@ -873,8 +891,8 @@ def learning_alarm(state: DetectorState, config: DetectorConfig) -> Alarm | None
 
     Its baseline is a guess before a day is seen, so its surprise is not
     trusted on its own: the count must also be extreme in absolute terms, and
-    still surprising (``open_surprise``) under the wide spread of a young
-    baseline, so a brand that is simply busy does not alert on its first day.
+    still surprising (``learning_alert_surprise``) under the wide spread of a
+    young baseline, so a brand that is simply busy does not alert on its first day.
     Nothing alerts during the first ``warmup``, when there is no baseline at all.
     """
     n = config.buckets(config.learning_alert_window)
@@ -884,7 +902,7 @@ def learning_alarm(state: DetectorState, config: DetectorConfig) -> Alarm | None
         return None
     expected = sum(b.expected_negative for b in buckets)
     surprise = tail_surprise(observed, expected, config.early_dispersion)
-    if surprise < config.scaled(config.open_surprise):
+    if surprise < config.scaled(config.learning_alert_surprise):
         return None
     window = WindowScore(len(buckets), observed, expected, surprise)
     minutes = round(len(buckets) * config.bucket / MINUTE)
@@ -892,7 +910,7 @@ def learning_alarm(state: DetectorState, config: DetectorConfig) -> Alarm | None
         f"{observed} negative mentions in the last {minutes} min while the brand is still learning what is normal "
         f"(at least {config.learning_alert_negative} in {minutes} min alert before a day of history)"
     )
-    return Alarm(window, config.scaled(config.open_surprise), rule)
+    return Alarm(window, config.scaled(config.learning_alert_surprise), rule)
 
 
 def window_totals(recent: list[RecentBucket], window: WindowScore) -> tuple[int, float]:
@@ -987,6 +1005,20 @@ def _describe(window: WindowScore, threshold: float, config: DetectorConfig) -> 
     )
 
 
+def still_rising(window: WindowScore, windows: Sequence[WindowScore]) -> bool:
+    """Whether the rise a day-scale horizon sees is still under way, not a storm already over.
+
+    The shortest horizon (the last few hours) must run at least half the
+    horizon's excess rate: a storm that ended this morning fills the 24-hour
+    sum until tomorrow, but not the last three hours.
+    """
+    recent = min((w for w in windows if w.hours), key=lambda w: w.hours)
+    if recent.hours >= window.hours:
+        return True
+    excess = window.observed / max(window.expected, 1e-9) - 1
+    return recent.observed / max(recent.expected, 1e-9) >= 1 + excess / 2
+
+
 def _size(window: WindowScore) -> float:
     """How large a window's surge is: observed over expected negative mentions."""
     return window.observed / max(window.expected, 1e-9)
@@ -1003,10 +1035,9 @@ def _open(
     """
     best = found.window
     window = state.recent[-best.buckets :]
-    start = best.start if best.start is not None else window[0].start
     state.incidents_opened += 1
     state.incident = OpenIncident(
-        incident_id=f"{state.brand}-{start:%Y%m%dT%H%M}",
+        incident_id=f"{state.brand}-{end:%Y%m%dT%H%M}",
         revision=1,
         opened_at=end,
         severity=severity_for(best, found.threshold, window_reach(state.recent, best), config),
@@ -1063,7 +1094,10 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         if state.learning(config):
             found = learning_alarm(state, config)
         else:
-            found = alarm(state.recent, windows, open_thresholds(state, config), config, normal_levels(state, config))
+            called_normal = normal_levels(state, config, bucket.start.date())
+            found = alarm(state.recent, windows, open_thresholds(state, config), config, called_normal)
+            if found is not None and found.window.hours and not still_rising(found.window, windows):
+                found = None
             if found is not None and not found.window.hours and bucket.negative <= expected_negative:
                 found = None
         if found is not None and not cooling:

@@ -19,6 +19,8 @@ are not read as the brand's normal on Monday morning.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +50,7 @@ class Reference(NamedTuple):
     base_total: float
     full_total: float
     spread: float
+    day_to_day: float
     share_spread: float
 
 
@@ -58,7 +61,7 @@ class HourlyMemory:
     ``hour`` is the start of the hour being filled (``negative_now`` and
     ``total_now`` so far); the last completed hour ended at ``hour``. The lists
     are replaced, never changed in place, so a copy of the detector state may
-    share them. ``weekday`` and ``references`` are derived from the counts
+    share them. ``weekly`` and ``references`` are derived from the counts
     when an hour completes and are not stored.
     """
 
@@ -86,6 +89,11 @@ class MemorySettings:
     horizons: tuple[int, ...] = (3, 6, 12, 24)
     min_days: int = 3
     min_dispersion: float = 0.01
+    max_quiet_gap_hours: int = 6
+
+    def __post_init__(self) -> None:
+        if self.min_days < 2:
+            raise ValueError(f"min_days must be at least 2 (a spread needs two days), not {self.min_days}")
 
     @property
     def keep_hours(self) -> int:
@@ -103,13 +111,23 @@ def remember(
 ) -> HourlyMemory:
     """``memory`` with a closed bucket starting at ``start`` added; a new object, ``memory`` is left as it was.
 
-    Hours with no bucket between the last one and this one are quiet hours
-    (the alerter closes empty buckets too); at most ``keep_hours`` are kept.
+    The alerter closes empty buckets too, so its buckets follow each other:
+    a few hours without one are quiet hours, but a jump of more than
+    ``max_quiet_gap_hours`` means hours nobody saw (seeded history that ends
+    before the live stream, a long outage upstream), and reading them as
+    quiet would make every normal day look like a surge, so the memory starts
+    again from this hour. A bucket from an hour already completed (history
+    that overlaps the stream) is left out. At most ``keep_hours`` are kept.
     """
     hour = hour_start(start)
     if memory.hour is None:
         return HourlyMemory(hour, negative, total)
-    if hour <= memory.hour:
+    if hour < memory.hour:
+        return memory
+    gap = round((hour - memory.hour) / HOUR) - 1
+    if gap > settings.max_quiet_gap_hours:
+        return HourlyMemory(hour, negative, total)
+    if hour == memory.hour:
         return HourlyMemory(
             memory.hour,
             memory.negative_now + negative,
@@ -120,22 +138,33 @@ def remember(
             memory.references,
         )
     keep = settings.keep_hours
-    quiet = min(round((hour - memory.hour) / HOUR) - 1, keep)
-    negatives = [*memory.negative[-keep:], memory.negative_now, *([0] * quiet)][-keep:]
-    totals = [*memory.total[-keep:], memory.total_now, *([0] * quiet)][-keep:]
-    rolled = HourlyMemory(hour, negative, total, negatives, totals)
-    rolled.weekly = weekly_factors(rolled)
-    rolled.references = references(rolled, settings)
-    return rolled
+    negatives = [*memory.negative[-keep:], memory.negative_now, *([0] * gap)][-keep:]
+    totals = [*memory.total[-keep:], memory.total_now, *([0] * gap)][-keep:]
+    return derived(HourlyMemory(hour, negative, total, negatives, totals), settings)
 
 
 def derived(memory: HourlyMemory, settings: MemorySettings) -> HourlyMemory:
-    """``memory`` with its weekday factors and references computed (after it was loaded from a changelog)."""
-    if memory.weekly is None:
-        memory.weekly = weekly_factors(memory)
-    if memory.references is None:
-        memory.references = references(memory, settings)
-    return memory
+    """``memory`` with its weekly factors and references (a new object when they had to be computed).
+
+    They are not stored with the state, so a state loaded from the changelog
+    lacks them; the alerter loads a brand's state for every batch of closed
+    buckets, so the results are cached per (completed hours, settings).
+    """
+    if memory.weekly is not None and memory.references is not None:
+        return memory
+    if memory.hour is None:
+        return dataclasses.replace(memory, weekly=FLAT_WEEK, references={})
+    weekly, found = _derive(memory.hour, tuple(memory.negative), tuple(memory.total), settings)
+    return dataclasses.replace(memory, weekly=weekly, references=found)
+
+
+@functools.lru_cache(maxsize=4096)
+def _derive(
+    hour: datetime, negatives: tuple[int, ...], totals: tuple[int, ...], settings: MemorySettings
+) -> tuple[tuple[float, ...], dict[int, Reference]]:
+    completed = HourlyMemory(hour, 0, 0, list(negatives), list(totals))
+    completed.weekly = weekly_factors(completed)
+    return completed.weekly, references(completed, settings)
 
 
 def weekly_factors(memory: HourlyMemory) -> tuple[float, ...]:
@@ -143,8 +172,9 @@ def weekly_factors(memory: HourlyMemory) -> tuple[float, ...]:
 
     Each is the brand's volume over the 24 hours around that hour of the
     week against that week's average day, the median over the complete weeks
-    remembered (one week of news does not make its weekdays busy): a smooth
-    weekly level that dips over the weekend wherever the brand's
+    remembered, each hour first clipped at three times the week's average
+    hour plus three (a storm is an event, not the rhythm; one week of news
+    does not make its weekdays busy): a smooth weekly level that dips over the weekend wherever the brand's
     weekend falls in UTC, while the hour-of-day rhythm keeps the shape within
     a day. Once two complete weeks are known it is what they show; after one
     week it goes half way from flat (that week may have been an odd one);
@@ -154,7 +184,8 @@ def weekly_factors(memory: HourlyMemory) -> tuple[float, ...]:
     if memory.hour is None or weeks < 1:
         return FLAT_WEEK
     counts = np.asarray(memory.negative[-weeks * WEEK_HOURS :], dtype=float).reshape(weeks, WEEK_HOURS)
-    first = (memory.hour - HOUR * weeks * WEEK_HOURS).weekday() * DAY_HOURS + memory.hour.hour
+    counts = np.minimum(counts, 3 * counts.mean(axis=1, keepdims=True) + 3)
+    first = hour_of_week(memory.hour)
     padded = np.concatenate((counts[:, -12:], counts, counts[:, :11]), axis=1)
     around = np.stack([np.convolve(week, np.ones(DAY_HOURS), "valid") for week in padded])
     ratios = (around + 1) / (around.mean(axis=1, keepdims=True) + 1)
@@ -206,7 +237,8 @@ def references(memory: HourlyMemory, settings: MemorySettings) -> dict[int, Refe
             full_negative=float(np.median(full_negative)),
             base_total=float(np.median(base_total)),
             full_total=float(np.median(full_total)),
-            spread=_log_spread(full_negative, settings),
+            spread=(spread := _log_spread(full_negative, settings)),
+            day_to_day=max(spread**2 - 1 / (float(np.median(full_negative)) + 0.5), 0.0),
             share_spread=_log_spread(full_negative / np.maximum(full_total, 1.0), settings, full_negative),
         )
     return found
@@ -239,7 +271,7 @@ class HorizonCounts(NamedTuple):
     expected: float
     observed_total: int
     expected_total: float
-    spread: float
+    day_to_day: float
     share_spread: float
     days: int
     start: datetime
@@ -266,7 +298,7 @@ def horizon_counts(memory: HourlyMemory, end: datetime, horizons: tuple[int, ...
                 expected,
                 observed_total,
                 expected_total,
-                reference.spread,
+                reference.day_to_day,
                 reference.share_spread,
                 reference.days,
                 memory.hour - HOUR * hours,

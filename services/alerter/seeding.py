@@ -45,18 +45,23 @@ def changelog_topic(settings: AlerterSettings, kafka: KafkaSettings) -> str:
     return f"{Topics(kafka.topic_prefix).group(settings.app_id)}-{DETECTOR_TABLE}-changelog"
 
 
-def write_seeds(states: Mapping[str, DetectorState], settings: AlerterSettings, kafka: KafkaSettings) -> str:
+def write_seeds(
+    states: Mapping[str, DetectorState], settings: AlerterSettings, kafka: KafkaSettings, force: bool = False
+) -> str:
     """Write each brand's state to the detector table's changelog; returns the topic written.
 
-    Raises :class:`SeedRefused` while the alerter's consumer group has members.
+    Raises :class:`SeedRefused` while the alerter's consumer group has members,
+    or when the broker cannot say whether it has any (unless ``force``).
     """
     topics = Topics(kafka.topic_prefix)
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     partitions = partition_count(kafka, topics.scored)
     topic = changelog_topic(settings, kafka)
-    admin = _GroupAdmin(bootstrap_servers=kafka.servers, client_id="crisiswatch-seed")
+    admin = _GroupAdmin(
+        bootstrap_servers=kafka.servers, client_id="crisiswatch-seed", security_protocol=kafka.security_protocol
+    )
     try:
-        _refuse_while_running(admin, topics.group(settings.app_id))
+        _refuse_while_running(admin, topics.group(settings.app_id), force)
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
                 [NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})], timeout_ms=10_000
@@ -101,12 +106,17 @@ def partition_for(brand: str, partitions: int) -> int:
     return (murmur2(brand.encode()) & 0x7FFFFFFF) % partitions
 
 
-def _refuse_while_running(admin: KafkaAdminClient, group: str) -> None:
+def _refuse_while_running(admin: KafkaAdminClient, group: str, force: bool) -> None:
     try:
         described = admin.describe_groups([group])
     except (KafkaError, ValueError) as error:
-        log.warning("could not tell whether the alerter is running", extra={"group": group, "error": str(error)})
-        return
+        if force:
+            log.warning("could not tell whether the alerter is running", extra={"group": group, "error": str(error)})
+            return
+        raise SeedRefused(
+            f"could not tell whether the alerter's group {group!r} is running ({error}); "
+            "make sure it is stopped and pass --force"
+        ) from None
     members = (described.get(group) or {}).get("members") or []
     if members:
         raise SeedRefused(f"the alerter's group {group!r} has {len(members)} members: stop it, seed, restart")
