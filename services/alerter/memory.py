@@ -11,10 +11,10 @@ their median: a past incident, or today's surge once it is a day old, is one
 day among up to four weeks and does not drag it up. How far those days stray
 from their median, on a log scale, is the horizon's spread.
 
-The weekly rhythm is one factor per hour of the week, the brand's volume over
-the 24 hours around it against its average day, learnt from the complete weeks
-remembered (in full from two weeks, half way after one), so weekend troughs
-are not read as the brand's normal on Monday morning.
+The weekly rhythm is one factor per hour of the week, the brand's negative
+mentions over the 24 hours around it against its average day, learnt from the
+complete weeks remembered (in full from two weeks, half way after one), so
+weekend troughs are not read as the brand's normal on Monday morning.
 """
 
 from __future__ import annotations
@@ -170,8 +170,8 @@ def _derive(
 def weekly_factors(memory: HourlyMemory) -> tuple[float, ...]:
     """One multiplier per hour of the week (Monday 00:00 UTC first, mean 1) for the brand's weekly rhythm.
 
-    Each is the brand's volume over the 24 hours around that hour of the
-    week against that week's average day, the median over the complete weeks
+    Each is the brand's negative mentions over the 24 hours around that hour
+    of the week against that week's average day, the median over the complete weeks
     remembered, each hour first clipped at three times the week's average
     hour plus three (a storm is an event, not the rhythm; one week of news
     does not make its weekdays busy): a smooth weekly level that dips over the weekend wherever the brand's
