@@ -21,9 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crisiswatch.alerter.detector import DetectorConfig
-from crisiswatch.analysis.backtest import one_hot, replay
-from crisiswatch.contracts.schemas import Mention, ScoredMention, Sentiment
-from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
+from crisiswatch.analysis.backtest import replay, truth_labelled
+from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -43,16 +42,6 @@ def workload(brands: int, days: float, mentions_per_hour: float) -> Scenario:
     return Scenario("bench", START, timedelta(days=days), traffic, crises, viral, seed=3)
 
 
-def scored_mentions(scenario: Scenario) -> list[ScoredMention]:
-    """The scenario's records as scored mentions, labelled with their generated sentiment."""
-    mentions = []
-    for record in generate(scenario):
-        label = Sentiment(record["truth"]["sentiment"])
-        fields = {k: v for k, v in record.items() if k in Mention.model_fields}
-        mentions.append(ScoredMention(**fields, label=label, scores=one_hot(label), model="bench"))
-    return mentions
-
-
 def main(
     brands: Annotated[int, typer.Option(help="brands in the stream")] = 20,
     days: Annotated[float, typer.Option(help="days of traffic")] = 2.0,
@@ -63,7 +52,7 @@ def main(
     """Build the workload, then time the detector core over it ``repeat`` times."""
     console = Console()
     console.print(f"building the workload: {brands} brands x {days:g} days at {rate:g} mentions/h ...")
-    mentions = scored_mentions(workload(brands, days, rate))
+    mentions = truth_labelled(workload(brands, days, rate), model="bench")
     config = DetectorConfig(bucket=timedelta(minutes=bucket_minutes))
     timings = []
     for _ in range(repeat):

@@ -26,10 +26,10 @@ from crisiswatch.alerter.compose import headline
 from crisiswatch.alerter.detector import DetectorConfig
 from crisiswatch.alerter.seeding import write_seeds
 from crisiswatch.alerter.settings import AlerterSettings
-from crisiswatch.analysis.backtest import one_hot, seed_states
+from crisiswatch.analysis.backtest import seed_states, truth_labelled
 from crisiswatch.broker import EmbeddedBroker, free_port
 from crisiswatch.contracts.kafka import KafkaSettings
-from crisiswatch.contracts.schemas import Incident, Mention, ScoredMention, Sentiment
+from crisiswatch.contracts.schemas import Incident, ScoredMention
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.listener.scenario import demo_history, demo_scenario, generate
 
@@ -74,17 +74,7 @@ def _seed_history(bootstrap_servers: str, days: int = HISTORY_DAYS) -> str:
     What ``crisiswatch alerter seed`` does with a recorded file; without it
     every brand would spend the whole demo learning what is normal.
     """
-    scenario, history = demo_scenario(), demo_history(days)
-    names = {traffic.brand: traffic.display_name for traffic in scenario.brands}
-    mentions = []
-    for record in generate(history):
-        label = Sentiment(record["truth"]["sentiment"])
-        fields = {k: v for k, v in record.items() if k in Mention.model_fields}
-        mentions.append(
-            ScoredMention(
-                **fields, brand_name=names[record["brand"]], label=label, scores=one_hot(label), model="history"
-            )
-        )
+    mentions = truth_labelled(demo_history(days), model="history")
     settings = AlerterSettings()
     config = DetectorConfig(bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity)
     states = seed_states(mentions, config, timedelta(minutes=settings.lateness_minutes))

@@ -44,6 +44,7 @@ from crisiswatch.listener.records import (
     parse_timestamp,
     to_mentions,
 )
+from crisiswatch.listener.scenario import Scenario, generate
 from crisiswatch.listener.sources import read_file
 
 LABELLED_MODEL = "labelled-input"
@@ -99,6 +100,18 @@ def field_value(record: Mapping[str, Any], path: str) -> Any:
 def one_hot(label: Sentiment) -> SentimentScores:
     """Scores for a mention whose label was given rather than predicted."""
     return SentimentScores(**{sentiment.value: float(sentiment is label) for sentiment in Sentiment})
+
+
+def truth_labelled(scenario: Scenario, model: str = LABELLED_MODEL) -> list[ScoredMention]:
+    """A generated scenario as scored mentions labelled with the sentiment it generated (no model involved)."""
+    names = {traffic.brand: traffic.display_name for traffic in scenario.brands}
+    mentions = []
+    for record in generate(scenario):
+        label = Sentiment(record["truth"]["sentiment"])
+        fields = {k: v for k, v in record.items() if k in Mention.model_fields}
+        fields["brand_name"] = names.get(record["brand"], "")
+        mentions.append(ScoredMention(**fields, label=label, scores=one_hot(label), model=model))
+    return mentions
 
 
 def scored(mention: Mention, scores: SentimentScores, label: Sentiment, model: str) -> ScoredMention:

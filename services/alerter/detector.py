@@ -434,6 +434,11 @@ def tail_surprise(observed: int, expected: float, dispersion: float = 0.0) -> fl
     else:
         size = 1 / dispersion
         tail = special.betainc(observed, size, mean / (size + mean))
+    return surprise_of(tail)
+
+
+def surprise_of(tail: float) -> float:
+    """``-log10`` of a tail probability, at most ``MAX_SURPRISE`` (also when the tail underflows to 0)."""
     return min(MAX_SURPRISE, float(-math.log10(tail))) if tail > 0 else MAX_SURPRISE
 
 
@@ -451,7 +456,7 @@ def share_surprise(negative: int, total: int, normal_share: float) -> float:
     if normal_share >= 1:
         return 0.0
     tail = special.bdtrc(negative - 1, total, normal_share)
-    return min(MAX_SURPRISE, float(-math.log10(tail))) if tail > 0 else MAX_SURPRISE
+    return surprise_of(tail)
 
 
 def expected_counts(
@@ -520,10 +525,9 @@ def alarm_ratio(state: DetectorState, config: DetectorConfig) -> float:
     if state.baseline.buckets_seen < config.buckets(config.warmup):
         return 0.0
     if state.learning(config):
-        recent = state.recent[-config.buckets(config.learning_alert_window) :]
-        observed = sum(b.negative for b in recent)
-        surprise = tail_surprise(observed, sum(b.expected_negative for b in recent), config.early_dispersion)
-        return min(observed / config.learning_alert_negative, surprise / config.scaled(config.learning_alert_surprise))
+        window = learning_window(state, config)
+        needed = config.scaled(config.learning_alert_surprise)
+        return min(window.observed / config.learning_alert_negative, window.surprise / needed)
     thresholds = open_thresholds(state, config)
     windows = window_scores(state.recent, window_dispersions(state.baseline, config), config.window_lengths())
     if state.recent:
@@ -828,7 +832,7 @@ def day_share_surprise(observed: float, normal: float, spread: float, days: int)
     if z <= 0:
         return 0.0
     tail = special.stdtr(days - 1, -z)
-    return min(MAX_SURPRISE, float(-math.log10(tail))) if tail > 0 else MAX_SURPRISE
+    return surprise_of(tail)
 
 
 def _through_t(tail: float, days: int) -> float:
@@ -837,7 +841,7 @@ def _through_t(tail: float, days: int) -> float:
         return 0.0
     z = -float(special.ndtri(max(tail, 1e-300)))
     heavier = special.stdtr(days - 1, -z)
-    return min(MAX_SURPRISE, float(-math.log10(heavier))) if heavier > 0 else MAX_SURPRISE
+    return surprise_of(heavier)
 
 
 def alarm(
@@ -895,22 +899,24 @@ def learning_alarm(state: DetectorState, config: DetectorConfig) -> Alarm | None
     young baseline, so a brand that is simply busy does not alert on its first day.
     Nothing alerts during the first ``warmup``, when there is no baseline at all.
     """
-    n = config.buckets(config.learning_alert_window)
-    buckets = state.recent[-n:]
-    observed = sum(b.negative for b in buckets)
-    if observed < config.learning_alert_negative:
+    window = learning_window(state, config)
+    needed = config.scaled(config.learning_alert_surprise)
+    if window.observed < config.learning_alert_negative or window.surprise < needed:
         return None
-    expected = sum(b.expected_negative for b in buckets)
-    surprise = tail_surprise(observed, expected, config.early_dispersion)
-    if surprise < config.scaled(config.learning_alert_surprise):
-        return None
-    window = WindowScore(len(buckets), observed, expected, surprise)
-    minutes = round(len(buckets) * config.bucket / MINUTE)
+    observed, minutes = window.observed, round(window.buckets * config.bucket / MINUTE)
     rule = (
         f"{observed} negative mentions in the last {minutes} min while the brand is still learning what is normal "
         f"(at least {config.learning_alert_negative} in {minutes} min alert before a day of history)"
     )
-    return Alarm(window, config.scaled(config.learning_alert_surprise), rule)
+    return Alarm(window, needed, rule)
+
+
+def learning_window(state: DetectorState, config: DetectorConfig) -> WindowScore:
+    """The last ``learning_alert_window`` judged as the learning rule judges it: with a young baseline's spread."""
+    buckets = state.recent[-config.buckets(config.learning_alert_window) :]
+    observed = sum(b.negative for b in buckets)
+    expected = sum(b.expected_negative for b in buckets)
+    return WindowScore(len(buckets), observed, expected, tail_surprise(observed, expected, config.early_dispersion))
 
 
 def window_totals(recent: list[RecentBucket], window: WindowScore) -> tuple[int, float]:
