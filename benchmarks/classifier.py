@@ -31,18 +31,18 @@ from prometheus_client import REGISTRY
 from rich.console import Console
 from rich.table import Table
 
-from crisiswatch.broker import EmbeddedBroker, free_port
-from crisiswatch.classifier.batching import BatchPolicy, plan_batches
-from crisiswatch.classifier.evaluation import classification_report
-from crisiswatch.classifier.labelled import LabelledText, read_labelled
-from crisiswatch.classifier.model import Runtime, SentimentModel, choose_runtime, freeze_loaded_objects
 from crisiswatch.classifier.service import ClassifierService
-from crisiswatch.classifier.training import stratified_split
-from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
-from crisiswatch.contracts.lifecycle import StopSignal
 from crisiswatch.contracts.schemas import Mention, Sentiment, SentimentScores
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.listener.scenario import demo_scenario, generate
+from crisiswatch.ingest.scenario import demo_scenario, generate
+from crisiswatch.modeling.evaluation import classification_report
+from crisiswatch.modeling.labelled import LabelledText, read_labelled
+from crisiswatch.modeling.training import stratified_split
+from crisiswatch.runtime.broker import EmbeddedBroker, free_port
+from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
+from crisiswatch.runtime.lifecycle import StopSignal
+from crisiswatch.sentiment.batching import BatchPolicy, plan_batches
+from crisiswatch.sentiment.model import Runtime, SentimentModel, choose_runtime, freeze_loaded_objects
 
 SEMEVAL = Path(__file__).resolve().parents[2] / "shared/data/sentiment/english/semeval_2013_2016_train.tsv"
 console = Console()

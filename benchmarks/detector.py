@@ -20,9 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crisiswatch.alerter.detector import DetectorConfig
 from crisiswatch.analysis.backtest import replay, truth_labelled
-from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive
+from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.ingest.scenario import BrandTraffic, Crisis, Scenario, ViralPositive
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 

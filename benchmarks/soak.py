@@ -35,8 +35,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from crisiswatch.broker import EmbeddedBroker, free_port
-from crisiswatch.listener.scenario import demo_scenario, generate
+from crisiswatch.ingest.scenario import demo_scenario, generate
+from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 
 TOKEN = "soak-token"
 SERVICES = ("listener", "classifier", "alerter")

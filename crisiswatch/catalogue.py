@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from prometheus_client.metrics import MetricWrapperBase
 
 SOURCES = {
-    "all": "crisiswatch.contracts.metrics",
+    "all": "crisiswatch.runtime.metrics",
     "listener": "crisiswatch.listener.metrics",
     "classifier": "crisiswatch.classifier.metrics",
     "alerter": "crisiswatch.alerter.metrics",

@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 
-from crisiswatch.alerter.detector import DetectorConfig, Sensitivity
 from crisiswatch.alerter.main import cli as alerter_cli
-from crisiswatch.contracts.logs import configure_logging
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.detection.detector import DetectorConfig, Sensitivity
 from crisiswatch.listener.main import cli as listener_cli
+from crisiswatch.runtime.logs import configure_logging
 
 app = typer.Typer(help="crisiswatch: real-time social-listening crisis detection.", no_args_is_help=True)
 app.add_typer(listener_cli, name="listener")
@@ -46,10 +46,10 @@ def broker(
     topic_prefix: str = "",
 ) -> None:
     """Run the embedded Kafka-protocol broker (Tansu) and create the topics; Ctrl-C stops it."""
-    from crisiswatch.broker import EmbeddedBroker
+    from crisiswatch.runtime.broker import EmbeddedBroker
 
     configure_logging("INFO")
-    log = logging.getLogger("crisiswatch.broker")
+    log = logging.getLogger("crisiswatch.runtime.broker")
     with EmbeddedBroker(host, port, partitions, Topics(topic_prefix)) as running:
         log.info("broker listening; Ctrl-C stops it", extra={"bootstrap_servers": running.bootstrap_servers})
         try:
@@ -165,7 +165,7 @@ def alerter_seed(
     from crisiswatch.alerter.seeding import SeedRefused, write_seeds
     from crisiswatch.alerter.settings import AlerterSettings
     from crisiswatch.analysis.backtest import load_with_progress, seed_states
-    from crisiswatch.contracts.kafka import KafkaSettings
+    from crisiswatch.runtime.kafka import KafkaSettings
 
     settings, kafka = AlerterSettings(), KafkaSettings()
     config = DetectorConfig(bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity)
@@ -196,7 +196,7 @@ def replay(
     brands: Annotated[Path | None, typer.Option(exists=True, help="brands.toml (default: the built-in one)")] = None,
 ) -> None:
     """Publish a recorded stream into a namespace with its timing; run the services with KAFKA_TOPIC_PREFIX on it."""
-    from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE
+    from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE
     from crisiswatch.replay import PRESETS, mapping_for, run_replay
 
     if not namespace:

@@ -23,15 +23,15 @@ from rich.live import Live
 from rich.table import Table
 
 from crisiswatch.alerter.compose import headline
-from crisiswatch.alerter.detector import DetectorConfig
 from crisiswatch.alerter.seeding import write_seeds
 from crisiswatch.alerter.settings import AlerterSettings
 from crisiswatch.analysis.backtest import seed_states, truth_labelled
-from crisiswatch.broker import EmbeddedBroker, free_port
-from crisiswatch.contracts.kafka import KafkaSettings
 from crisiswatch.contracts.schemas import Incident, ScoredMention
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.listener.scenario import demo_history, demo_scenario, generate
+from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.ingest.scenario import demo_history, demo_scenario, generate
+from crisiswatch.runtime.broker import EmbeddedBroker, free_port
+from crisiswatch.runtime.kafka import KafkaSettings
 
 DEMO_DIR = Path(".crisiswatch/demo")
 HISTORY_DAYS = 7

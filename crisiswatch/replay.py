@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from crisiswatch.listener.records import DEFAULT_MAPPING, FieldMapping, zone_for
-from crisiswatch.listener.sources import RawRecord, event_time, read_file
+from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, zone_for
+from crisiswatch.ingest.sources import RawRecord, event_time, read_file
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,12 @@ def run_replay(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, ensure_topics
-    from crisiswatch.contracts.lifecycle import StopSignal
     from crisiswatch.contracts.topics import Topics
-    from crisiswatch.listener.brands import BrandCatalog
+    from crisiswatch.ingest.brands import BrandCatalog
+    from crisiswatch.ingest.sources import paced
     from crisiswatch.listener.service import Listener, Outcome
-    from crisiswatch.listener.sources import paced
+    from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics
+    from crisiswatch.runtime.lifecycle import StopSignal
 
     if not namespace:
         raise ValueError("a replay needs a namespace (e.g. 'replay.'): it never writes to the live topics")

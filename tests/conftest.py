@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from crisiswatch.broker import EmbeddedBroker, free_port
-from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics
 from crisiswatch.contracts.schemas import ScoredMention, SentimentScores
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.runtime.broker import EmbeddedBroker, free_port
+from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
 
 from .slack_stub import SlackStub
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crisiswatch.broker import free_port
+from crisiswatch.runtime.broker import free_port
 
 
 @dataclass

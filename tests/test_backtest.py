@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from crisiswatch.alerter.detector import DetectorConfig
 from crisiswatch.analysis.counts import detect
 from crisiswatch.analysis.nab import PROFILES, normalised, scaled_sigmoid, score_series
 from crisiswatch.cli import app
+from crisiswatch.detection.detector import DetectorConfig
 
 from .conftest import SHARED_DATA
 

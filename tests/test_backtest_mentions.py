@@ -14,14 +14,14 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from crisiswatch.alerter.detector import MAX_SURPRISE, DetectorConfig, Sensitivity, expected_band, tail_surprise
-from crisiswatch.alerter.windows import BRAND_BUCKETS, BrandBuckets, add_mention
 from crisiswatch.analysis.backtest import lazy_model_scorer, load_mentions, one_hot, replay
 from crisiswatch.analysis.compare import load_settings
 from crisiswatch.cli import app
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention, Sentiment
-from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, BrandCatalog
-from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, generate
+from crisiswatch.detection.detector import MAX_SURPRISE, DetectorConfig, Sensitivity, expected_band, tail_surprise
+from crisiswatch.detection.windows import BRAND_BUCKETS, BrandBuckets, add_mention
+from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
+from crisiswatch.ingest.scenario import BrandTraffic, Crisis, Scenario, generate
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 ONSET = START + timedelta(hours=4)

@@ -5,13 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from crisiswatch.classifier.batching import BatchPolicy, plan_batches
-from crisiswatch.classifier.evaluation import classification_report
-from crisiswatch.classifier.labels import LabelMappingError, map_labels
-from crisiswatch.classifier.model import choose_runtime
-from crisiswatch.classifier.network import base_model_dir
-from crisiswatch.classifier.textprep import decode_escapes, normalise_for_model, with_normalisation
 from crisiswatch.contracts.schemas import Sentiment
+from crisiswatch.modeling.evaluation import classification_report
+from crisiswatch.sentiment.batching import BatchPolicy, plan_batches
+from crisiswatch.sentiment.labels import LabelMappingError, map_labels
+from crisiswatch.sentiment.model import choose_runtime
+from crisiswatch.sentiment.network import base_model_dir
+from crisiswatch.sentiment.textprep import decode_escapes, normalise_for_model, with_normalisation
 
 N, U, P = Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE
 

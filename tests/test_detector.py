@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import gumbel_r
 
-from crisiswatch.alerter.detector import (
+from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores, Severity
+from crisiswatch.detection.detector import (
     DetectorConfig,
     DetectorState,
     Sensitivity,
@@ -18,9 +19,8 @@ from crisiswatch.alerter.detector import (
     step,
     tail_surprise,
 )
-from crisiswatch.alerter.memory import MemorySettings
-from crisiswatch.alerter.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
-from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores, Severity
+from crisiswatch.detection.memory import MemorySettings
+from crisiswatch.detection.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
 
 CONFIG = DetectorConfig(
     bucket=timedelta(minutes=5), learning_period=timedelta(hours=2), open_surprise=8.0, open_surprise_floor=8.0

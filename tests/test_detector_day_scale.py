@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from crisiswatch.alerter.detector import (
+from crisiswatch.contracts.schemas import ActionKind, IncidentAction, IncidentEventType
+from crisiswatch.detection.detector import (
     DetectorConfig,
     DetectorState,
     apply_action,
@@ -16,9 +17,8 @@ from crisiswatch.alerter.detector import (
     step,
     warm_start,
 )
-from crisiswatch.alerter.memory import FLAT_WEEK, hour_of_week
-from crisiswatch.alerter.windows import Bucket
-from crisiswatch.contracts.schemas import ActionKind, IncidentAction, IncidentEventType
+from crisiswatch.detection.memory import FLAT_WEEK, hour_of_week
+from crisiswatch.detection.windows import Bucket
 
 CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)

@@ -16,8 +16,8 @@ from crisiswatch.alerter.delivery import ConsoleNotifier
 from crisiswatch.alerter.drafter import LlmDrafter, parse_refinement
 from crisiswatch.alerter.responses import RLM, draft, load_templates
 from crisiswatch.alerter.settings import LlmSettings
-from crisiswatch.broker import free_port
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention, Severity
+from crisiswatch.runtime.broker import free_port
 
 T0 = datetime(2026, 3, 2, 11, tzinfo=UTC)
 REFINED = [

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from crisiswatch.broker import EmbeddedBroker, free_port
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Mention, ScoredMention
+from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 
 from .conftest import Pipeline, metric_value, produce, storm_then_calm
 

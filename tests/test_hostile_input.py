@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from crisiswatch.alerter.interactivity import read_presses
 from crisiswatch.contracts.schemas import Incident, IncidentAction, Mention, ScoredMention
-from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, BrandCatalog
-from crisiswatch.listener.records import FieldMapping, RejectedInput, decode_json_object, parse_timestamp, to_mentions
+from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
+from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, parse_timestamp, to_mentions
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

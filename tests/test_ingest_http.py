@@ -11,7 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from crisiswatch.broker import free_port
+from crisiswatch.runtime.broker import free_port
 
 from .conftest import Pipeline
 

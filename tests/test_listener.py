@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
+from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
+from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, to_mentions
+from crisiswatch.ingest.scenario import demo_scenario, generate
+from crisiswatch.ingest.sources import paced
 from crisiswatch.listener.dedup import RecentIds
 from crisiswatch.listener.ratelimit import TokenBuckets
-from crisiswatch.listener.records import FieldMapping, RejectedInput, decode_json_object, to_mentions
-from crisiswatch.listener.scenario import demo_scenario, generate
 from crisiswatch.listener.service import reason_code
-from crisiswatch.listener.sources import paced
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 

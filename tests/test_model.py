@@ -9,12 +9,12 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from crisiswatch.classifier.evaluation import classification_report
-from crisiswatch.classifier.labelled import read_labelled
-from crisiswatch.classifier.model import SentimentModel, choose_runtime
-from crisiswatch.classifier.network import base_model_dir
-from crisiswatch.classifier.training import stratified_split
 from crisiswatch.contracts.schemas import Sentiment
+from crisiswatch.modeling.evaluation import classification_report
+from crisiswatch.modeling.labelled import read_labelled
+from crisiswatch.modeling.training import stratified_split
+from crisiswatch.sentiment.model import SentimentModel, choose_runtime
+from crisiswatch.sentiment.network import base_model_dir
 
 from .conftest import SHARED_DATA
 

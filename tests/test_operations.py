@@ -18,9 +18,9 @@ from crisiswatch.alerter.responses import load_templates
 from crisiswatch.alerter.settings import AlerterSettings, SlackSettings
 from crisiswatch.catalogue import known_series, render_markdown
 from crisiswatch.classifier.settings import ClassifierSettings
-from crisiswatch.contracts.kafka import KafkaSettings
-from crisiswatch.listener.brands import BrandCatalog
+from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.listener.settings import ListenerSettings
+from crisiswatch.runtime.kafka import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 
 from crisiswatch.catalogue import metric_entries
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
-from crisiswatch.listener.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
+from crisiswatch.ingest.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
 
 from .conftest import Pipeline, metric_value
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crisiswatch.broker import EmbeddedBroker
 from crisiswatch.cli import app
 from crisiswatch.contracts.schemas import Mention
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE, BrandCatalog
-from crisiswatch.listener.records import to_mentions
+from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
+from crisiswatch.ingest.records import to_mentions
 from crisiswatch.replay import PRESETS, mapping_for, records_for
+from crisiswatch.runtime.broker import EmbeddedBroker
 
 from .conftest import read_topic
 

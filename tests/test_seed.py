@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crisiswatch.listener.scenario import BrandTraffic, Scenario, generate
+from crisiswatch.ingest.scenario import BrandTraffic, Scenario, generate
 
 from .conftest import Pipeline, metric_value, produce, scored_traffic
 

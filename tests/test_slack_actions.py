@@ -23,9 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from crisiswatch.alerter.compose import ACTION_PREFIX, ButtonValue, compose_blocks
 from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
-from crisiswatch.alerter.detector import ActionOutcome, DetectorConfig, DetectorState, apply_action, step
 from crisiswatch.alerter.interactivity import SlackInteractivity, read_presses
-from crisiswatch.alerter.windows import Bucket
 from crisiswatch.contracts.schemas import (
     ActionKind,
     DeadLetter,
@@ -34,6 +32,8 @@ from crisiswatch.contracts.schemas import (
     IncidentEventType,
     Severity,
 )
+from crisiswatch.detection.detector import ActionOutcome, DetectorConfig, DetectorState, apply_action, step
+from crisiswatch.detection.windows import Bucket
 
 from .conftest import Pipeline, metric_value, produce, storm_then_calm
 from .slack_stub import SlackStub

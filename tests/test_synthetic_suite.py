@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from rich.table import Table
 
-from crisiswatch.alerter.detector import DetectorConfig
 from crisiswatch.analysis.synthetic import (
     WEEKLY_RHYTHM,
     SustainedPlan,
@@ -24,7 +23,8 @@ from crisiswatch.analysis.synthetic import (
     run_suite,
     run_sustained,
 )
-from crisiswatch.listener.scenario import (
+from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.ingest.scenario import (
     BrandTraffic,
     Crisis,
     Scenario,

@@ -17,15 +17,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crisiswatch.alerter.detector import (
-    BucketVerdict,
-    DetectorConfig,
-    DetectorState,
-    apply_action,
-    judge,
-    warm_start,
-)
-from crisiswatch.alerter.windows import BrandBuckets, add_mention, close_ready
 from crisiswatch.contracts.schemas import (
     ActionKind,
     Incident,
@@ -35,8 +26,17 @@ from crisiswatch.contracts.schemas import (
     Sentiment,
     SentimentScores,
 )
-from crisiswatch.listener.brands import BrandCatalog
-from crisiswatch.listener.records import (
+from crisiswatch.detection.detector import (
+    BucketVerdict,
+    DetectorConfig,
+    DetectorState,
+    apply_action,
+    judge,
+    warm_start,
+)
+from crisiswatch.detection.windows import BrandBuckets, add_mention, close_ready
+from crisiswatch.ingest.brands import BrandCatalog
+from crisiswatch.ingest.records import (
     DEFAULT_MAPPING,
     FieldMapping,
     RejectedInput,
@@ -44,8 +44,8 @@ from crisiswatch.listener.records import (
     parse_timestamp,
     to_mentions,
 )
-from crisiswatch.listener.scenario import Scenario, generate
-from crisiswatch.listener.sources import read_file
+from crisiswatch.ingest.scenario import Scenario, generate
+from crisiswatch.ingest.sources import read_file
 
 LABELLED_MODEL = "labelled-input"
 BACKTEST_USER = "backtest"
@@ -330,7 +330,7 @@ def lazy_model_scorer(reference: str, on_load: Callable[[str], None] | None = No
 
     def score_texts(texts: Sequence[str]) -> list[SentimentScores]:
         if not loaded:
-            from crisiswatch.classifier.model import SentimentModel
+            from crisiswatch.sentiment.model import SentimentModel
 
             loaded.append(SentimentModel.load(reference))
             if on_load:
@@ -353,7 +353,7 @@ def load_with_progress(path: Path, brands: Path | None, mapping: str, label_fiel
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from crisiswatch.listener.brands import DEFAULT_BRANDS_FILE
+    from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE
 
     console = Console(stderr=True)
     catalog = BrandCatalog.from_file(brands or DEFAULT_BRANDS_FILE)

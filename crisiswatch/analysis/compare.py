@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from crisiswatch.alerter.detector import DetectorConfig, Sensitivity
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention
-from crisiswatch.listener.records import parse_timestamp
+from crisiswatch.detection.detector import DetectorConfig, Sensitivity
+from crisiswatch.ingest.records import parse_timestamp
 
 from .backtest import BrandReplay, LabelledInput, replay, seed_states
 

@@ -17,9 +17,9 @@ from itertools import pairwise
 from pathlib import Path
 from statistics import median
 
-from crisiswatch.alerter.detector import DetectorConfig, DetectorState, alarm_ratio, step
-from crisiswatch.alerter.windows import Bucket
 from crisiswatch.contracts.schemas import IncidentEventType
+from crisiswatch.detection.detector import DetectorConfig, DetectorState, alarm_ratio, step
+from crisiswatch.detection.windows import Bucket
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ import matplotlib.dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from crisiswatch.alerter.charts import SEVERITY_COLOURS
-from crisiswatch.alerter.detector import BucketVerdict, DetectorConfig, expected_bands
-from crisiswatch.contracts.schemas import Incident, IncidentEventType
+from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
+from crisiswatch.detection.detector import BucketVerdict, DetectorConfig, expected_bands
 
 from .backtest import BrandReplay
 from .compare import KnownIncident, RunResult, incident_spans
@@ -132,7 +131,7 @@ def brand_chart(
     share.step(starts, shares, where="post", color="#c0392b", linewidth=0.8, label="negative share")
     share.step(starts, baseline_shares, where="post", color="#2f80ed", linewidth=0.8, linestyle="--", label="usual")
     for incident in [] if rows else summarise(replay.incidents):
-        colour = SEVERITY_COLOURS[incident.severity]
+        colour = Severity(incident.severity).colour
         for axis in (volume, share):
             axis.axvspan(incident.opened.window_start, incident.end, color=colour, alpha=0.25, linewidth=0)
         volume.axvline(incident.opened.opened_at, color=colour, linewidth=1.2)
@@ -163,7 +162,7 @@ def _draw_runs(axis: Axes, overlays: Mapping[str, Sequence[Incident]], known: Se
             axis.broken_barh(
                 [(start, mdates.date2num(incident.end) - start)],
                 (row - 0.35, 0.7),
-                color=SEVERITY_COLOURS[incident.severity],
+                color=Severity(incident.severity).colour,
             )
     for start, end in known:
         axis.broken_barh(
@@ -249,7 +248,7 @@ def render_html(
     sections = []
     for brand, replay in replays.items():
         incidents = summarise(replay.incidents)
-        worst = max((i.severity for i in incidents), key=list(SEVERITY_COLOURS).index, default="—")
+        worst = max((i.severity for i in incidents), key=lambda name: Severity(name).rank, default="—")
         summary.append(
             {
                 "brand": brand,

@@ -26,10 +26,10 @@ from statistics import median
 import numpy as np
 from rich.table import Table
 
-from crisiswatch.alerter.detector import DetectorConfig, DetectorState, step
-from crisiswatch.alerter.windows import Bucket, bucket_start
 from crisiswatch.contracts.schemas import IncidentEventType
-from crisiswatch.listener.scenario import (
+from crisiswatch.detection.detector import DetectorConfig, DetectorState, step
+from crisiswatch.detection.windows import Bucket, bucket_start
+from crisiswatch.ingest.scenario import (
     THEMES,
     BrandTraffic,
     Crisis,

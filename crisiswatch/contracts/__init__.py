@@ -1,4 +1,4 @@
-"""The contracts every service speaks: message schemas, topic names, Kafka, metrics and logging helpers.
+"""The wire contracts: message schemas and topic names, and nothing else.
 
-This package is the only code the services share; they never import each other.
+Every other package may import this one; it imports none of ours.
 """

@@ -133,12 +133,20 @@ class ScoredMention(Mention):
     scored_at: UtcDatetime = Field(default_factory=utc_now)
 
 
+_SEVERITY_COLOURS = {"watch": "#f2c94c", "warning": "#f2994a", "critical": "#eb5757"}
+
+
 class Severity(enum.StrEnum):
     """How loudly the service team should be told."""
 
     WATCH = "watch"
     WARNING = "warning"
     CRITICAL = "critical"
+
+    @property
+    def colour(self) -> str:
+        """The colour it is drawn in, in Slack charts and analysts' reports alike."""
+        return _SEVERITY_COLOURS[self.value]
 
     @property
     def rank(self) -> int:

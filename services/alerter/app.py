@@ -21,17 +21,17 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
-from crisiswatch.contracts.kafka import KafkaSettings
-from crisiswatch.contracts.metrics import BoundedLabel, set_consumer_lag
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentAction, ScoredMention, utc_now
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.detection.detector import Decision, DetectorConfig, DetectorState, apply_action, judge
+from crisiswatch.detection.windows import BRAND_BUCKETS, AddResult, BrandBuckets, add_mention, close_ready
+from crisiswatch.runtime.kafka import KafkaSettings
+from crisiswatch.runtime.metrics import BoundedLabel, set_consumer_lag
 
 from . import metrics
 from .delivery import DeliveryError, Notifier
-from .detector import Decision, DetectorConfig, DetectorState, apply_action, judge
 from .interactivity import Publish, Reject, SlackInteractivity
 from .settings import AlerterSettings
-from .windows import BRAND_BUCKETS, AddResult, BrandBuckets, add_mention, close_ready
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0

@@ -13,8 +13,6 @@ from matplotlib.figure import Figure
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
-SEVERITY_COLOURS = {"watch": "#f2c94c", "warning": "#f2994a", "critical": "#eb5757"}
-
 
 def incident_chart(incident: Incident) -> bytes | None:
     """PNG of the last hours: all mentions, negative mentions against their normal range, the alert window.
@@ -34,7 +32,7 @@ def incident_chart(incident: Incident) -> bytes | None:
     )  # fmt: skip
     axis.step(starts, [p.total for p in history], where="post", color="#9e9e9e", linewidth=0.9, label="all mentions")
     axis.step(starts, [p.negative for p in history], where="post", color="#c0392b", linewidth=1.6, label="negative")
-    colour = SEVERITY_COLOURS[incident.severity.value]
+    colour = incident.severity.colour
     axis.axvspan(incident.window_start, incident.window_end, color=colour, alpha=0.3, linewidth=0)
     if incident.event is not IncidentEventType.RESOLVED:
         axis.axvline(incident.window_end, color=colour, linewidth=1.2)

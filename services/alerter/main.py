@@ -7,10 +7,10 @@ import logging
 import faust
 import typer
 
-from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics, partition_count
-from crisiswatch.contracts.logs import configure_logging
-from crisiswatch.contracts.metrics import serve_metrics
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics, partition_count
+from crisiswatch.runtime.logs import configure_logging
+from crisiswatch.runtime.metrics import serve_metrics
 
 from .app import Interactivity, build_app
 from .delivery import Drafter, bot_client, make_notifier

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from crisiswatch.contracts.metrics import end_to_end_histogram
+from crisiswatch.runtime.metrics import end_to_end_histogram
 
 MENTIONS = Counter(
     "crisiswatch_alerter_mentions_total", "Scored mentions by outcome (counted, duplicate, late, rejected)", ["outcome"]

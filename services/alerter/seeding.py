@@ -25,11 +25,11 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
-from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics, make_producer, partition_count
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.detection.detector import DetectorState
+from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics, make_producer, partition_count
 
 from .app import DETECTOR_TABLE
-from .detector import DetectorState
 from .settings import AlerterSettings
 
 log = logging.getLogger(__name__)

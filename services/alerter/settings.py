@@ -8,8 +8,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisiswatch.contracts.schemas import Severity
+from crisiswatch.detection.detector import Sensitivity
 
-from .detector import Sensitivity
 from .responses import DEFAULT_TEMPLATES_FILE
 
 

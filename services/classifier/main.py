@@ -15,21 +15,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, ensure_topics, make_consumer
-from crisiswatch.contracts.lifecycle import StopSignal
-from crisiswatch.contracts.logs import configure_logging
-from crisiswatch.contracts.metrics import ConsumerLag, serve_metrics
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.modeling.evaluation import classification_report
+from crisiswatch.modeling.labelled import read_labelled
+from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics, make_consumer
+from crisiswatch.runtime.lifecycle import StopSignal
+from crisiswatch.runtime.logs import configure_logging
+from crisiswatch.runtime.metrics import ConsumerLag, serve_metrics
+from crisiswatch.sentiment.batching import BatchPolicy
 
 from . import metrics
-from .batching import BatchPolicy
-from .evaluation import classification_report
-from .labelled import read_labelled
 from .settings import ClassifierSettings
 
 if TYPE_CHECKING:
-    from .model import SentimentModel
+    from crisiswatch.sentiment.model import SentimentModel
 
 log = logging.getLogger("crisiswatch.classifier")
 cli = typer.Typer(help="Score mention sentiment: the stream service.", no_args_is_help=True)
@@ -45,7 +45,7 @@ def load_model(settings: ClassifierSettings) -> SentimentModel:
     What is loaded now lives as long as the process, so it is frozen out of
     the cyclic garbage collector (``freeze_loaded_objects``).
     """
-    from .model import SentimentModel, choose_runtime, freeze_loaded_objects
+    from crisiswatch.sentiment.model import SentimentModel, choose_runtime, freeze_loaded_objects
 
     runtime = choose_runtime(settings.device, settings.dtype, settings.threads, settings.engine)
     model = SentimentModel.load(settings.model, runtime, settings.max_length)
@@ -198,7 +198,7 @@ def train_command(
     """Fine-tune the default model from the shared SemEval data (seeded, resumable) and write its artifact."""
     import torch
 
-    from .training import TrainConfig, default_device, train
+    from crisiswatch.modeling.training import TrainConfig, default_device, train
 
     if not data.is_file():
         raise typer.BadParameter(f"{data} not found; point --data at the SemEval TSV")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram, Info
 
-from crisiswatch.contracts.metrics import BATCH_LATENCY_BUCKETS, end_to_end_histogram
+from crisiswatch.runtime.metrics import BATCH_LATENCY_BUCKETS, end_to_end_histogram
 
 SCORED = Counter(
     "crisiswatch_classifier_mentions_total", "Mentions handled, by outcome (scored, rejected)", ["outcome"]

@@ -22,15 +22,15 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from crisiswatch.contracts.kafka import AckedProducer, OutgoingRecord
-from crisiswatch.contracts.lifecycle import StopSignal
-from crisiswatch.contracts.metrics import ConsumerLag
 from crisiswatch.contracts.schemas import DeadLetter, Mention, ScoredMention, SentimentScores, utc_now
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
+from crisiswatch.runtime.lifecycle import StopSignal
+from crisiswatch.runtime.metrics import ConsumerLag
+from crisiswatch.sentiment.batching import BatchPolicy
+from crisiswatch.sentiment.model import SentimentModel
 
 from . import metrics
-from .batching import BatchPolicy
-from .model import SentimentModel
 
 log = logging.getLogger(__name__)
 

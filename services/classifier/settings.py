@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .batching import BatchPolicy
+from crisiswatch.sentiment.batching import BatchPolicy
 
 
 class ClassifierSettings(BaseSettings):

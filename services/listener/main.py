@@ -13,22 +13,22 @@ from typing import Annotated
 import typer
 from aiohttp import web
 
-from crisiswatch.contracts.kafka import AckedProducer, KafkaSettings, ensure_topics
-from crisiswatch.contracts.lifecycle import StopSignal
-from crisiswatch.contracts.logs import configure_logging
-from crisiswatch.contracts.metrics import serve_metrics
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.ingest.brands import BrandCatalog
+from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping
+from crisiswatch.ingest.scenario import demo_history, demo_scenario, generate
+from crisiswatch.ingest.sources import RawRecord, paced, read_file
+from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics
+from crisiswatch.runtime.lifecycle import StopSignal
+from crisiswatch.runtime.logs import configure_logging
+from crisiswatch.runtime.metrics import serve_metrics
 
 from . import metrics
-from .brands import BrandCatalog
 from .dedup import RecentIds
 from .ingest_http import build_app
 from .ratelimit import TokenBuckets
-from .records import DEFAULT_MAPPING, FieldMapping
-from .scenario import demo_history, demo_scenario, generate
 from .service import Listener, Outcome
 from .settings import ListenerSettings
-from .sources import RawRecord, paced, read_file
 
 log = logging.getLogger("crisiswatch.listener")
 cli = typer.Typer(help="Bring mentions in: replay a file, play a scenario, or serve HTTP ingest.", no_args_is_help=True)

@@ -10,14 +10,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from crisiswatch.contracts.kafka import AckedProducer, OutgoingRecord
 from crisiswatch.contracts.schemas import DeadLetter
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.ingest.brands import BrandCatalog
+from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, RejectedInput, decode_json_object, to_mentions
+from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
 
 from . import metrics
-from .brands import BrandCatalog
 from .dedup import RecentIds
-from .records import DEFAULT_MAPPING, FieldMapping, RejectedInput, decode_json_object, to_mentions
 
 log = logging.getLogger(__name__)
 

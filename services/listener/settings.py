@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .brands import DEFAULT_BRANDS_FILE
+from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE
 
 
 class ListenerSettings(BaseSettings):

@@ -24,10 +24,7 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment
-
-from .evaluation import ClassificationReport, classification_report
-from .labelled import LabelledText, read_labelled
-from .network import (
+from crisiswatch.sentiment.network import (
     FROZEN_PARAMETERS,
     ArtifactManifest,
     MeanPoolClassifier,
@@ -35,7 +32,10 @@ from .network import (
     load_base_network,
     save_artifact,
 )
-from .textprep import normalise_for_model
+from crisiswatch.sentiment.textprep import normalise_for_model
+
+from .evaluation import ClassificationReport, classification_report
+from .labelled import LabelledText, read_labelled
 
 ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from crisiswatch.contracts.kafka import KafkaSettings, ensure_topics
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
 
 log = logging.getLogger(__name__)
 
