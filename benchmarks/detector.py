@@ -2,7 +2,7 @@
 
 The core is what the alerter runs per mention and per closed bucket, and
 what backtests run: ``windows.add_mention`` / ``close_ready`` and
-``detector.judge``, driven here through ``analysis.backtest.replay``. Mentions
+``lifecycle.judge``, driven here through ``analysis.backtest.replay``. Mentions
 come from the seeded scenario generator (brands with a daily rhythm, crises,
 a viral spike) and are built before the clock starts, so the figure is the
 detector's alone, not JSON parsing or the model. CPU time of this process is
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crisiswatch.analysis.backtest import replay, truth_labelled
-from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.ingest.scenario import BrandTraffic, Crisis, Scenario, ViralPositive
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -1,41 +1,177 @@
-"""The ``crisiswatch`` command: every service, the embedded broker, the demo and the model tools."""
+"""The ``crisiswatch`` command: every service, the embedded broker, the demo and the model tools.
+
+The services and the model tools are mounted by name and help only, and
+imported when one of their commands runs (or its own ``--help`` is asked for),
+so ``crisiswatch --help`` answers at once and an image installed with one
+service's extra never imports another's libraries. The other commands import
+what they need inside themselves, for the same reason.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from crisiswatch.alerter.main import cli as alerter_cli
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.detection.detector import DetectorConfig, Sensitivity
-from crisiswatch.listener.main import cli as listener_cli
+from crisiswatch.detection.config import DetectorConfig, Sensitivity
 from crisiswatch.runtime.logs import configure_logging
 
-app = typer.Typer(help="crisiswatch: real-time social-listening crisis detection.", no_args_is_help=True)
-app.add_typer(listener_cli, name="listener")
-app.add_typer(alerter_cli, name="alerter")
+Command = TyperCommand | TyperGroup
 
-if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):
-    from crisiswatch.classifier.main import classify, model_cli
-    from crisiswatch.classifier.main import cli as classifier_cli
 
-    app.add_typer(classifier_cli, name="classifier")
-    app.add_typer(model_cli, name="model")
-    app.command("classify")(classify)
-else:  # the listener and alerter install without the model stack
+@dataclass(frozen=True)
+class Deferred:
+    """A command or sub-app known by name and help until it runs; ``load`` imports and builds it.
 
-    @app.command(
-        "classifier", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
+    ``requires`` are the libraries it cannot run without; when one is not
+    installed, the command stays listed and says which ``extra`` to install.
+    """
+
+    name: str
+    help: str
+    load: Callable[[], Command]
+    requires: tuple[str, ...]
+    extra: str
+
+    def available(self) -> bool:
+        """Whether every library it requires is installed (looked up, not imported)."""
+        return all(_installed(module) for module in self.requires)
+
+
+def _installed(module: str) -> bool:
+    """Whether a top-level module is imported already or can be (some, like faust, leave no ``__spec__``)."""
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:
+        return False
+
+
+class _StandIn(TyperCommand):
+    """What the top-level listing shows for a deferred command: its name and help, nothing imported."""
+
+    def __init__(self, deferred: Deferred) -> None:
+        super().__init__(deferred.name, help=deferred.help)
+        self.deferred = deferred
+
+
+def _unavailable(deferred: Deferred) -> Command:
+    """A command that explains which extra to install, accepting (and ignoring) whatever follows it."""
+    install = f"pip install 'crisiswatch[{deferred.extra}]'"
+
+    def refuse() -> None:
+        needs = ", ".join(deferred.requires)
+        raise typer.BadParameter(f"{deferred.name} needs the {deferred.extra} extra ({needs}): {install}")
+
+    return TyperCommand(
+        deferred.name,
+        callback=refuse,
+        # The backslash keeps rich markup from reading "[extra]" as a style.
+        help=f"Unavailable: install the {deferred.extra} extra (pip install 'crisiswatch\\[{deferred.extra}]').",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
     )
-    def classifier_unavailable() -> None:
-        """Unavailable: install the model extra (pip install 'crisiswatch[model]')."""
-        raise typer.BadParameter("the classifier needs the model extra (torch, transformers)")
+
+
+class _DeferringGroup(TyperGroup):
+    """The top-level group: lists :data:`DEFERRED` commands by name and builds one only when it is resolved."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for deferred in DEFERRED:
+            self.commands[deferred.name] = _StandIn(deferred) if deferred.available() else _unavailable(deferred)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+        """Resolve as click does, then swap a stand-in for the real command (importing it now)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _StandIn):
+            command = command.deferred.load()
+            command.name = name
+        return name, command, rest
+
+
+def _sub_app(module: str) -> Callable[[], Command]:
+    """A loader for the Typer app ``cli`` of ``module``, built as ``app.add_typer`` would build it."""
+
+    def load() -> Command:
+        return typer.main.get_group(importlib.import_module(module).cli)
+
+    return load
+
+
+def _load_alerter() -> Command:
+    """The alerter's own commands, and ``seed``, which needs the analysis tools as well."""
+    from crisiswatch.alerter.main import cli
+
+    if not any(command.name == "seed" for command in cli.registered_commands):
+        cli.command("seed")(alerter_seed)
+    return typer.main.get_group(cli)
+
+
+def _load_model_tools() -> Command:
+    """``model train|eval``: the model stack is imported by the commands themselves."""
+    from crisiswatch.modeling.cli import model_cli
+
+    return typer.main.get_group(model_cli)
+
+
+def _load_classify() -> Command:
+    """``classify``, a single command, built as ``app.command`` would build it."""
+    from crisiswatch.modeling.cli import classify
+
+    single = typer.Typer(add_completion=False)
+    single.command("classify")(classify)
+    return typer.main.get_command(single)
+
+
+_MODEL_STACK = ("torch", "transformers")
+DEFERRED: tuple[Deferred, ...] = (
+    Deferred(
+        "classify",
+        "Score texts (plain lines, JSONL with ``text``, or CSV) and write JSONL with label, scores and model.",
+        _load_classify,
+        _MODEL_STACK,
+        "classifier",
+    ),
+    Deferred(
+        "listener",
+        "Bring mentions in: replay a file, play a scenario, or serve HTTP ingest.",
+        _sub_app("crisiswatch.listener.main"),
+        ("aiohttp",),
+        "listener",
+    ),
+    Deferred(
+        "alerter",
+        "Detect crises in scored mentions and alert the service team.",
+        _load_alerter,
+        ("faust", "slack_sdk", "scipy", "matplotlib"),
+        "alerter",
+    ),
+    Deferred(
+        "classifier",
+        "Score mention sentiment: the stream service.",
+        _sub_app("crisiswatch.classifier.main"),
+        _MODEL_STACK,
+        "classifier",
+    ),
+    Deferred("model", "Train and evaluate the sentiment model.", _load_model_tools, _MODEL_STACK, "classifier"),
+)
+"""The commands mounted by name; each help must read as the loaded command's (``tests/test_layout.py`` checks)."""
+
+app = typer.Typer(
+    help="crisiswatch: real-time social-listening crisis detection.", no_args_is_help=True, cls=_DeferringGroup
+)
 
 
 @app.command()
@@ -145,7 +281,6 @@ def backtest(
     run_mentions_backtest(labelled, mentions, directory, config, lateness, seeds, team)
 
 
-@alerter_cli.command("seed")
 def alerter_seed(
     history: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="recorded mentions (JSONL or CSV)")],
     brands: Annotated[Path | None, typer.Option(exists=True, help="brands.toml (default: the built-in one)")] = None,

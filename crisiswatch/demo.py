@@ -28,7 +28,7 @@ from crisiswatch.alerter.settings import AlerterSettings
 from crisiswatch.analysis.backtest import seed_states, truth_labelled
 from crisiswatch.contracts.schemas import Incident, ScoredMention
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.ingest.scenario import demo_history, demo_scenario, generate
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import KafkaSettings

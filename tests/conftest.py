@@ -1,4 +1,4 @@
-"""Shared fixtures: a real broker for the session, a Slack stub, and running services."""
+"""Shared fixtures: a real broker for the session, a Slack stub, and running services; hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -10,22 +10,55 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from hypothesis import HealthCheck, settings
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from crisiswatch.contracts.schemas import ScoredMention, SentimentScores
+from crisiswatch.contracts.schemas import ScoredMention
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
 
+from .factories import scored_traffic as scored_traffic  # still importable from here (tests/test_seed.py)
+from .factories import storm_then_calm as storm_then_calm
 from .slack_stub import SlackStub
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+T = TypeVar("T")
+
+# Property tests run a few dozen examples by default (`make test-fast`) and every example they ask for under the
+# `ci` profile: `make test`, HYPOTHESIS_PROFILE=ci, --hypothesis-profile=ci, or any run hypothesis itself sees is on
+# a CI server. A test that wants more than 100 examples asks with `max_examples=examples(n)`.
+_AUTO_PROFILE = "ci" if settings.get_current_profile_name() == "ci" else "dev"
+settings.register_profile("dev", max_examples=50)
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, database=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _AUTO_PROFILE))
+
+
+def examples(full: int) -> int:
+    """How many examples a property test asking for ``full`` runs: all under the ci profile, the profile's few else."""
+    if settings.get_current_profile_name() == "ci":
+        return full
+    return min(full, settings().max_examples)
+
+
+def wait_until(condition: Callable[[], T], what: str, timeout: float = 60, every: float = 0.2) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +89,16 @@ def read_topic(bootstrap_servers: str, topic: str, at_least: int = 0, timeout: f
             break
     consumer.close()
     return values
+
+
+def topic_size(bootstrap_servers: str, topic: str) -> int:
+    """How many records ``topic`` holds: the sum of its partitions' end offsets."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +156,9 @@ class Pipeline:
     def read(self, topic: str, at_least: int = 0, timeout: float = 60) -> list[bytes]:
         return read_topic(self.broker.bootstrap_servers, topic, at_least, timeout)
 
+    def size(self, topic: str) -> int:
+        return topic_size(self.broker.bootstrap_servers, topic)
+
     def metrics(self, service: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[service]}/metrics", timeout=5) as response:
             return response.read().decode()
@@ -144,53 +190,6 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def scored_traffic(
-    brand: str, start: datetime, minutes: int, per_minute: int, negative_every: int, tag: str
-) -> list[ScoredMention]:
-    """Already-scored mentions of ``brand``, ``per_minute`` a minute from ``start``; every n-th one negative."""
-    mentions = []
-    for minute in range(minutes):
-        for i in range(per_minute):
-            negative = (minute * per_minute + i) % negative_every == 0
-            label = "negative" if negative else "neutral"
-            scores = (
-                SentimentScores(negative=0.9, neutral=0.05, positive=0.05)
-                if negative
-                else SentimentScores(negative=0.05, neutral=0.9, positive=0.05)
-            )
-            text = f"{brand} app crashed again, card payments fail" if negative else f"using {brand} today"
-            mentions.append(
-                ScoredMention(
-                    id=f"{tag}-{minute}-{i}",
-                    source="test",
-                    brand=brand,
-                    text=text,
-                    author_handle=f"user{i}",
-                    author_followers=100 * (i + 1),
-                    created_at=start + timedelta(minutes=minute, seconds=60 * i / per_minute),
-                    label=label,
-                    scores=scores,
-                    model="test-labels",
-                )
-            )
-    return mentions
-
-
-def storm_then_calm(brand: str, calm_minutes: int = 150, storm_minutes: int = 10) -> tuple[list, list]:
-    """A calm brand long enough to warm the detector up, then a storm of complaints ending now; and the calm after.
-
-    Returns (calm + storm, quiet afterwards): the first opens an incident, the
-    second lets it resolve.
-    """
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    storm_start = now - timedelta(minutes=storm_minutes)
-    calm_start = storm_start - timedelta(minutes=calm_minutes)
-    before = scored_traffic(brand, calm_start, calm_minutes, 3, 5, "calm")
-    storm = scored_traffic(brand, storm_start, storm_minutes, 20, 1, "storm")
-    after = scored_traffic(brand, now, 45, 3, 5, "after")
-    return [*before, *storm], after
 
 
 def produce(pipeline: Pipeline, topic: str, mentions: list[ScoredMention]) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from crisiswatch.analysis.counts import detect
 from crisiswatch.analysis.nab import PROFILES, normalised, scaled_sigmoid, score_series
 from crisiswatch.cli import app
-from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.detection.config import DetectorConfig
 
 from .conftest import SHARED_DATA
 
@@ -90,6 +90,7 @@ def test_backtest_command_writes_the_nab_columns(tmp_path: Path) -> None:
     assert len(rows) == len(values)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "nab").is_dir(), reason="../shared/data is not present")
 def test_the_eval_command_scores_the_shared_series() -> None:
     result = CliRunner().invoke(app, ["eval-detector", "--nab", str(SHARED_DATA / "nab"), "--quick"])

@@ -18,8 +18,9 @@ from crisiswatch.analysis.backtest import lazy_model_scorer, load_mentions, one_
 from crisiswatch.analysis.compare import load_settings
 from crisiswatch.cli import app
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention, Sentiment
-from crisiswatch.detection.detector import MAX_SURPRISE, DetectorConfig, Sensitivity, expected_band, tail_surprise
-from crisiswatch.detection.windows import BRAND_BUCKETS, BrandBuckets, add_mention
+from crisiswatch.detection.config import DetectorConfig, Sensitivity
+from crisiswatch.detection.history import expected_band
+from crisiswatch.detection.laws import MAX_SURPRISE, tail_surprise
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.ingest.scenario import BrandTraffic, Crisis, Scenario, generate
 
@@ -131,19 +132,6 @@ def _mention(number: int, minute: float, label: Sentiment = Sentiment.NEGATIVE) 
         scores=one_hot(label),
         model="test",
     )
-
-
-def test_bucket_state_survives_a_table_round_trip_and_still_drops_redeliveries() -> None:
-    width = timedelta(minutes=5)
-    state = BrandBuckets()
-    for number in range(3):
-        add_mention(state, _mention(number, number), width)
-    stored = json.loads(json.dumps(BRAND_BUCKETS.dump_python(state, mode="json")))
-    assert "id_index" not in stored["open"][0]
-    restored = BRAND_BUCKETS.validate_python(stored)
-    assert add_mention(restored, _mention(1, 1), width).value == "duplicate"
-    assert add_mention(restored, _mention(9, 2), width).value == "counted"
-    assert restored.open[0].total == 4
 
 
 def test_replay_runs_each_brand_through_every_bucket_up_to_its_last_mention() -> None:

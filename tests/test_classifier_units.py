@@ -13,6 +13,8 @@ from crisiswatch.sentiment.model import choose_runtime
 from crisiswatch.sentiment.network import base_model_dir
 from crisiswatch.sentiment.textprep import decode_escapes, normalise_for_model, with_normalisation
 
+from .conftest import examples
+
 N, U, P = Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE
 
 
@@ -115,7 +117,7 @@ TWEET_PIECES = st.one_of(
 TWEETISH = st.lists(TWEET_PIECES, max_size=40).map("".join)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(TWEETISH)
 def test_the_tokenizer_normalises_exactly_like_the_python_reference(text: str) -> None:
     """Batches are normalised inside the Rust tokenizer; the ids must not depend on which side did it."""

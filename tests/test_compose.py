@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -9,43 +8,21 @@ from slack_sdk.models.blocks import Block
 
 from crisiswatch.alerter.compose import ButtonValue, action_note, compose_blocks, headline
 from crisiswatch.alerter.responses import draft, drivers, load_templates, top_terms
-from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention, Severity
+from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
-T0 = datetime(2026, 3, 2, 11, tzinfo=UTC)
+from .factories import incident, sample_mentions
 
 
 def _incident(event: IncidentEventType = IncidentEventType.OPENED) -> Incident:
-    sample = SampleMention(
+    (sample,) = sample_mentions(
+        ["App is down <again> & again"],
         id="1",
-        text="App is down <again> & again",
         author_handle="ana",
         author_followers=1200,
         url="https://social.example/1",
-        created_at=T0,
         negative_score=0.97,
     )
-    return Incident(
-        incident_id="nimbus-bank-20260302T1100",
-        revision=1,
-        event=event,
-        brand="nimbus-bank",
-        severity=Severity.CRITICAL,
-        window_start=T0,
-        window_end=T0 + timedelta(minutes=10),
-        opened_at=T0,
-        observed_negative=41,
-        expected_negative=1.5,
-        observed_total=50,
-        expected_total=12.0,
-        negative_share=0.82,
-        baseline_negative_share=0.12,
-        surprise=43.4,
-        reach=25_000,
-        rule="2 consecutive buckets above 3.0 surprise",
-        sample_mentions=[sample],
-        peak_negative=29,
-        total_negative=392,
-    )
+    return incident(event, reach=25_000, sample_mentions=[sample], peak_negative=29, total_negative=392)
 
 
 def test_the_alert_blocks_are_valid_block_kit_and_explain_the_numbers() -> None:
@@ -66,20 +43,7 @@ def test_the_resolution_summarises_duration_peak_and_total() -> None:
 
 
 def _with_posts(texts: list[str], lang: str = "en", severity: Severity = Severity.CRITICAL) -> Incident:
-    samples = [
-        SampleMention(
-            id=str(i),
-            text=text,
-            author_handle=f"user{i}",
-            author_followers=100,
-            url=None,
-            created_at=T0,
-            negative_score=0.9,
-            lang=lang,
-        )
-        for i, text in enumerate(texts)
-    ]
-    return _incident().model_copy(update={"sample_mentions": samples, "severity": severity})
+    return _incident().model_copy(update={"sample_mentions": sample_mentions(texts, lang=lang), "severity": severity})
 
 
 def test_the_theme_comes_from_the_posts_and_picks_matching_drafts() -> None:

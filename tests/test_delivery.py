@@ -6,37 +6,28 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from crisiswatch.alerter.app import deliver_with_retry
 from crisiswatch.alerter.charts import incident_chart
 from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
-from crisiswatch.contracts.schemas import HistoryPoint, Incident, IncidentEventType, Severity
+from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
+from .factories import history, incident
 from .slack_stub import SlackStub
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+SURGE = T0 + timedelta(minutes=150)
 
 
 def _incident(event: IncidentEventType = IncidentEventType.OPENED, revision: int = 1) -> Incident:
-    history = [
-        HistoryPoint(
-            start=T0 + timedelta(minutes=5 * i),
-            total=20 + (60 if i >= 30 else 0),
-            negative=3 + (50 if i >= 30 else 0),
-            expected_negative=3.0,
-            normal_low=0,
-            normal_high=7,
-        )
-        for i in range(36)
-    ]
-    return Incident(
-        incident_id="voltcell-20260302T1130",
-        revision=revision,
-        event=event,
+    """Voltcell's surge in the last half hour of three hours of history (the chart's shape)."""
+    return incident(
+        event,
         brand="voltcell",
-        severity=Severity.CRITICAL,
-        window_start=T0 + timedelta(minutes=150),
-        window_end=T0 + timedelta(minutes=160),
-        opened_at=T0 + timedelta(minutes=160),
+        window_start=SURGE,
+        revision=revision,
+        opened_at=SURGE + timedelta(minutes=10),
         observed_negative=106,
         expected_negative=6.0,
         observed_total=160,
@@ -45,7 +36,7 @@ def _incident(event: IncidentEventType = IncidentEventType.OPENED, revision: int
         baseline_negative_share=0.15,
         surprise=60.0,
         rule="106 negative mentions in the last 10 min vs 6.0 expected",
-        history=history,
+        history=history(T0, points=36, surge_from=30),
     )
 
 
@@ -125,6 +116,7 @@ def test_rate_limits_and_server_errors_are_retried_and_the_alert_posted_once(sla
     assert len(posts) == 1
 
 
+@pytest.mark.slow
 def test_a_two_minute_slack_outage_delays_the_alert_and_it_is_then_posted_once(slack: SlackStub) -> None:
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0OUTAGE")
     incident = _incident().model_copy(update={"incident_id": "outage-1"})

@@ -10,16 +10,12 @@ import pytest
 from scipy.stats import gumbel_r
 
 from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores, Severity
-from crisiswatch.detection.detector import (
-    DetectorConfig,
-    DetectorState,
-    Sensitivity,
-    calibrated_threshold,
-    open_thresholds,
-    step,
-    tail_surprise,
-)
+from crisiswatch.detection.calibration import calibrated_threshold, open_thresholds
+from crisiswatch.detection.config import DetectorConfig, Sensitivity
+from crisiswatch.detection.laws import tail_surprise
+from crisiswatch.detection.lifecycle import step
 from crisiswatch.detection.memory import MemorySettings
+from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready
 
 CONFIG = DetectorConfig(
@@ -42,8 +38,8 @@ def _run(buckets: list[Bucket], config: DetectorConfig = CONFIG, state: Detector
     state = state or DetectorState.fresh("acme", config)
     events = []
     for bucket in buckets:
-        state, decisions = step(state, bucket, config)
-        events.extend(decisions)
+        state, incidents = step(state, bucket, config)
+        events.extend(incidents)
     return state, events
 
 

@@ -8,16 +8,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from crisiswatch.contracts.schemas import ActionKind, IncidentAction, IncidentEventType
-from crisiswatch.detection.detector import (
-    DetectorConfig,
-    DetectorState,
-    apply_action,
-    normal_levels,
-    open_thresholds,
-    step,
-    warm_start,
-)
+from crisiswatch.detection.actions import apply_action
+from crisiswatch.detection.calibration import normal_levels, open_thresholds
+from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.lifecycle import step, warm_start
 from crisiswatch.detection.memory import FLAT_WEEK, hour_of_week
+from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket
 
 CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
@@ -39,8 +35,8 @@ def _run(negatives: np.ndarray, state: DetectorState | None = None, start: datet
     opened = []
     for index, negative in enumerate(negatives.tolist()):
         bucket = Bucket(start=start + index * config.bucket, negative=negative, total=4 * negative + 20)
-        state, decisions = step(state, bucket, config)
-        opened += [d for d in decisions if d.event is IncidentEventType.OPENED]
+        state, incidents = step(state, bucket, config)
+        opened += [i for i in incidents if i.event is IncidentEventType.OPENED]
     return state, opened
 
 

@@ -15,7 +15,8 @@ from kafka import KafkaProducer
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Mention, ScoredMention
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 
-from .conftest import Pipeline, metric_value, produce, storm_then_calm
+from .conftest import Pipeline, metric_value, produce, wait_until
+from .factories import mention, storm_then_calm
 
 pytestmark = pytest.mark.pipeline
 MENTIONS = 300
@@ -23,17 +24,13 @@ BROKER_DOWN_S = 20
 
 
 def _raw_mentions(tag: str, count: int) -> list[Mention]:
-    moment = time.time()
-    return [
-        Mention(id=f"{tag}{i}", source="t", brand="acme-air", text=f"Acme Air flight {i} is late", created_at=moment)
-        for i in range(count)
-    ]
+    return [mention(f"{tag}{i}", f"Acme Air flight {i} is late") for i in range(count)]
 
 
 def _send(pipeline: Pipeline, mentions: list[Mention]) -> None:
     producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
-    for mention in mentions:
-        producer.send(pipeline.topics.raw, key=mention.brand.encode(), value=mention.to_bytes())
+    for raw in mentions:
+        producer.send(pipeline.topics.raw, key=raw.brand.encode(), value=raw.to_bytes())
     producer.flush()
     producer.close()
 
@@ -48,6 +45,12 @@ def _post(url: str, batch: list[dict]) -> tuple[int, dict[str, str]]:
         return error.code, dict(error.headers)
 
 
+def _changelogged(pipeline: Pipeline, changelog: str, needle: str) -> bool:
+    """Whether a faust table's changelog topic holds a record mentioning ``needle`` (an id, a Slack ts)."""
+    size = pipeline.size(changelog)
+    return size > 0 and any(needle.encode() in value for value in pipeline.read(changelog, size, timeout=10))
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -57,13 +60,7 @@ def _rss_mib(pid: int) -> float:
 
 def test_a_classifier_killed_and_restarted_loses_nothing_and_counts_nothing_twice(pipeline_factory) -> None:
     pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_BATCH_SIZE": "8", "CLASSIFIER_MAX_WAIT_MS": "5"})
-    moment = time.time()
-    producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
-    for i in range(MENTIONS):
-        text = f"Acme Air flight {i} is late"
-        mention = Mention(id=f"k{i}", source="t", brand="acme-air", text=text, created_at=moment)
-        producer.send(pipeline.topics.raw, key=b"acme-air", value=mention.to_bytes())
-    producer.flush()
+    _send(pipeline, _raw_mentions("k", MENTIONS))
     pipeline.start("alerter", "run")
     first = pipeline.start("classifier", "run")
     pipeline.wait_for_metric("classifier", "crisiswatch_classifier_mentions_total", 'outcome="scored"', 40)
@@ -73,7 +70,15 @@ def test_a_classifier_killed_and_restarted_loses_nothing_and_counts_nothing_twic
 
     pipeline.start("classifier-restarted", "run")
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_mentions_total", 'outcome="counted"', MENTIONS)
-    time.sleep(3)
+    # The redelivered mentions come before the new ones in each partition: the alerter has read them all
+    # once what it read (counted, duplicate or otherwise) adds up to what the topic holds.
+    wait_until(
+        lambda: (
+            metric_value(pipeline.metrics("alerter"), "crisiswatch_alerter_mentions_total")
+            >= pipeline.size(pipeline.topics.scored)
+        ),
+        "the alerter to read every scored mention, the redelivered ones included",
+    )
     alerter = pipeline.metrics("alerter")
     scored = pipeline.read(pipeline.topics.scored)
     assert metric_value(alerter, "crisiswatch_alerter_mentions_total", 'outcome="counted"') == MENTIONS
@@ -93,12 +98,18 @@ def test_an_alerter_killed_with_an_open_incident_remembers_it_and_alerts_once(pi
 
     first = pipeline.start("alerter", "run")
     produce(pipeline, pipeline.topics.scored, opening)
-    deadline = time.monotonic() + 120
-    while not posts() and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_until(posts, "the opening alert", timeout=120)
     (alert,) = posts()
     assert "thread_ts" not in alert.payload
-    time.sleep(1)
+    (incident,) = [Incident.model_validate_json(v) for v in pipeline.read(pipeline.topics.alerts, 1)]
+    app_id = pipeline.topics.group("crisiswatch-alerter")
+    wait_until(
+        lambda: (
+            _changelogged(pipeline, f"{app_id}-brand-detector-changelog", incident.incident_id)
+            and _changelogged(pipeline, f"{app_id}-deliveries-changelog", alert.ts)
+        ),
+        "the open incident and its delivery in the alerter's changelogs (what a restart reads back)",
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     del pipeline.processes["alerter"]
@@ -107,7 +118,12 @@ def test_an_alerter_killed_with_an_open_incident_remembers_it_and_alerts_once(pi
     produce(pipeline, pipeline.topics.scored, calm_after)
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_incident_events_total", 'event="resolved"', 1)
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_deliveries_total", 'outcome="delivered"', 1)
-    time.sleep(3)
+    wait_until(
+        lambda: [
+            c for c in posts() if c.payload.get("thread_ts") == alert.ts and "RESOLVED" in c.payload.get("text", "")
+        ],
+        "the resolution in the alert's thread",
+    )
     events = [Incident.model_validate_json(v) for v in pipeline.read(pipeline.topics.alerts, 2)]
     kinds = {(e.incident_id, e.revision, e.event) for e in events}
     opened = [k for k in kinds if k[2] is IncidentEventType.OPENED]
@@ -149,7 +165,7 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
     rss_before = {name: _rss_mib(p.pid) for name, p in pipeline.processes.items()}
 
     first_broker.stop()
-    time.sleep(BROKER_DOWN_S)
+    time.sleep(BROKER_DOWN_S)  # the outage itself, not a wait: how long the services must cope without a broker
     assert all(p.poll() is None for p in pipeline.processes.values()), "no service died while the broker was down"
     posted = [{"id": "http-during-outage", "text": "Acme Air app is down", "created_at": "2026-03-02T10:00:00Z"}]
     status, headers = _post(ingest, posted)

@@ -1,8 +1,9 @@
 """Hostile input, generated: every parser either accepts a record or rejects it with a reason, and never crashes.
 
-Thousands of generated inputs per parser (huge, nested, wrong types, control
-characters, invalid UTF-8, right-to-left text and emoji, prompt-injection
-text): the only exception allowed out is the parser's own rejection.
+Thousands of generated inputs per parser under the ci profile, a few dozen by
+default (huge, nested, wrong types, control characters, invalid UTF-8,
+right-to-left text and emoji, prompt-injection text): the only exception
+allowed out is the parser's own rejection.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from crisiswatch.contracts.schemas import Incident, IncidentAction, Mention, Sco
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, parse_timestamp, to_mentions
 
+from .conftest import examples
+
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
-MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=examples(2000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 hostile_text = st.one_of(
     st.text(max_size=300),

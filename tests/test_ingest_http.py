@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 
@@ -13,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 from crisiswatch.runtime.broker import free_port
 
-from .conftest import Pipeline
+from .conftest import Pipeline, examples, wait_until
 
 pytestmark = pytest.mark.pipeline
 TOKEN = "s3cret-ingest-token"
@@ -25,13 +24,15 @@ def _serve(pipeline_factory, **settings: str) -> tuple[Pipeline, str]:
     pipeline: Pipeline = pipeline_factory(env)
     pipeline.start("listener", "serve")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=1)
-            break
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                return True
         except OSError:
-            time.sleep(0.2)
+            return False
+
+    wait_until(healthy, "the listener's ingest endpoint")
     return pipeline, url
 
 
@@ -91,7 +92,7 @@ def test_the_ingest_api_keeps_its_openapi_contract_under_generated_requests(
         strategy = operation.as_strategy(generation_mode=mode)
 
         @given(case=strategy)
-        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def conforms(case: schemathesis.Case) -> None:
             case.call_and_validate(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
 

@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from crisiswatch.contracts.schemas import RejectionCode
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
 from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, to_mentions
 from crisiswatch.ingest.scenario import demo_scenario, generate
 from crisiswatch.ingest.sources import paced
 from crisiswatch.listener.dedup import RecentIds
 from crisiswatch.listener.ratelimit import TokenBuckets
-from crisiswatch.listener.service import reason_code
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 
@@ -100,10 +100,20 @@ def test_invalid_records_are_rejected_with_a_reason(record: dict, reason: str) -
         to_mentions(record, CATALOG)
 
 
-def test_reason_codes_are_bounded_labels() -> None:
-    assert reason_code("invalid UTF-8 at byte 3") == "invalid_utf8"
-    assert reason_code("text is missing") == "missing_field"
-    assert reason_code("text: String should have at most 10000 characters") == "too_large"
+def test_rejections_carry_a_bounded_code_from_where_they_are_raised() -> None:
+    with pytest.raises(RejectedInput) as undecodable:
+        decode_json_object(b"\xff")
+    assert undecodable.value.code == RejectionCode.INVALID_UTF8 == "invalid_utf8"
+    base = {"id": "1", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z"}
+    for change, code in [
+        ({"text": None}, "missing_field"),
+        ({"text": "Acme Air " + "x" * 10_000}, "too_large"),
+        ({"id": "x" * 129}, "too_large"),
+        ({"likes": "missing"}, "invalid_field"),
+    ]:
+        with pytest.raises(RejectedInput) as rejected:
+            to_mentions({**base, **change}, CATALOG)
+        assert rejected.value.code == code
 
 
 def test_recent_ids_forget_the_oldest_beyond_capacity() -> None:

@@ -128,6 +128,7 @@ def test_accuracy_floor_on_a_fixed_dev_sample(default_model: SentimentModel) -> 
 
 
 @pytest.mark.skipif(not SEMEVAL.is_file(), reason="../shared/data is not present")
+@pytest.mark.slow
 def test_int8_weights_cost_at_most_half_a_point_of_macro_recall(default_model: SentimentModel) -> None:
     _, dev = stratified_split(read_labelled(SEMEVAL), dev_fraction=0.1, seed=2026)
     sample = dev[::2]

@@ -227,7 +227,9 @@ def test_consumer_autoscaling_never_exceeds_the_partitions_it_reads() -> None:
 def test_images_run_as_an_unprivileged_user_and_only_the_classifier_carries_the_model(service: str) -> None:
     dockerfile = (DEPLOY / "docker" / f"{service}.Dockerfile").read_text()
     assert re.search(r"^USER 10001$", dockerfile, flags=re.MULTILINE)
-    assert ("[model]" in dockerfile) == service.startswith("classifier")
+    installed = set(re.findall(r"(?:crisiswatch|\.whl\))\[([\w,-]+)\]", dockerfile))
+    assert installed == {service.removesuffix("-gpu")}, "each image installs its own service's extra, and only it"
+    assert ("torch" in dockerfile) == service.startswith("classifier")
     assert "calfkit" not in dockerfile
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from crisiswatch.classifier.settings import ClassifierSettings
-from crisiswatch.contracts.schemas import Mention
 
 from .conftest import Pipeline
+from .factories import mention
 
 pytestmark = pytest.mark.pipeline
 SENT = 3000
@@ -22,10 +21,8 @@ def test_sigterm_commits_exactly_what_was_scored(pipeline_factory) -> None:
     pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_BATCH_SIZE": "16", "CLASSIFIER_LOOKAHEAD_BATCHES": "2"})
     producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
     for i in range(SENT):
-        mention = Mention(
-            id=f"s{i}", source="t", brand="acme-air", text=f"Acme Air flight {i} was late again", created_at=time.time()
-        )
-        producer.send(pipeline.topics.raw, key=b"acme-air", value=mention.to_bytes())
+        raw = mention(f"s{i}", f"Acme Air flight {i} was late again")
+        producer.send(pipeline.topics.raw, key=b"acme-air", value=raw.to_bytes())
     producer.flush()
     classifier = pipeline.start("classifier", "run")
     pipeline.wait_for_metric("classifier", "crisiswatch_classifier_mentions_total", 'outcome="scored"', 32)

@@ -32,10 +32,14 @@ from crisiswatch.contracts.schemas import (
     IncidentEventType,
     Severity,
 )
-from crisiswatch.detection.detector import ActionOutcome, DetectorConfig, DetectorState, apply_action, step
+from crisiswatch.detection.actions import ActionOutcome, apply_action
+from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.lifecycle import step
+from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket
 
-from .conftest import Pipeline, metric_value, produce, storm_then_calm
+from .conftest import Pipeline, metric_value, produce, wait_until
+from .factories import incident_action, storm_then_calm
 from .slack_stub import SlackStub
 
 PAYLOAD = json.loads((Path(__file__).parent / "fixtures" / "slack" / "block_actions.json").read_text())
@@ -65,12 +69,8 @@ def _open_incident() -> DetectorState:
 
 def _action(state: DetectorState, kind: ActionKind, user: str = "U0ANN0001", minute: int = 0) -> IncidentAction:
     assert state.incident is not None
-    return IncidentAction(
-        incident_id=state.incident.incident_id,
-        brand=state.brand,
-        kind=kind,
-        user_id=user,
-        acted_at=T0 + timedelta(hours=5, minutes=minute),
+    return incident_action(
+        state.incident.incident_id, state.brand, kind, user, acted_at=T0 + timedelta(hours=5, minutes=minute)
     )
 
 
@@ -199,7 +199,7 @@ def test_not_a_crisis_closes_the_incident_as_a_false_alarm() -> None:
     state, outcome, (closed,) = apply_action(state, action, CONFIG)
     assert outcome is ActionOutcome.APPLIED and state.incident is None
     assert closed.event is IncidentEventType.RESOLVED and closed.acted_by == "U0CAT0003"
-    assert closed.incident().false_alarm, (
+    assert closed.false_alarm, (
         "PENDING detector change: apply_action must set false_alarm=True on a NOT_A_CRISIS resolution"
     )
     assert apply_action(state, action, CONFIG)[1] is ActionOutcome.STALE, "a redelivered press changes nothing"
@@ -207,7 +207,7 @@ def test_not_a_crisis_closes_the_incident_as_a_false_alarm() -> None:
 
 def test_interactive_alerts_carry_the_lifecycle_buttons_and_the_state() -> None:
     state = _open_incident()
-    opened = _decision_incident(state)
+    opened = _opened_incident(state)
     blocks = [b.to_dict() for b in compose_blocks(opened, interactive=True)]
     actions = next(b for b in blocks if b["type"] == "actions")
     labels = [e["text"]["text"] for e in actions["elements"]]
@@ -221,18 +221,18 @@ def test_interactive_alerts_carry_the_lifecycle_buttons_and_the_state() -> None:
     assert not any(b["type"] == "actions" for b in (x.to_dict() for x in compose_blocks(opened))), "no buttons"
 
     state, _, (acked,) = apply_action(state, _action(state, ActionKind.ACKNOWLEDGE), CONFIG)
-    blocks = [b.to_dict() for b in compose_blocks(acked.incident(), interactive=True)]
+    blocks = [b.to_dict() for b in compose_blocks(acked, interactive=True)]
     text = json.dumps(blocks)
     assert "Acknowledged by <@U0ANN0001>" in text
     actions = next(b for b in blocks if b["type"] == "actions")
     assert "Acknowledge" not in [e["text"]["text"] for e in actions["elements"]]
 
 
-def _decision_incident(state: DetectorState) -> Incident:
+def _opened_incident(state: DetectorState) -> Incident:
     """The incident's current event, as the alert shows it (via a no-op that the detector would emit)."""
     action = _action(state, ActionKind.ASSIGN, user="U0ZZZ0000")
-    _, _, (decision,) = apply_action(state, action, CONFIG)
-    return decision.incident().model_copy(update={"event": IncidentEventType.OPENED, "assignee": None})
+    _, _, (incident,) = apply_action(state, action, CONFIG)
+    return incident.model_copy(update={"event": IncidentEventType.OPENED, "assignee": None})
 
 
 def test_person_actions_update_the_alert_and_note_the_thread_and_a_snoozed_escalation_is_quiet() -> None:
@@ -241,27 +241,21 @@ def test_person_actions_update_the_alert_and_note_the_thread_and_a_snoozed_escal
         routes = Routes("C0CRISIS", critical_mention="<!subteam^S0DUTY>")
         notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), routes, interactive=True)
         state = _open_incident()
-        opened = _decision_incident(state)
+        opened = _opened_incident(state)
         thread = asyncio.run(notifier.deliver(opened, None))
         state, _, (acked,) = apply_action(state, _action(state, ActionKind.ACKNOWLEDGE), CONFIG)
-        asyncio.run(notifier.deliver(acked.incident(), thread))
+        asyncio.run(notifier.deliver(acked, thread))
         update = slack.messages("chat.update")[-1]
         assert "Acknowledged by <@U0ANN0001>" in json.dumps(update.payload["blocks"])
         note = slack.messages()[-1]
         assert note.payload["thread_ts"] == thread.split(":")[1]
         assert note.payload["text"] == ":eyes: <@U0ANN0001> acknowledged the voltcell incident."
 
-        snooze = IncidentAction(
-            incident_id=opened.incident_id,
-            brand="voltcell",
-            kind=ActionKind.SNOOZE,
-            user_id="U0ANN0001",
-            acted_at=datetime.now(UTC),
-        )
+        snooze = incident_action(opened.incident_id, "voltcell", ActionKind.SNOOZE)
         state, _, (snoozed,) = apply_action(state, snooze, CONFIG)
-        asyncio.run(notifier.deliver(snoozed.incident(), thread))
+        asyncio.run(notifier.deliver(snoozed, thread))
         posts = len(slack.messages())
-        escalated = snoozed.incident().model_copy(
+        escalated = snoozed.model_copy(
             update={"event": IncidentEventType.ESCALATED, "severity": Severity.CRITICAL, "acted_by": None}
         )
         asyncio.run(notifier.deliver(escalated, thread))
@@ -277,16 +271,6 @@ def _buttons(call: Any) -> dict[str, str]:
     return {e["action_id"].removeprefix(ACTION_PREFIX): e["value"] for e in actions["elements"]}
 
 
-def _wait(condition: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.pipeline
 def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_factory, slack: SlackStub) -> None:
     pipeline: Pipeline = pipeline_factory(
@@ -298,14 +282,14 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
         }
     )
     pipeline.start("alerter", "run")
-    _wait(lambda: slack.sockets, "the alerter's Socket Mode connection")
+    wait_until(lambda: slack.sockets, "the alerter's Socket Mode connection")
     opening, _ = storm_then_calm("voltcell")
     produce(pipeline, pipeline.topics.scored, opening)
 
     def parent() -> Any:
         return next((c for c in slack.messages() if c.payload.get("channel") == "C0BUTTONS"), None)
 
-    alert = _wait(parent, "the opening alert", timeout=120)
+    alert = wait_until(parent, "the opening alert", timeout=120)
     buttons = _buttons(alert)
     assert set(buttons) >= {"acknowledge", "assign", "snooze", "resolve", "not_a_crisis", "copy-reply-1"}
 
@@ -313,7 +297,7 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
         return [c.payload.get("text", "") for c in slack.messages() if c.payload.get("thread_ts") == alert.ts]
 
     envelope = slack.press(_payload("crisiswatch:acknowledge", buttons["acknowledge"], action_ts=f"{time.time():.6f}"))
-    _wait(lambda: any("acknowledged" in n for n in thread_notes()), "the acknowledgement in the thread")
+    wait_until(lambda: any("acknowledged" in n for n in thread_notes()), "the acknowledgement in the thread")
     assert envelope in slack.acks
     update = slack.messages("chat.update")[-1]
     assert update.payload["ts"] == alert.ts and "Acknowledged by <@U0ANN0001>" in json.dumps(update.payload["blocks"])
@@ -324,12 +308,12 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
     )
 
     slack.press(_payload("crisiswatch:copy-reply-1", buttons["copy-reply-1"]))
-    ephemeral = _wait(lambda: slack.messages("chat.postEphemeral"), "the copied reply")[0]
+    ephemeral = wait_until(lambda: slack.messages("chat.postEphemeral"), "the copied reply")[0]
     assert ephemeral.payload["user"] == "U0ANN0001"
     assert ephemeral.payload["text"] == ButtonValue.model_validate_json(buttons["copy-reply-1"]).reply
 
     slack.press(_payload("crisiswatch:not_a_crisis", buttons["not_a_crisis"], user="U0CAT0003"))
-    closing = _wait(
+    closing = wait_until(
         lambda: [n for n in thread_notes() if n.startswith((":no_entry_sign: <@U0CAT0003>", ":white_check_mark:"))],
         "the closing note in the thread",
     )

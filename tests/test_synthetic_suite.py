@@ -23,7 +23,7 @@ from crisiswatch.analysis.synthetic import (
     run_suite,
     run_sustained,
 )
-from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.ingest.scenario import (
     BrandTraffic,
     Crisis,

@@ -1,7 +1,7 @@
 """Backtesting a recorded stream of mentions: label what is unlabelled, count, detect, keep every verdict.
 
 Runs the live alerter's own pure functions (``windows.add_mention`` /
-``close_ready`` and ``detector.judge``) over a file instead of a topic, so what
+``close_ready`` and ``lifecycle.judge``) over a file instead of a topic, so what
 a backtest reports is what the alerter would have done with the same mentions
 and settings. Mentions are fed in event-time order; the lateness allowance still
 applies, as it would live.
@@ -26,14 +26,10 @@ from crisiswatch.contracts.schemas import (
     Sentiment,
     SentimentScores,
 )
-from crisiswatch.detection.detector import (
-    BucketVerdict,
-    DetectorConfig,
-    DetectorState,
-    apply_action,
-    judge,
-    warm_start,
-)
+from crisiswatch.detection.actions import apply_action
+from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.lifecycle import judge, warm_start
+from crisiswatch.detection.state import BucketVerdict, DetectorState
 from crisiswatch.detection.windows import BrandBuckets, add_mention, close_ready
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.ingest.records import (
@@ -73,7 +69,7 @@ class BrandReplay:
     @property
     def incidents(self) -> list[Incident]:
         """Every incident event, in order."""
-        return [decision.incident() for verdict in self.verdicts for decision in verdict.decisions]
+        return [incident for verdict in self.verdicts for incident in verdict.incidents]
 
 
 def parse_sentiment(value: Any) -> Sentiment | None:
@@ -249,9 +245,9 @@ def _replay(
                 user_id=BACKTEST_USER,
                 acted_at=max(verdict.at, incident.opened_at),
             )
-            states[brand], _, decisions = apply_action(states[brand], action, config)
-            if decisions and replays[brand].verdicts:
-                replays[brand].verdicts[-1].decisions.extend(decisions)
+            states[brand], _, incidents = apply_action(states[brand], action, config)
+            if incidents and replays[brand].verdicts:
+                replays[brand].verdicts[-1].incidents.extend(incidents)
 
     for mention in sorted(mentions, key=lambda m: m.created_at):
         brand = mention.brand
@@ -302,7 +298,7 @@ def bucket_rows(replays: Mapping[str, BrandReplay]) -> Iterator[dict[str, Any]]:
                 "expected_total": round(verdict.score.expected_total, 4),
                 "surprise": round(verdict.score.surprise, 3),
                 "learning": int(verdict.learning),
-                "events": ";".join(d.event.value for d in verdict.decisions),
+                "events": ";".join(incident.event.value for incident in verdict.incidents),
             }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention
-from crisiswatch.detection.detector import DetectorConfig, Sensitivity
+from crisiswatch.detection.config import DetectorConfig, Sensitivity
 from crisiswatch.ingest.records import parse_timestamp
 
 from .backtest import BrandReplay, LabelledInput, replay, seed_states

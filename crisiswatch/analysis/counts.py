@@ -18,7 +18,10 @@ from pathlib import Path
 from statistics import median
 
 from crisiswatch.contracts.schemas import IncidentEventType
-from crisiswatch.detection.detector import DetectorConfig, DetectorState, alarm_ratio, step
+from crisiswatch.detection.alarms import alarm_ratio
+from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.lifecycle import step
+from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket
 
 
@@ -59,8 +62,8 @@ def detect(series: list[tuple[datetime, int]], config: DetectorConfig) -> Iterat
     state = DetectorState.fresh("series", config)
     for moment, value in series:
         bucket = Bucket(start=moment, negative=value, total=value)
-        state, decisions = step(state, bucket, config)
-        alert = any(d.event in (IncidentEventType.OPENED, IncidentEventType.ESCALATED) for d in decisions)
+        state, incidents = step(state, bucket, config)
+        alert = any(i.event in (IncidentEventType.OPENED, IncidentEventType.ESCALATED) for i in incidents)
         ratio = alarm_ratio(state, config)
         yield CountPoint(moment, value, round(ratio / (1 + ratio), 6), alert)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from crisiswatch.detection.detector import DetectorConfig
+from crisiswatch.detection.config import DetectorConfig
 
 from .counts import detect, read_series
 from .nab import PROFILES, SeriesScore, normalised, score_series

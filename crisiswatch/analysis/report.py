@@ -19,7 +19,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
-from crisiswatch.detection.detector import BucketVerdict, DetectorConfig, expected_bands
+from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.history import expected_bands
+from crisiswatch.detection.state import BucketVerdict
 
 from .backtest import BrandReplay
 from .compare import KnownIncident, RunResult, incident_spans

@@ -27,7 +27,9 @@ import numpy as np
 from rich.table import Table
 
 from crisiswatch.contracts.schemas import IncidentEventType
-from crisiswatch.detection.detector import DetectorConfig, DetectorState, step
+from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.lifecycle import step
+from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket, bucket_start
 from crisiswatch.ingest.scenario import (
     THEMES,
@@ -132,17 +134,17 @@ def run_case(case: Case, config: DetectorConfig) -> CaseResult:
     for brand, buckets in series.items():
         state = DetectorState.fresh(brand, config)
         for bucket in buckets:
-            state, decisions = step(state, bucket, config)
-            for decision in decisions:
-                if decision.event is not IncidentEventType.OPENED:
+            state, incidents = step(state, bucket, config)
+            for incident in incidents:
+                if incident.event is not IncidentEventType.OPENED:
                     continue
                 in_crisis = (
                     crisis is not None
                     and brand == crisis.brand
-                    and crisis.onset - config.bucket <= decision.opened_at <= crisis.onset + crisis.duration
+                    and crisis.onset - config.bucket <= incident.opened_at <= crisis.onset + crisis.duration
                 )
                 if in_crisis and not detected and crisis is not None:
-                    detected, delay = True, decision.opened_at - crisis.onset
+                    detected, delay = True, incident.opened_at - crisis.onset
                 elif not in_crisis:
                     false_incidents += 1
     calm_time = scenario.duration * len(series) - (crisis.duration if crisis else timedelta(0))
@@ -431,8 +433,8 @@ def _feed(
     for index, (n, t) in enumerate(
         zip(negative[first:stop].tolist(), total[first:stop].tolist(), strict=True), start=first
     ):
-        state, decisions = step(state, Bucket(start=start + config.bucket * index, total=t, negative=n), config)
-        opened += [d.opened_at for d in decisions if d.event is IncidentEventType.OPENED]
+        state, incidents = step(state, Bucket(start=start + config.bucket * index, total=t, negative=n), config)
+        opened += [i.opened_at for i in incidents if i.event is IncidentEventType.OPENED]
     return state, opened
 
 

@@ -15,6 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 SCHEMA_VERSION = 1
 MAX_TEXT_CHARS = 10_000
+MAX_ID_CHARS = 128
+"""The longest mention id a stage accepts: ids key deduplication and travel in every downstream message."""
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -82,7 +84,7 @@ class Engagement(BaseModel):
 class Mention(WireModel):
     """A normalised public post that mentions one configured brand."""
 
-    id: str = Field(min_length=1, max_length=256)
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     source: str = Field(min_length=1, max_length=64)
     brand: str = Field(min_length=1, max_length=64)
     brand_name: str = Field(default="", max_length=128, description="the brand's display name, for public replies")
@@ -278,21 +280,49 @@ class IncidentAction(WireModel):
 DeadLetterStage = Literal["listener", "classifier", "alerter"]
 
 
+class RejectionCode(enum.StrEnum):
+    """Why an input was rejected, in a word: a bounded set, fit for metric labels and for routing dead letters.
+
+    The reason text beside it says the details (which field, what value).
+    """
+
+    INVALID_UTF8 = "invalid_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_BRAND = "unknown_brand"
+    NO_BRAND_MATCH = "no_brand_match"
+    EMPTY_TEXT = "empty_text"
+    MISSING_FIELD = "missing_field"
+    TOO_LARGE = "too_large"
+    INVALID_FIELD = "invalid_field"
+
+
 class DeadLetter(WireModel):
     """A rejected input kept with the reason it was rejected, so nothing is lost silently."""
 
     stage: DeadLetterStage
     source: str
     reason: str
+    code: RejectionCode | None = Field(
+        default=None, description="the reason in a word, where the stage that rejected the input names one"
+    )
     payload: str = Field(description="the rejected input, decoded leniently and truncated")
     payload_bytes: int = Field(ge=0)
     rejected_at: UtcDatetime = Field(default_factory=utc_now)
 
     @classmethod
     def for_payload(
-        cls, stage: DeadLetterStage, source: str, reason: str, payload: bytes | str, limit: int = 4096
+        cls,
+        stage: DeadLetterStage,
+        source: str,
+        reason: str,
+        payload: bytes | str,
+        limit: int = 4096,
+        code: RejectionCode | None = None,
     ) -> DeadLetter:
         """Build a dead letter, keeping at most ``limit`` characters of the payload."""
         raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
         text = raw.decode("utf-8", errors="backslashreplace")
-        return cls(stage=stage, source=source, reason=reason[:1000], payload=text[:limit], payload_bytes=len(raw))
+        return cls(
+            stage=stage, source=source, reason=reason[:1000], code=code, payload=text[:limit], payload_bytes=len(raw)
+        )

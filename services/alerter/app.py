@@ -2,42 +2,67 @@
 
 Two agents. ``detect`` reads ``mentions.scored`` and ``crisis.actions`` (both
 keyed by brand and partitioned alike, so a brand's state lives in one
-partition and one agent is its only writer), keeps buckets and detector state
-in changelogged tables and writes incident events to ``crisis.alerts``. ``notify``
-reads ``crisis.alerts`` and delivers each ``(incident_id, revision)`` once,
-remembering what it delivered in a changelogged table so a restart neither
-forgets an open incident nor sends an alert twice. No model runs here: the
-event loop only does bookkeeping and network I/O.
+partition and one agent is its only writer) in batches, hands each record to
+the :class:`~.processor.BrandProcessor` and, at the end of the batch, writes
+the state the batch changed and sends the incident events to
+``crisis.alerts``. ``notify`` reads ``crisis.alerts`` and delivers each
+``(incident_id, revision)`` once, remembering what it delivered in a
+changelogged table so a restart neither forgets an open incident nor sends an
+alert twice; entries of incidents resolved more than
+``deliveries_retention_days`` ago are swept. No model runs here: the event
+loop only does bookkeeping and network I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import faust
 from pydantic import ValidationError
 
-from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentAction, ScoredMention, utc_now
+from crisiswatch.contracts.schemas import (
+    DeadLetter,
+    Incident,
+    IncidentAction,
+    IncidentEventType,
+    ScoredMention,
+    utc_now,
+)
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.detection.detector import Decision, DetectorConfig, DetectorState, apply_action, judge
-from crisiswatch.detection.windows import BRAND_BUCKETS, AddResult, BrandBuckets, add_mention, close_ready
+from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.windows import AddResult
 from crisiswatch.runtime.kafka import KafkaSettings
 from crisiswatch.runtime.metrics import BoundedLabel, set_consumer_lag
+from crisiswatch.runtime.retry import Backoff, retry_async
 
 from . import metrics
 from .delivery import DeliveryError, Notifier
 from .interactivity import Publish, Reject, SlackInteractivity
+from .processor import BrandProcessor, BrandReport, StateTables, brand_of_key
 from .settings import AlerterSettings
+from .tables import (
+    BUCKETS_TABLE,
+    DELIVERIES_TABLE,
+    DETECTOR_TABLE,
+    SEEN_TABLE,
+    BrandTable,
+    brand_of_incident,
+    partition_for,
+)
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
-DETECTOR_TABLE = "brand-detector"
-"""The table of each brand's detector state; :mod:`.seeding` writes to its changelog."""
 PUBLISH_TIMEOUT_S = 2.5
+MAX_FETCH_BYTES = 16 * 1024 * 1024
+"""Per partition and fetch: faust's default (1 MiB) made the consumer wait on the broker between batches
+and capped a drain at about 7,500 records/s; at 16 MiB a backlog drains at the stream's own pace."""
+SCORED_SOURCE = "scored"
+ACTIONS_SOURCE = "actions"
 
 Interactivity = Callable[[Publish, Reject], SlackInteractivity]
 
@@ -60,7 +85,6 @@ def build_app(
     detector_config = DetectorConfig(
         bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity
     )
-    lateness = timedelta(minutes=settings.lateness_minutes)
     brand_label = BoundedLabel(settings.metric_brands_max)
     app = faust.App(
         topics.group(settings.app_id),
@@ -77,6 +101,7 @@ def build_app(
         broker_request_timeout=kafka.request_timeout_ms / 1000,
         broker_max_poll_interval=kafka.max_poll_interval_ms / 1000,
         producer_acks=-1,
+        consumer_max_fetch_size=MAX_FETCH_BYTES,
     )
     raw_bytes: dict[str, Any] = {
         "key_type": bytes,
@@ -88,27 +113,38 @@ def build_app(
     actions_topic = app.topic(topics.actions, **raw_bytes)
     alerts_topic = app.topic(topics.alerts, **raw_bytes)
     dlq_topic = app.topic(topics.dlq, **raw_bytes)
-    json_table: dict[str, Any] = {
-        "default": lambda: None,
-        "schema": faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-    }
-    buckets_table = app.Table("brand-buckets", partitions=partitions, **json_table)
-    detector_table = app.Table(DETECTOR_TABLE, partitions=partitions, **json_table)
-    deliveries_table = app.Table("deliveries", partitions=partitions, **json_table)
+    schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+
+    def table(name: str, brand_of: Callable[[str], str], **options: Any) -> BrandTable:
+        made = BrandTable(
+            app, name=name, brand_of=brand_of, beacon=app.tables.beacon, partitions=partitions, schema=schema, **options
+        )
+        app.tables.add(made)
+        return made
+
+    processor = BrandProcessor(
+        StateTables(
+            buckets=table(BUCKETS_TABLE, brand_of_key, default=lambda: None),
+            seen=table(SEEN_TABLE, brand_of_key),
+            detector=table(DETECTOR_TABLE, brand_of_key, default=lambda: None),
+        ),
+        detector_config,
+        timedelta(minutes=settings.lateness_minutes),
+    )
+    deliveries_table = table(DELIVERIES_TABLE, brand_of_incident, default=lambda: None)
 
     async def dead_letter(payload: bytes, reason: str, source: str = topics.scored) -> None:
         letter = DeadLetter.for_payload("alerter", source, reason, payload)
         await dlq_topic.send(value=letter.to_bytes())
 
-    async def emit(brand: str, decisions: list[Decision]) -> None:
-        for decision in decisions:
-            incident = decision.incident()
-            await alerts_topic.send(key=brand.encode(), value=incident.to_bytes())
+    async def emit(incidents: list[Incident]) -> None:
+        for incident in incidents:
+            await alerts_topic.send(key=incident.brand.encode(), value=incident.to_bytes())
             metrics.INCIDENTS.labels(incident.event.value, incident.severity.value).inc()
             log.info(
                 "incident event",
                 extra={
-                    "brand": brand,
+                    "brand": incident.brand,
                     "event": incident.event.value,
                     "incident": incident.incident_id,
                     "revision": incident.revision,
@@ -116,65 +152,60 @@ def build_app(
                 },
             )
 
-    def detector_state(brand: str) -> DetectorState:
-        stored = detector_table[brand]
-        return DetectorState.model_validate(stored) if stored else DetectorState.fresh(brand, detector_config)
-
-    async def act(value: bytes) -> None:
-        """Apply a person's action to the brand's incident; emits the event that updates the alert."""
+    async def act(value: bytes, offset: int) -> list[Incident]:
+        """Apply a person's action to the brand's incident; the events that update the alert."""
         try:
             action = IncidentAction.model_validate_json(value)
         except (ValidationError, ValueError) as error:
             await dead_letter(value, f"not a valid IncidentAction: {str(error)[:300]}", topics.actions)
             metrics.ACTIONS.labels("unknown", "rejected").inc()
-            return
-        state, outcome, decisions = apply_action(detector_state(action.brand), action, detector_config)
+            return []
+        outcome, incidents = processor.act(action, ACTIONS_SOURCE, offset)
         metrics.ACTIONS.labels(action.kind.value, outcome.value).inc()
-        if any(decision.false_alarm for decision in decisions):
+        if any(incident.false_alarm for incident in incidents):
             metrics.FALSE_ALARMS.labels(brand_label(action.brand)).inc()
         log.info(
             "incident action",
             extra={"incident": action.incident_id, "action": action.kind.value, "outcome": outcome.value},
         )
-        if decisions:
-            await emit(action.brand, decisions)
-            detector_table[action.brand] = state.model_dump(mode="json")
+        return incidents
+
+    async def count(value: bytes, offset: int) -> list[Incident]:
+        """Count one scored mention; the incident events its closed buckets caused."""
+        try:
+            mention = ScoredMention.model_validate_json(value)
+        except (ValidationError, ValueError) as error:
+            await dead_letter(value, f"not a valid ScoredMention: {str(error)[:300]}")
+            metrics.MENTIONS.labels("rejected").inc()
+            return []
+        outcome, incidents = processor.add(mention, SCORED_SOURCE, offset)
+        metrics.MENTIONS.labels(outcome.value).inc()
+        if outcome is AddResult.COUNTED:
+            metrics.END_TO_END.observe(max(0.0, (utc_now() - mention.created_at).total_seconds()))
+        return incidents
+
+    def report(reports: list[BrandReport]) -> None:
+        for brand_report in reports:
+            label = brand_label(brand_report.brand)
+            metrics.LEARNING.labels(label).set(int(brand_report.learning))
+            metrics.BUCKETS.labels(label).inc(len(brand_report.verdicts))
+            last = brand_report.verdicts[-1]
+            metrics.SURPRISE.labels(label).set(last.score.surprise)
+            metrics.NEGATIVE_RATE.labels(label).set(last.bucket.negative)
 
     @app.agent(sources)
     async def detect(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            value = event.value or b""
-            if event.message.topic == topics.actions:
-                await act(value)
-                continue
-            try:
-                mention = ScoredMention.model_validate_json(value)
-            except (ValidationError, ValueError) as error:
-                await dead_letter(value, f"not a valid ScoredMention: {str(error)[:300]}")
-                metrics.MENTIONS.labels("rejected").inc()
-                continue
-            brand = mention.brand
-            stored_buckets = buckets_table[brand]
-            brand_buckets = BRAND_BUCKETS.validate_python(stored_buckets) if stored_buckets else BrandBuckets()
-            outcome = add_mention(brand_buckets, mention, detector_config.bucket)
-            metrics.MENTIONS.labels(outcome.value).inc()
-            if outcome is AddResult.COUNTED:
-                metrics.END_TO_END.observe(max(0.0, (utc_now() - mention.created_at).total_seconds()))
-            closed = close_ready(brand_buckets, detector_config.bucket, lateness)
-            if closed:
-                state = detector_state(brand)
-                state.brand_name = mention.brand_name or state.brand_name
-                state, verdicts = judge(state, closed, detector_config)
-                label = brand_label(brand)
-                metrics.LEARNING.labels(label).set(int(state.learning(detector_config)))
-                for verdict in verdicts:
-                    metrics.SURPRISE.labels(label).set(verdict.score.surprise)
-                    metrics.NEGATIVE_RATE.labels(label).set(verdict.bucket.negative)
-                    metrics.BUCKETS.labels(label).inc()
-                    await emit(brand, verdict.decisions)
-                detector_table[brand] = state.model_dump(mode="json")
-            if outcome is not AddResult.DUPLICATE or closed:
-                buckets_table[brand] = BRAND_BUCKETS.dump_python(brand_buckets, mode="json")
+        """Batches of mentions and actions: state written and events sent once per batch, not per record."""
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
+            incidents: list[Incident] = []
+            for event in events:
+                value, message = event.value or b"", event.message
+                if message.topic == topics.actions:
+                    incidents += await act(value, message.offset)
+                else:
+                    incidents += await count(value, message.offset)
+            report(processor.flush())
+            await emit(incidents)
 
     @app.agent(alerts_topic)
     async def notify(stream: faust.StreamT[bytes]) -> None:
@@ -192,7 +223,33 @@ def build_app(
                 metrics.DELIVERIES.labels(notifier.channel, "duplicate").inc()
                 continue
             thread = await deliver_with_retry(notifier, incident, delivered.get("thread"))
-            deliveries_table[incident.incident_id] = {"revision": incident.revision, "thread": thread}
+            record: dict[str, Any] = {"revision": incident.revision, "thread": thread}
+            if incident.event is IncidentEventType.RESOLVED:
+                record["resolved_at"] = utc_now().isoformat()
+            deliveries_table[incident.incident_id] = record
+
+    @app.timer(interval=settings.deliveries_sweep_seconds)
+    async def sweep_deliveries() -> None:
+        """Forget what was delivered for incidents resolved more than the retention ago (only this worker's)."""
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.alerts}
+        cutoff = utc_now() - timedelta(days=settings.deliveries_retention_days)
+        mine = {k: v for k, v in deliveries_table.items() if partition_for(brand_of_incident(k), partitions) in owned}
+        expired = expired_deliveries(mine, cutoff)
+        for key in expired:
+            del deliveries_table[key]
+        if expired:
+            log.info("forgot deliveries of long-resolved incidents", extra={"incidents": len(expired)})
+
+    @app.on_partitions_revoked.connect
+    async def drop_moved_brands(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        """Brands whose partitions moved away are reloaded from their tables if they ever come back."""
+        moved = {tp.partition for tp in revoked if tp.topic == topics.scored}
+        processor.forget([b for b in processor.brands() if partition_for(b, partitions) in moved])
+
+    @app.on_partitions_assigned.connect
+    async def count_assignment(app: faust.App, assigned: set[Any], **_: Any) -> None:
+        """One more assignment: after the first, the group rebalanced (SREs alert on the rate)."""
+        metrics.ASSIGNMENTS.inc()
 
     @app.timer(interval=settings.lag_refresh_seconds)
     async def report_lag() -> None:
@@ -224,29 +281,34 @@ def build_app(
     return app
 
 
+def expired_deliveries(deliveries: Mapping[str, Any], cutoff: datetime) -> list[str]:
+    """Incidents whose delivery record may go: resolved before ``cutoff`` (open ones are kept whatever their age)."""
+    return [
+        incident_id
+        for incident_id, record in deliveries.items()
+        if record and record.get("resolved_at") and datetime.fromisoformat(record["resolved_at"]) < cutoff
+    ]
+
+
 async def deliver_with_retry(
     notifier: Notifier, incident: Incident, thread: str | None, max_backoff_s: float = MAX_BACKOFF_S
 ) -> str | None:
     """Deliver, retrying with capped exponential backoff until it succeeds: an alert is never dropped."""
-    backoff = 1.0
-    while True:
-        started = asyncio.get_running_loop().time()
-        try:
-            result = await notifier.deliver(incident, thread)
-        except DeliveryError as error:
-            metrics.DELIVERIES.labels(notifier.channel, "failed").inc()
-            log.warning(
-                "alert delivery failed; retrying",
-                extra={
-                    "incident": incident.incident_id,
-                    "revision": incident.revision,
-                    "error": str(error),
-                    "retry_in_s": backoff,
-                },
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
-            continue
-        metrics.DELIVERIES.labels(notifier.channel, "delivered").inc()
-        metrics.DELIVERY_SECONDS.labels(notifier.channel).observe(asyncio.get_running_loop().time() - started)
+
+    async def attempt() -> str | None:
+        started = time.monotonic()
+        result = await notifier.deliver(incident, thread)
+        metrics.DELIVERY_SECONDS.labels(notifier.channel).observe(time.monotonic() - started)
         return result
+
+    result = await retry_async(
+        attempt,
+        retry_on=DeliveryError,
+        backoff=Backoff(first_s=1.0, max_s=max_backoff_s),
+        on_failure=lambda _: metrics.DELIVERIES.labels(notifier.channel, "failed").inc(),
+        log=log,
+        message="alert delivery failed; retrying",
+        extra={"incident": incident.incident_id, "revision": incident.revision},
+    )
+    metrics.DELIVERIES.labels(notifier.channel, "delivered").inc()
+    return result

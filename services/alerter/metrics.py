@@ -43,3 +43,7 @@ REFINEMENTS = Counter(
     "Language-model refinements of drafted replies by outcome (refined, rejected, failed)",
     ["outcome"],
 )
+ASSIGNMENTS = Counter(
+    "crisiswatch_alerter_partition_assignments_total",
+    "Partition assignments received: 1 after start, more when the consumer group rebalanced",
+)

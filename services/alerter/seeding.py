@@ -23,14 +23,13 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.partitioner.default import murmur2
 
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.detection.detector import DetectorState
+from crisiswatch.detection.state import DetectorState
 from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics, make_producer, partition_count
 
-from .app import DETECTOR_TABLE
 from .settings import AlerterSettings
+from .tables import DETECTOR_TABLE, partition_for
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 30.0
@@ -95,15 +94,6 @@ class _GroupAdmin(KafkaAdminClient):
     def _process_acl_operations(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj.pop("authorized_operations", None)
         return obj
-
-
-def partition_for(brand: str, partitions: int) -> int:
-    """The partition of ``brand``'s mentions (the producers' default murmur2 of the raw key), where its state lives.
-
-    The changelog's keys are JSON, as faust writes them, so its partition is
-    not the one the default partitioner would pick for the record itself.
-    """
-    return (murmur2(brand.encode()) & 0x7FFFFFFF) % partitions
 
 
 def _refuse_while_running(admin: KafkaAdminClient, group: str, force: bool) -> None:

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisiswatch.contracts.schemas import Severity
-from crisiswatch.detection.detector import Sensitivity
+from crisiswatch.detection.config import Sensitivity
 
 from .responses import DEFAULT_TEMPLATES_FILE
 
@@ -28,6 +28,14 @@ class AlerterSettings(BaseSettings):
     metrics_port: int = Field(default=9103, ge=0, le=65535)
     metric_brands_max: int = Field(default=500, ge=1, description="per-brand series beyond this read `_other`")
     lag_refresh_seconds: float = Field(default=15.0, gt=0)
+    batch_max: int = Field(default=2000, ge=1, description="records per batch: state is written once per batch")
+    batch_seconds: float = Field(
+        default=0.5, gt=0, le=10, description="longest a record waits for its batch to fill (adds to alert latency)"
+    )
+    deliveries_retention_days: float = Field(
+        default=7.0, gt=0, description="how long a resolved incident's delivery record is kept (dedup of replays)"
+    )
+    deliveries_sweep_seconds: float = Field(default=3600.0, gt=0)
     log_level: str = "INFO"
 
 

@@ -7,9 +7,13 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
+
+from crisiswatch.contracts.schemas import RejectionCode
+from crisiswatch.ingest.records import MentionInput
 
 from . import metrics
 from .ratelimit import TokenBuckets
@@ -43,86 +47,115 @@ _COUNTS = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"index": {"type": "integer", "minimum": 0}, "reason": {"type": "string"}},
-                "required": ["index", "reason"],
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "reason": {"type": "string"},
+                    "code": {"type": "string", "enum": [code.value for code in RejectionCode]},
+                },
+                "required": ["index", "reason", "code"],
             },
         },
     },
     "required": ["accepted", "duplicate", "rejected", "rejections"],
 }
-_RECORD = {
-    "description": (
-        "A mention as a JSON object (id, text, created_at, optional brand, author, url, engagement, lang). "
-        "Records are judged one by one: anything else is rejected with its reason and the rest still lands."
-    )
-}
-OPENAPI = {
-    "openapi": "3.0.3",
-    "info": {"title": "crisiswatch listener ingest", "version": "1"},
-    "paths": {
-        "/v1/mentions": {
-            "post": {
-                "summary": "Submit a batch of mentions",
-                "description": "Each record is accepted, recognised as a duplicate, or rejected with its reason.",
-                "security": [{"bearer": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "oneOf": [
-                                    {"type": "array", "items": _RECORD},
-                                    {
-                                        "type": "object",
-                                        "properties": {"mentions": {"type": "array", "items": _RECORD}},
-                                        "required": ["mentions"],
-                                    },
-                                ]
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "202": {
-                        "description": "Counts of accepted, duplicate and rejected records, with reasons",
-                        "content": {"application/json": {"schema": _COUNTS}},
-                    },
-                    "400": _error("The body is not a JSON batch"),
-                    "401": _error("Missing or wrong bearer token"),
-                    "413": _error("Body or batch too large"),
-                    "415": _error("The body is not declared as JSON"),
-                    "503": _error(
-                        "The broker did not acknowledge the batch in time; nothing counts as ingested; retry",
-                        {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
-                    ),
-                    "429": _error(
-                        "Over the client's record rate; nothing ingested; retry after Retry-After",
-                        {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
-                    ),
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness",
-                "responses": {
-                    "200": {
-                        "description": "ok",
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
+
+
+def mention_schema(brands: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of one record of a batch: :class:`MentionInput`'s, with ``brand`` one of ``brands``."""
+    schema = MentionInput.model_json_schema(ref_template="#/components/schemas/{model}")
+    brand = schema["properties"]["brand"]
+    brand["anyOf"] = [{"type": "string", "enum": list(brands)}, {"type": "null"}]
+    return schema
+
+
+def openapi(brands: Sequence[str]) -> dict[str, Any]:
+    """The ingest API's OpenAPI 3.1 document; a mention is described by :func:`mention_schema`.
+
+    A batch may hold anything: records are judged one by one and a bad one is
+    answered in the 202's ``rejections``, not by refusing the batch, so the
+    schema says so beside the mention's own.
+    """
+    record = {
+        "anyOf": [
+            {"$ref": "#/components/schemas/Mention"},
+            {
+                "not": {"$ref": "#/components/schemas/Mention"},
+                "description": "Anything else is rejected with its reason; the rest of the batch still lands.",
+            },
+        ]
+    }
+    batch = {"type": "array", "items": record}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "crisiswatch listener ingest", "version": "1"},
+        "paths": {
+            "/v1/mentions": {
+                "post": {
+                    "summary": "Submit a batch of mentions",
+                    "description": "Each record is accepted, recognised as a duplicate, or rejected with its reason.",
+                    "security": [{"bearer": []}],
+                    "requestBody": {
+                        "required": True,
                         "content": {
                             "application/json": {
                                 "schema": {
-                                    "type": "object",
-                                    "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                                    "oneOf": [
+                                        batch,
+                                        {
+                                            "type": "object",
+                                            "properties": {"mentions": batch},
+                                            "required": ["mentions"],
+                                        },
+                                    ]
                                 }
                             }
                         },
-                    }
-                },
-            }
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Counts of accepted, duplicate and rejected records, with reasons",
+                            "content": {"application/json": {"schema": _COUNTS}},
+                        },
+                        "400": _error("The body is not a JSON batch"),
+                        "401": _error("Missing or wrong bearer token"),
+                        "413": _error("Body or batch too large"),
+                        "415": _error("The body is not declared as JSON"),
+                        "503": _error(
+                            "The broker did not acknowledge the batch in time; nothing counts as ingested; retry",
+                            _RETRY_AFTER,
+                        ),
+                        "429": _error(
+                            "Over the client's record rate; nothing ingested; retry after Retry-After", _RETRY_AFTER
+                        ),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
         },
-    },
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-}
+        "components": {
+            "schemas": {"Mention": mention_schema(brands)},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -194,10 +227,10 @@ def build_app(
         async with one_batch_at_a_time:
             for index, item in enumerate(batch):
                 raw = item if isinstance(item, dict) else json.dumps(item)
-                outcome, reason = listener.accept(raw, source="http")
+                outcome, rejection = listener.accept(raw, source="http")
                 counts[outcome.value] += 1
-                if reason:
-                    rejected.append({"index": index, "reason": reason})
+                if rejection is not None:
+                    rejected.append({"index": index, "reason": rejection.reason, "code": rejection.code})
             if not await asyncio.to_thread(listener.flush, ack_timeout_s):
                 response = _problem(503, "the broker did not acknowledge the batch in time; send it again")
                 response.headers["Retry-After"] = "5"
@@ -207,11 +240,13 @@ def build_app(
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def openapi(_: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
+    document = openapi(listener.catalog.ids())
+
+    async def serve_openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
 
     app = web.Application(client_max_size=max_body_bytes, middlewares=[timed])
     app.router.add_post("/v1/mentions", ingest)
     app.router.add_get("/healthz", health)
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/openapi.json", serve_openapi)
     return app

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from aiohttp import web
 
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
@@ -25,7 +24,6 @@ from crisiswatch.runtime.metrics import serve_metrics
 
 from . import metrics
 from .dedup import RecentIds
-from .ingest_http import build_app
 from .ratelimit import TokenBuckets
 from .service import Listener, Outcome
 from .settings import ListenerSettings
@@ -105,6 +103,10 @@ def scenario(
 @cli.command()
 def serve() -> None:
     """Serve ``POST /v1/mentions`` until SIGTERM."""
+    from aiohttp import web
+
+    from .ingest_http import build_app
+
     settings = ListenerSettings()
     listener = _listener(settings, KafkaSettings(), DEFAULT_MAPPING, confirm_every=None)
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,28 +27,6 @@ class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
-
-
-_REASON_CODES = (
-    ("invalid UTF-8", "invalid_utf8"),
-    ("malformed JSON", "malformed_json"),
-    ("expected a JSON object", "not_an_object"),
-    ("unknown brand", "unknown_brand"),
-    ("no configured brand", "no_brand_match"),
-    ("text is empty", "empty_text"),
-)
-
-
-def reason_code(reason: str) -> str:
-    """A short, bounded label for a rejection reason (metrics must not carry free text)."""
-    for prefix, code in _REASON_CODES:
-        if reason.startswith(prefix):
-            return code
-    if re.search(r"\bmissing\b", reason):
-        return "missing_field"
-    if "at most" in reason or "too long" in reason:
-        return "too_large"
-    return "invalid_field"
 
 
 class Listener:
@@ -78,14 +55,14 @@ class Listener:
         self._unconfirmed_keys: list[str] = []
         self._sent_since_flush = 0
 
-    def accept(self, raw: bytes | str | Mapping[str, Any], source: str) -> tuple[Outcome, str | None]:
-        """Handle one record (a JSON payload or an already-parsed row); return the outcome and any reason."""
+    def accept(self, raw: bytes | str | Mapping[str, Any], source: str) -> tuple[Outcome, RejectedInput | None]:
+        """Handle one record (a JSON payload or an already-parsed row); return the outcome and any rejection."""
         try:
             record = raw if isinstance(raw, Mapping) else decode_json_object(raw)
             mentions = to_mentions(record, self.catalog, self.mapping, source)
         except RejectedInput as rejection:
-            self.reject(raw, source, rejection.reason)
-            return Outcome.REJECTED, rejection.reason
+            self.reject(raw, source, rejection)
+            return Outcome.REJECTED, rejection
         fresh = [m for m in mentions if self.recent.first_time(f"{m.brand}/{m.id}")]
         if not fresh:
             metrics.MENTIONS.labels(source, Outcome.DUPLICATE).inc()
@@ -96,13 +73,13 @@ class Listener:
         metrics.MENTIONS.labels(source, Outcome.ACCEPTED).inc()
         return Outcome.ACCEPTED, None
 
-    def reject(self, raw: bytes | str | Mapping[str, Any], source: str, reason: str) -> None:
-        """Send the input and the reason to the dead-letter topic."""
+    def reject(self, raw: bytes | str | Mapping[str, Any], source: str, rejection: RejectedInput) -> None:
+        """Send the input with the rejection's reason and code to the dead-letter topic, and count it by code."""
         payload = raw if isinstance(raw, bytes | str) else _json_or_repr(raw)
-        letter = DeadLetter.for_payload("listener", source, reason, payload)
+        letter = DeadLetter.for_payload("listener", source, rejection.reason, payload, code=rejection.code)
         self._send(self.topics.dlq, None, letter.to_bytes())
         metrics.MENTIONS.labels(source, Outcome.REJECTED).inc()
-        metrics.REJECTED.labels(source, reason_code(reason)).inc()
+        metrics.REJECTED.labels(source, rejection.code).inc()
 
     def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.producer.send(OutgoingRecord(topic, key, value))

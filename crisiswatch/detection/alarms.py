@@ -1,0 +1,165 @@
+"""When a look-back window opens an incident, how severe it is, and the rule that fired in words.
+
+An incident opens when a window with at least ``min_negative`` mentions
+reaches its threshold, or half of it while the negative share of all
+mentions is itself surprising (the binomial tail of the brand's usual mix),
+and the latest bucket is still above normal; no window is shorter than
+``confirm_buckets``, so the evidence always spans several buckets. Severity
+comes from how far the surprise passes the threshold, the velocity (observed
+against expected rate) and the reach of the negative posts. A brand with
+less than ``learning_period`` of history is learning: only extreme volume
+opens an incident (:func:`learning_alarm`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from crisiswatch.contracts.schemas import Severity
+
+from .baseline import window_dispersions
+from .calibration import open_thresholds
+from .config import HOUR, MINUTE, DetectorConfig
+from .horizons import horizon_scores
+from .laws import share_surprise, tail_surprise
+from .memory import part_of_day
+from .scoring import window_scores, window_totals
+from .state import DetectorState, RecentBucket, WindowScore
+
+
+def severity_for(window: WindowScore, threshold: float, reach: int, config: DetectorConfig) -> Severity:
+    """Watch / warning / critical from the surprise (against the threshold), velocity and reach.
+
+    Velocity is the window's negative rate against the normal one; reach is
+    how many followers the negative posts' authors have between them.
+    """
+    velocity = window.observed / max(window.expected, 1e-9)
+    if (window.surprise >= 3 * threshold and velocity >= 8) or reach >= config.critical_reach:
+        return Severity.CRITICAL
+    if window.surprise >= 2 * threshold or velocity >= 4 or reach >= config.warning_reach:
+        return Severity.WARNING
+    return Severity.WATCH
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A window that opens an incident, the threshold it passed, and the rule in words."""
+
+    window: WindowScore
+    threshold: float
+    rule: str
+
+
+def alarm(
+    recent: list[RecentBucket],
+    windows: list[WindowScore],
+    thresholds: dict[int, float],
+    config: DetectorConfig,
+    called_normal: Mapping[int, float] | None = None,
+) -> Alarm | None:
+    """The window that most clearly calls for an incident, if any.
+
+    A window with at least ``min_negative`` mentions alarms by count when its
+    surprise reaches its (calibrated, sensitivity-scaled) threshold, or by
+    count and share when the count reaches half of it and the negative share
+    of all mentions, judged against the brand's usual mix, is surprising too:
+    the same number of complaints means more when the rest of the talk did
+    not grow with them. On a fast window (threshold at least
+    ``open_surprise_floor``) the share must reach the other half, each half a
+    strong statement by itself; on a day-scale horizon, whose threshold is a
+    few units, half would be no evidence at all, so the share, judged against
+    the previous days' shares, must reach the whole threshold. A window whose
+    count is no more surprising than a surge the team ``called_normal`` (see
+    :func:`.calibration.normal_levels`) does not alarm by either rule.
+    """
+    found: list[Alarm] = []
+    for window in windows:
+        limit = config.scaled(thresholds[window.key])
+        if window.observed < config.min_negative or window.surprise < limit / 2:
+            continue
+        if called_normal and window.observed <= called_normal.get(window.key, 0.0) * window.expected:
+            continue
+        if window.surprise >= limit:
+            found.append(Alarm(window, limit, describe_window(window, limit, config)))
+            continue
+        total, expected_total = window_totals(recent, window)
+        normal = window.expected / max(expected_total, 1e-9)
+        shift = window.share_surprise if window.hours else share_surprise(window.observed, total, normal)
+        needed = limit if window.hours else limit / 2
+        if shift >= needed:
+            rule = (
+                describe_window(window, limit / 2, config)
+                + f" (half the threshold) with {window.observed / total:.0%} of {total} mentions negative vs "
+                f"{min(normal, 1.0):.0%} normal: share surprise {shift:.1f} >= {needed:.1f}"
+            )
+            found.append(Alarm(window, limit / 2, rule))
+    return max(found, key=lambda a: a.window.surprise / a.threshold, default=None)
+
+
+def learning_alarm(state: DetectorState, config: DetectorConfig) -> Alarm | None:
+    """While a brand is learning, only extreme volume alerts: ``learning_alert_negative`` in ``learning_alert_window``.
+
+    Its baseline is a guess before a day is seen, so its surprise is not
+    trusted on its own: the count must also be extreme in absolute terms, and
+    still surprising (``learning_alert_surprise``) under the wide spread of a
+    young baseline, so a brand that is simply busy does not alert on its first day.
+    Nothing alerts during the first ``warmup``, when there is no baseline at all.
+    """
+    window = learning_window(state, config)
+    needed = config.scaled(config.learning_alert_surprise)
+    if window.observed < config.learning_alert_negative or window.surprise < needed:
+        return None
+    observed, minutes = window.observed, round(window.buckets * config.bucket / MINUTE)
+    rule = (
+        f"{observed} negative mentions in the last {minutes} min while the brand is still learning what is normal "
+        f"(at least {config.learning_alert_negative} in {minutes} min alert before a day of history)"
+    )
+    return Alarm(window, needed, rule)
+
+
+def learning_window(state: DetectorState, config: DetectorConfig) -> WindowScore:
+    """The last ``learning_alert_window`` judged as the learning rule judges it: with a young baseline's spread."""
+    buckets = state.recent[-config.buckets(config.learning_alert_window) :]
+    observed = sum(b.negative for b in buckets)
+    expected = sum(b.expected_negative for b in buckets)
+    return WindowScore(len(buckets), observed, expected, tail_surprise(observed, expected, config.early_dispersion))
+
+
+def alarm_ratio(state: DetectorState, config: DetectorConfig) -> float:
+    """How near the brand's latest look-back windows are to opening an incident: 1 is at the threshold.
+
+    The largest window surprise (fast windows and day-scale horizons) over
+    that window's (calibrated, sensitivity-scaled) threshold; 0 during the
+    warm-up, when nothing is judged; while the brand is learning, how near
+    the extreme-volume rule is (both its count and its surprise). A score for
+    charts and exports: the share rule and the other conditions of
+    :func:`alarm` are not in it.
+    """
+    if state.baseline.buckets_seen < config.buckets(config.warmup):
+        return 0.0
+    if state.learning(config):
+        window = learning_window(state, config)
+        needed = config.scaled(config.learning_alert_surprise)
+        return min(window.observed / config.learning_alert_negative, window.surprise / needed)
+    thresholds = open_thresholds(state, config)
+    windows = window_scores(state.recent, window_dispersions(state.baseline, config), config.window_lengths())
+    if state.recent:
+        windows += horizon_scores(state.memory, state.recent[-1].start + config.bucket, config)
+    return max((w.surprise / config.scaled(thresholds[w.key]) for w in windows), default=0.0)
+
+
+def describe_window(window: WindowScore, threshold: float, config: DetectorConfig) -> str:
+    """Why a window passes ``threshold``, in words: its count against normal and its surprise."""
+    if window.hours and window.start is not None:
+        ratio = window.observed / max(window.expected, 1e-9)
+        when = part_of_day(window.start + HOUR * window.hours)
+        return (
+            f"Negative mentions over the last {window.hours} h: {window.observed} vs {window.expected:.0f} normal "
+            f"for a {when} ({ratio:.1f}x): surprise {window.surprise:.1f} >= {threshold:.1f}"
+        )
+    minutes = round(window.buckets * config.bucket / MINUTE)
+    return (
+        f"{window.observed} negative mentions in the last {minutes} min vs {window.expected:.1f} expected: "
+        f"surprise {window.surprise:.1f} >= {threshold:.1f}"
+    )

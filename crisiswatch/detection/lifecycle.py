@@ -1,0 +1,191 @@
+"""An incident's life, bucket by bucket: open, escalate, resolve; the one entry point of the alerter and backtests.
+
+:func:`judge` steps a brand through its newly closed buckets. Each
+:func:`step` folds the bucket into the brand's memory and baseline, scores
+every look-back window and day-scale horizon, and opens an incident when one
+of them alarms (:mod:`.alarms`). The incident resolves only after
+``resolve_quiet`` without surprise (hysteresis), and the brand cannot
+re-open within ``cooldown``. Escalation to a higher severity is the only
+re-alert, and it waits ``escalation_gap`` after the last alert. The same
+code runs in the live alerter and in offline backtests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention
+
+from .alarms import Alarm, alarm, describe_window, learning_alarm, severity_for
+from .baseline import effective_dispersion, expected_counts, updated_baseline, window_dispersions
+from .calibration import calibrate, normal_levels, open_thresholds
+from .config import MINUTE, DetectorConfig
+from .events import incident_event
+from .horizons import horizon_scores, still_rising
+from .memory import derived, remember
+from .scoring import most_surprising, scan, score, window_reach, window_scores
+from .state import BucketVerdict, DetectorState, OpenIncident, RecentBucket, WindowScore
+from .windows import Bucket, sample_rank
+
+
+def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:
+    seen: dict[str, SampleMention] = {}
+    for group in groups:
+        for sample in group:
+            seen.setdefault(sample.id, sample)
+    ranked = sorted(seen.values(), key=lambda s: sample_rank(s.negative_score, s.author_followers), reverse=True)
+    return ranked[:5]
+
+
+def _size(window: WindowScore) -> float:
+    """How large a window's surge is: observed over expected negative mentions."""
+    return window.observed / max(window.expected, 1e-9)
+
+
+def _open(
+    state: DetectorState, found: Alarm, end: datetime, config: DetectorConfig, windows: Sequence[WindowScore] = ()
+) -> Incident:
+    """Open an incident in ``state`` (a copy the caller owns) for ``found``; returns the OPENED event.
+
+    The incident remembers how large the surge was in every window
+    (``windows``), so a "not a crisis" verdict covers each window, not only
+    the one that fired.
+    """
+    best = found.window
+    window = state.recent[-best.buckets :]
+    state.incidents_opened += 1
+    state.incident = OpenIncident(
+        incident_id=f"{state.brand}-{end:%Y%m%dT%H%M}",
+        revision=1,
+        opened_at=end,
+        severity=severity_for(best, found.threshold, window_reach(state.recent, best), config),
+        peak_negative=max(b.negative for b in window),
+        total_negative=best.observed,
+        samples=_merge_samples(*(b.samples for b in window)),
+        horizon_hours=best.hours,
+        peak_size={w.key: _size(w) for w in [*windows, best]},
+    )
+    return incident_event(state, IncidentEventType.OPENED, best, found.rule, config)
+
+
+def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[DetectorState, list[Incident]]:
+    """Advance one brand by one closed bucket; returns the new state and any incident events."""
+    state = state.model_copy(
+        update={"recent": list(state.recent), "incident": state.incident.model_copy() if state.incident else None}
+    )
+    state.memory = memory = remember(
+        derived(state.memory, config.memory), bucket.start, bucket.negative, bucket.total, config.memory
+    )
+    weekly = memory.weekly
+    expected_negative, expected_total = expected_counts(state.baseline, config, bucket.start, weekly)
+    lengths = config.window_lengths()
+    previous = state.recent[-1] if state.recent else None
+    state.recent.append(
+        RecentBucket(
+            start=bucket.start,
+            negative=bucket.negative,
+            total=bucket.total,
+            expected_negative=expected_negative,
+            expected_total=expected_total,
+            reach=bucket.reach_negative,
+            samples=bucket.samples,
+            running_negative=(previous.running_negative if previous else 0) + bucket.negative,
+            running_expected=(previous.running_expected if previous else 0.0) + expected_negative,
+        )
+    )
+    del state.recent[: -max(lengths)]
+    aged = len(state.recent) - config.buckets(config.sample_span) - 1
+    if aged >= 0 and state.recent[aged].samples:
+        state.recent[aged] = state.recent[aged].without_samples()
+    end = bucket.start + config.bucket
+    cooling = state.cooldown_until is not None and bucket.start < state.cooldown_until
+
+    if state.incident is None and state.baseline.buckets_seen < config.buckets(config.warmup):
+        state.baseline = updated_baseline(state.baseline, bucket, config, weekly=weekly)
+        return state, []
+
+    dispersions = window_dispersions(state.baseline, config)
+    fast = window_scores(state.recent, dispersions, lengths)
+    windows = fast + horizon_scores(memory, end, config)
+    calibrate(state, bucket.start, windows, config)
+    if state.incident is None:
+        if state.learning(config):
+            found = learning_alarm(state, config)
+        else:
+            called_normal = normal_levels(state, config, bucket.start.date())
+            found = alarm(state.recent, windows, open_thresholds(state, config), config, called_normal)
+            if found is not None and found.window.hours and not still_rising(found.window, windows):
+                found = None
+            if found is not None and not found.window.hours and bucket.negative <= expected_negative:
+                found = None
+        if found is not None and not cooling:
+            return state, [_open(state, found, end, config, windows)]
+        calm = most_surprising(fast).surprise < config.scaled(config.hot_surprise)
+        state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm, windows=fast, weekly=weekly)
+        return state, []
+
+    events: list[Incident] = []
+    incident = state.incident
+    incident.total_negative += bucket.negative
+    incident.peak_negative = max(incident.peak_negative, bucket.negative)
+    incident.samples = _merge_samples(incident.samples, bucket.samples)
+    peaks = incident.peak_size
+    larger = {w.key: size for w in windows if (size := _size(w)) > peaks.get(w.key, 0.0)}
+    if larger:
+        incident.peak_size = {**peaks, **larger}
+    resolve_lengths = tuple(n for n in lengths if n <= config.buckets(config.resolve_window)) or lengths[:1]
+    short = scan(state.recent, dispersions, resolve_lengths)
+    if incident.horizon_hours:
+        shortest = min((w for w in windows if w.hours), key=lambda w: w.hours, default=None)
+        if shortest is not None and shortest.surprise > short.surprise:
+            short = shortest
+    if short.surprise < config.scaled(config.resolve_surprise):
+        incident.quiet_buckets += 1
+    elif windows:
+        incident.quiet_buckets = 0
+        thresholds = open_thresholds(state, config)
+        loudest = max(windows, key=lambda w: w.surprise / thresholds[w.key])
+        threshold = config.scaled(thresholds[loudest.key])
+        severity = severity_for(loudest, threshold, window_reach(state.recent, loudest), config)
+        settled = end - (incident.alerted_at or incident.opened_at) >= config.escalation_gap
+        if severity.rank > incident.severity.rank and settled:
+            incident.severity = severity
+            incident.alerted_at = end
+            incident.revision += 1
+            rule = f"severity rose to {severity.value}: " + describe_window(loudest, threshold, config)
+            events.append(incident_event(state, IncidentEventType.ESCALATED, loudest, rule, config))
+    if incident.quiet_buckets >= config.buckets(config.resolve_quiet):
+        incident.revision += 1
+        quiet_minutes = round(incident.quiet_buckets * config.bucket / MINUTE)
+        rule = f"{quiet_minutes} min without surprise above {config.scaled(config.resolve_surprise):.1f}"
+        events.append(incident_event(state, IncidentEventType.RESOLVED, short, rule, config))
+        state.incident = None
+        state.cooldown_until = end + config.cooldown
+    state.baseline = updated_baseline(state.baseline, bucket, config, during_incident=True, weekly=weekly)
+    return state, events
+
+
+def judge(
+    state: DetectorState, closed: list[Bucket], config: DetectorConfig
+) -> tuple[DetectorState, list[BucketVerdict]]:
+    """Step a brand through its newly closed buckets in order: the one entry point of the live alerter and backtests."""
+    verdicts: list[BucketVerdict] = []
+    for bucket in closed:
+        own = score(state.baseline, bucket, config, state.memory.weekly)
+        dispersion = effective_dispersion(state.baseline, config)
+        learning = state.learning(config)
+        state, events = step(state, bucket, config)
+        verdicts.append(BucketVerdict(bucket, own, dispersion, events, learning))
+    return state, verdicts
+
+
+def warm_start(state: DetectorState) -> DetectorState:
+    """A brand's state learnt from its recorded history, ready to go on live: what is normal, no open incident.
+
+    The baseline, the hourly memory, the calibration and any false-alarm
+    verdicts carry over; an incident or cooldown from the history does not,
+    and neither do the recent buckets, which the live stream refills (its
+    first bucket need not follow the history's last).
+    """
+    return state.model_copy(update={"incident": None, "cooldown_until": None, "recent": []})
