@@ -52,7 +52,16 @@ from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
 
 APP_ID = "bench-alerter"
-DRAIN_TIMEOUT_S = 600.0
+DRAIN_TIMEOUT_S = 300.0
+ALERTER_KAFKA_TIMEOUTS = {
+    "KAFKA_SESSION_TIMEOUT_MS": "30000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "3000",
+    "KAFKA_MAX_POLL_INTERVAL_MS": "300000",
+    "KAFKA_REQUEST_TIMEOUT_MS": "30000",
+}
+"""The group timeouts of the production manifests (deploy/k8s/base/kustomization.yaml). With the local
+defaults (6 s session, 10 s poll interval) a worker writing state for 10,000 brands at once fell out of its
+group on the embedded broker and stalled."""
 POLL_S = 0.25
 
 
@@ -222,6 +231,7 @@ def run_workload(
         "ALERTER_DATA_DIR": str(workdir / f"{prefix}state"),
         "ALERTER_ALERTS_FILE": str(workdir / f"{prefix}alerts.jsonl"),
         "ALERTER_LOG_LEVEL": "WARNING",
+        **ALERTER_KAFKA_TIMEOUTS,
     }
     log = (workdir / f"{prefix}alerter.log").open("wb")
     process = subprocess.Popen(
@@ -235,8 +245,12 @@ def run_workload(
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while count < workload.mentions:
             if time.monotonic() > deadline or process.poll() is not None:
-                tail = Path(log.name).read_text(errors="replace").splitlines()[-30:]
-                raise RuntimeError(f"the alerter handled {count:,.0f} of {workload.mentions:,}:\n" + "\n".join(tail))
+                kept = Path(tempfile.gettempdir()) / f"{prefix}alerter.log"
+                kept.write_bytes(Path(log.name).read_bytes())
+                tail = kept.read_text(errors="replace").splitlines()[-30:]
+                raise RuntimeError(
+                    f"the alerter handled {count:,.0f} of {workload.mentions:,} (log: {kept}):\n" + "\n".join(tail)
+                )
             time.sleep(POLL_S)
             count, assignments = handled(port)
             if first_at is None and count > 0:

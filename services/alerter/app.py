@@ -61,6 +61,7 @@ PUBLISH_TIMEOUT_S = 2.5
 MAX_FETCH_BYTES = 16 * 1024 * 1024
 """Per partition and fetch: faust's default (1 MiB) made the consumer wait on the broker between batches
 and capped a drain at about 7,500 records/s; at 16 MiB a backlog drains at the stream's own pace."""
+CHANGELOG_BUFFER_RECORDS = 50_000
 SCORED_SOURCE = "scored"
 ACTIONS_SOURCE = "actions"
 
@@ -239,6 +240,18 @@ def build_app(
             del deliveries_table[key]
         if expired:
             log.info("forgot deliveries of long-resolved incidents", extra={"incidents": len(expired)})
+
+    @app.task
+    async def widen_changelog_buffer() -> None:
+        """Let a batch's state records queue for the producer instead of stalling the consumer.
+
+        faust makes the stream wait whenever more than 100 table writes are
+        pending; a batch that touches thousands of brands writes thousands of
+        records at once, and those waits kept the worker from polling until
+        the group dropped it. The producer drains the queue in the background,
+        and faust flushes it before every offset commit.
+        """
+        app.producer.buffer.max_messages = CHANGELOG_BUFFER_RECORDS
 
     @app.on_partitions_revoked.connect
     async def drop_moved_brands(app: faust.App, revoked: set[Any], **_: Any) -> None:
