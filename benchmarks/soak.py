@@ -38,7 +38,7 @@ from rich.table import Table
 from crisiswatch.ingest.scenario import demo_scenario, generate
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 
-TOKEN = "soak-token"
+TOKEN = "soak-ingest-token-of-32-characters"
 SERVICES = ("listener", "classifier", "alerter")
 SAMPLE_EVERY_S = 10.0
 WARMUP_MENTIONS = 20

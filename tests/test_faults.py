@@ -152,7 +152,12 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
     port, ingest_port = free_port(), free_port()
     first_broker = EmbeddedBroker(port=port, log_file=tmp_path / "broker.log").start()
     pipeline: Pipeline = pipeline_factory(
-        {"CLASSIFIER_MAX_WAIT_MS": "5", "LISTENER_INGEST_PORT": str(ingest_port), "LISTENER_ACK_TIMEOUT_S": "3"},
+        {
+            "CLASSIFIER_MAX_WAIT_MS": "5",
+            "LISTENER_INGEST_PORT": str(ingest_port),
+            "LISTENER_ACK_TIMEOUT_S": "3",
+            "LISTENER_INGEST_ALLOW_ANONYMOUS": "true",
+        },
         broker=first_broker,
     )
     pipeline.start("classifier", "run")

@@ -15,7 +15,7 @@ from crisiswatch.runtime.broker import free_port
 from .conftest import Pipeline, examples, wait_until
 
 pytestmark = pytest.mark.pipeline
-TOKEN = "s3cret-ingest-token"
+TOKEN = "s3cret-ingest-token-of-32-characters"
 
 
 def _serve(pipeline_factory, **settings: str) -> tuple[Pipeline, str]:
@@ -138,3 +138,30 @@ def test_a_client_over_its_record_rate_is_refused_whole_and_told_when_to_retry(p
     assert "rate limit" in json.loads(refused.value.read())["error"]
     raw = pipeline.read(pipeline.topics.raw, timeout=30)
     assert len(raw) == 10, "the refused batch ingested nothing"
+
+
+def test_records_that_break_a_json_or_unicode_reader_are_each_dead_lettered_and_the_rest_accepted(
+    ingest: tuple[Pipeline, str],
+) -> None:
+    pipeline, url = ingest
+    before = pipeline.size(pipeline.topics.dlq)
+    good = '{"id": "%s", "text": "Acme Air lost my bag", "created_at": "2026-03-02T10:00:00Z"}'
+    hostile = [
+        '{"id": "inf", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": Infinity}',
+        '{"id": "nan", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": NaN}',
+        '{"id": "big", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": %s}' % ("9" * 5000),
+        '{"id": "sur", "text": "Acme Air \\ud800 lost my bag", "created_at": "2026-03-02T10:00:00Z"}',
+        '{"id": "deep", "text": "", "created_at": "2026-03-02T10:00:00Z", "x": %s}' % ("[" * 900 + "]" * 900),
+    ]
+    body = "[" + ",".join([good % "robust-1", *hostile, good % "robust-2"]) + "]"
+    status, answer = _post(url, body.encode(), token=TOKEN)
+    assert status == 202, answer
+    assert (answer["accepted"], answer["rejected"]) == (2, len(hostile))
+    assert [r["index"] for r in answer["rejections"]] == list(range(1, len(hostile) + 1))
+    wait_until(lambda: pipeline.size(pipeline.topics.dlq) >= before + len(hostile), "a dead letter per record")
+
+
+def test_a_body_nested_past_any_reader_is_a_client_error(ingest: tuple[Pipeline, str]) -> None:
+    _, url = ingest
+    status, _ = _post(url, ("[" * 100_000 + "]" * 100_000).encode())
+    assert 400 <= status < 500

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crisiswatch.contracts.schemas import RejectionCode
+from crisiswatch.contracts.schemas import DeadLetter, RejectionCode
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, Brand, BrandCatalog
 from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, to_mentions
 from crisiswatch.ingest.scenario import demo_scenario, generate
 from crisiswatch.ingest.sources import paced
 from crisiswatch.listener.dedup import RecentIds
 from crisiswatch.listener.ratelimit import TokenBuckets
+from crisiswatch.listener.settings import ListenerSettings
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 
@@ -154,3 +158,64 @@ def test_token_buckets_grant_bursts_refuse_whole_batches_and_forget_old_clients(
     assert buckets.take("b", 1) == 0.1
     buckets.take("c", 1)
     assert list(buckets.levels) == ["b", "c"], "the least recently seen client is forgotten"
+
+
+@pytest.mark.parametrize(
+    ("env", "allowed"),
+    [
+        ({}, False),
+        ({"LISTENER_INGEST_TOKEN": "short"}, False),
+        ({"LISTENER_INGEST_TOKEN": "x" * 32}, True),
+        ({"LISTENER_INGEST_ALLOW_ANONYMOUS": "true"}, True),
+        ({"LISTENER_INGEST_ALLOW_ANONYMOUS": "true", "LISTENER_INGEST_TOKEN": "short"}, False),
+    ],
+)
+def test_ingest_needs_a_long_token_unless_anonymous_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], allowed: bool
+) -> None:
+    for name in ("LISTENER_INGEST_TOKEN", "LISTENER_INGEST_ALLOW_ANONYMOUS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = ListenerSettings()
+    if allowed:
+        settings.checked_ingest_token()
+    else:
+        with pytest.raises(ValueError, match="LISTENER_INGEST_TOKEN"):
+            settings.checked_ingest_token()
+
+
+def test_serve_refuses_to_start_an_open_endpoint() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTENER_INGEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "crisiswatch.listener", "serve"],
+        env={**env, "LISTENER_INGEST_PORT": "0", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "LISTENER_INGEST_TOKEN must be set" in done.stderr
+
+
+HOSTILE_LINES = [
+    '{"id": "inf", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": Infinity}',
+    '{"id": "nan", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": -Infinity}',
+    '{"id": "big", "text": "Acme Air", "created_at": "2026-03-02T10:00:00Z", "likes": %s}' % ("9" * 5000),
+    '{"id": "sur", "text": "Acme Air \\ud800 lost my bag", "created_at": "2026-03-02T10:00:00Z"}',
+]
+
+
+@pytest.mark.parametrize("line", HOSTILE_LINES)
+def test_a_replayed_line_that_breaks_a_json_or_unicode_reader_is_rejected_and_dead_letterable(line: str) -> None:
+    catalog = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
+    with pytest.raises(RejectedInput) as rejected:
+        to_mentions(decode_json_object(line.encode()), catalog, FieldMapping(), "file")
+    letter = DeadLetter.for_payload("listener", "file", rejected.value.reason, line, code=rejected.value.code)
+    assert json.loads(letter.to_bytes())["reason"]
+
+
+def test_a_dead_letter_keeps_a_lone_surrogate_as_an_escape() -> None:
+    letter = DeadLetter.for_payload("listener", "http", "bad \ud800 reason", '{"text": "a \ud800 b"}')
+    assert "\\xed\\xa0\\x80" in json.loads(letter.to_bytes())["payload"]

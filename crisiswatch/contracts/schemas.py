@@ -320,9 +320,23 @@ class DeadLetter(WireModel):
         limit: int = 4096,
         code: RejectionCode | None = None,
     ) -> DeadLetter:
-        """Build a dead letter, keeping at most ``limit`` characters of the payload."""
-        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        """Build a dead letter, keeping at most ``limit`` characters of the payload.
+
+        Text that is not valid Unicode (bytes smuggled in as surrogates by a
+        CSV reader, or a lone surrogate from a JSON escape) is kept as
+        backslash escapes, so the letter itself can always be written.
+        """
+        raw = _utf8(payload) if isinstance(payload, str) else payload
         text = raw.decode("utf-8", errors="backslashreplace")
+        reason_text = _utf8(reason[:1000]).decode("utf-8", errors="backslashreplace")
         return cls(
-            stage=stage, source=source, reason=reason[:1000], code=code, payload=text[:limit], payload_bytes=len(raw)
+            stage=stage, source=source, reason=reason_text, code=code, payload=text[:limit], payload_bytes=len(raw)
         )
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, surrogates included: escaped bytes restored, lone ones kept as their (invalid) code units."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")

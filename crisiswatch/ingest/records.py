@@ -8,6 +8,7 @@ in it, so exports with other column names need no code.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,6 +122,23 @@ DEFAULT_MAPPING = FieldMapping()
 _FIELDS = ", ".join(f for f in FieldMapping.__dataclass_fields__ if f not in ("extra", "timezone"))
 
 
+MAX_INT_DIGITS = 4000
+
+
+def _bounded_int(literal: str) -> int | float:
+    """An integer literal; one too long to be any count reads as infinity, which the count fields refuse.
+
+    Python refuses to convert integer text past 4,300 digits, which would
+    fail a whole batch instead of the one record that holds it.
+    """
+    return int(literal) if len(literal) <= MAX_INT_DIGITS else math.inf
+
+
+def load_json(text: bytes | str) -> Any:
+    """``json.loads`` that never fails on a number: NaN, infinities and huge integers are left to the fields."""
+    return json.loads(text, parse_int=_bounded_int)
+
+
 def decode_json_object(payload: bytes | str) -> dict[str, Any]:
     """Parse one JSON object, rejecting invalid UTF-8, malformed JSON and non-objects with a reason."""
     if isinstance(payload, bytes):
@@ -129,7 +147,7 @@ def decode_json_object(payload: bytes | str) -> dict[str, Any]:
         except UnicodeDecodeError as error:
             raise RejectedInput(f"invalid UTF-8 at byte {error.start}", RejectionCode.INVALID_UTF8) from None
     try:
-        value = json.loads(payload)
+        value = load_json(payload)
     except json.JSONDecodeError as error:
         reason = f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
         raise RejectedInput(reason, RejectionCode.MALFORMED_JSON) from None
@@ -155,7 +173,7 @@ def _count(record: Mapping[str, Any], path: str, name: str) -> int:
         return 0
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RejectedInput(f"{name} must be a whole number, got {str(value)[:40]!r}") from None
     if number < 0:
         raise RejectedInput(f"{name} must not be negative, got {number}")

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from crisiswatch.contracts.schemas import RejectionCode
-from crisiswatch.ingest.records import MentionInput
+from crisiswatch.ingest.records import MentionInput, load_json
 
 from . import metrics
 from .ratelimit import TokenBuckets
@@ -209,8 +209,8 @@ def build_app(
         except web.HTTPRequestEntityTooLarge:
             return _problem(413, f"body exceeds the limit of {max_body_bytes} bytes")
         try:
-            batch = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            batch = load_json(body)
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
             return _problem(400, f"body is not valid JSON: {str(error)[:200]}")
         if isinstance(batch, dict) and isinstance(batch.get("mentions"), list):
             batch = batch["mentions"]
@@ -226,8 +226,9 @@ def build_app(
         rejected: list[dict[str, object]] = []
         async with one_batch_at_a_time:
             for index, item in enumerate(batch):
-                raw = item if isinstance(item, dict) else json.dumps(item)
-                outcome, rejection = listener.accept(raw, source="http")
+                outcome, rejection = listener.accept(
+                    item if isinstance(item, dict) else _item_text(item), source="http"
+                )
                 counts[outcome.value] += 1
                 if rejection is not None:
                     rejected.append({"index": index, "reason": rejection.reason, "code": rejection.code})
@@ -250,3 +251,11 @@ def build_app(
     app.router.add_get("/healthz", health)
     app.router.add_get("/openapi.json", serve_openapi)
     return app
+
+
+def _item_text(item: object) -> str:
+    """A batch item that is not an object, as text for its rejection (bounded: it may be nested deeply)."""
+    try:
+        return json.dumps(item)
+    except (RecursionError, ValueError):
+        return f"<a JSON {type(item).__name__} nested too deeply to show>"

@@ -108,10 +108,15 @@ def serve() -> None:
     from .ingest_http import build_app
 
     settings = ListenerSettings()
-    listener = _listener(settings, KafkaSettings(), DEFAULT_MAPPING, confirm_every=None)
-    token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+    configure_logging(settings.log_level)
+    try:
+        token = settings.checked_ingest_token()
+    except ValueError as error:
+        log.error("refusing to serve ingest", extra={"error": str(error)})
+        raise typer.Exit(2) from None
     if token is None:
-        log.warning("LISTENER_INGEST_TOKEN is not set: the ingest endpoint accepts unauthenticated requests")
+        log.warning("LISTENER_INGEST_ALLOW_ANONYMOUS is set: the ingest endpoint accepts unauthenticated requests")
+    listener = _listener(settings, KafkaSettings(), DEFAULT_MAPPING, confirm_every=None)
     limits = TokenBuckets(settings.rate_limit_per_s, settings.rate_burst) if settings.rate_limit_per_s else None
     app = build_app(listener, token, settings.max_body_bytes, settings.max_batch, limits, settings.ack_timeout_s)
 
