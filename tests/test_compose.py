@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.models.blocks import Block
 
-from crisiswatch.alerter.compose import ButtonValue, action_note, compose_blocks, headline
+from crisiswatch.alerter.compose import ButtonValue, action_note, compose_blocks, headline, slack_link
 from crisiswatch.alerter.responses import draft, drivers, load_templates, top_terms
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
@@ -154,3 +154,27 @@ def test_the_horizon_that_fired_is_shown_beside_the_rule_when_the_event_has_one(
         i for i, text in enumerate(contexts) if text.startswith("Why:")
     ), "it introduces the rule"
     assert "Fired on" not in json.dumps([b.to_dict() for b in compose_blocks(_incident())]), "older events: no line"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://x.com/u/status/1", " <https://x.com/u/status/1|link>"),
+        ("https://evil.example/a|<!channel>", " <https://evil.example/a%7C&lt;!channel&gt;|link>"),
+        ("https://evil.example/a><!here", " <https://evil.example/a&gt;&lt;!here|link>"),
+        ("javascript:alert(1)", ""),
+        ("slack://channel?id=C1", ""),
+        ("//no-scheme.example/a", ""),
+        (None, ""),
+    ],
+)
+def test_a_post_url_becomes_a_plain_http_link_or_nothing(url: str | None, shown: str) -> None:
+    assert slack_link(url, "link") == shown
+
+
+def test_a_crafted_post_url_cannot_ping_the_channel() -> None:
+    crafted = "https://a.example/|<!channel> pay here <https://b.example|x"
+    hostile = incident(sample_mentions=sample_mentions(["app down again", "still down"], url=crafted))
+    text = json.dumps([block.to_dict() for block in compose_blocks(hostile)])
+    assert "app down again" in text
+    assert "<!channel>" not in text

@@ -10,6 +10,8 @@ differently from a plain one.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, ConfigDict, Field
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -65,6 +67,22 @@ class ButtonValue(BaseModel):
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_link(url: str | None, label: str) -> str:
+    """`` <url|label>`` for an http(s) URL from a post, or nothing.
+
+    The URL comes from outside: any other scheme is dropped, and ``|``, ``<``,
+    ``>`` and ``&`` are escaped so it cannot close the link and inject
+    markup such as ``<!channel>``.
+    """
+    if not url:
+        return ""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    safe = _escape(parts.geturl()).replace("|", "%7C")
+    return f" <{safe}|{_escape(label)}>"
 
 
 def headline(incident: Incident) -> str:
@@ -265,7 +283,7 @@ def compose_blocks(
         blocks.append(DividerBlock())
         lines = []
         for sample in incident.sample_mentions[:5]:
-            link = f" <{sample.url}|link>" if sample.url else ""
+            link = slack_link(sample.url, "link")
             lines.append(
                 f"• _{_escape(sample.text[:280])}_ — @{_escape(sample.author_handle)} "
                 f"({sample.author_followers:,} followers){link}"
