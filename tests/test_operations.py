@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -19,7 +20,7 @@ from crisiswatch.alerter.settings import AlerterSettings, SlackSettings
 from crisiswatch.catalogue import known_series, render_markdown
 from crisiswatch.classifier.settings import ClassifierSettings
 from crisiswatch.ingest.brands import BrandCatalog
-from crisiswatch.listener.settings import ListenerSettings
+from crisiswatch.listener.settings import MIN_TOKEN_CHARS, ListenerSettings
 from crisiswatch.runtime.kafka import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,3 +238,21 @@ def test_the_brands_and_templates_the_manifests_ship_load_with_the_services_own_
     base = DEPLOY / "k8s" / "base"
     assert BrandCatalog.from_file(base / "brands.toml").ids()
     assert load_templates(base / "templates.toml").replies["en"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_alerters_state_is_replicated_like_the_clusters_topics(overlay: str) -> None:
+    resources = built_overlay(overlay)
+    (config,) = [
+        r for r in resources if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("crisiswatch-config")
+    ]
+    (kafka,) = [r for r in resources if r["kind"] == "Kafka"]
+    replicas = int(config["data"]["ALERTER_CHANGELOG_REPLICAS"])
+    assert replicas == int(kafka["spec"]["kafka"]["config"]["default.replication.factor"])
+    assert replicas >= int(kafka["spec"]["kafka"]["config"]["min.insync.replicas"])
+
+
+def test_the_dev_overlays_ingest_token_is_long_enough_for_the_listener_to_serve() -> None:
+    (secret,) = [r for r in built_overlay("dev") if r["kind"] == "Secret" and "ingest" in r["metadata"]["name"]]
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) >= MIN_TOKEN_CHARS

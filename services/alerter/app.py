@@ -94,7 +94,7 @@ def build_app(
         datadir=str(settings.data_dir),
         web_enabled=False,
         topic_partitions=partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.changelog_replicas,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,

@@ -36,6 +36,12 @@ class AlerterSettings(BaseSettings):
         default=7.0, gt=0, description="how long a resolved incident's delivery record is kept (dedup of replays)"
     )
     deliveries_sweep_seconds: float = Field(default=3600.0, gt=0)
+    changelog_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="replicas of the state tables' changelog topics: 1 on the embedded broker, 3 on a real cluster "
+        "(with min.insync.replicas 2, fewer replicas than that refuse every state write)",
+    )
     log_level: str = "INFO"
 
 
