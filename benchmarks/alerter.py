@@ -46,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from crisiswatch.alerter.app import MAX_FETCH_BYTES
 from crisiswatch.alerter.settings import AlerterSettings
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
@@ -189,7 +190,7 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def faust_floor(bootstrap: str, topic: str, expect: int, batch: int) -> float:
+def faust_floor(bootstrap: str, topic: str, expect: int, batch: int, fetch_bytes: int) -> float:
     """Records/s of a faust agent that only counts, on the same topic (see :mod:`benchmarks.faust_floor`)."""
     done = subprocess.run(
         [
@@ -200,6 +201,7 @@ def faust_floor(bootstrap: str, topic: str, expect: int, batch: int) -> float:
             f"--topic={topic}",
             f"--expect={expect}",
             f"--batch={batch}",
+            f"--fetch-bytes={fetch_bytes}",
         ],
         capture_output=True,
         text=True,
@@ -211,7 +213,13 @@ def faust_floor(bootstrap: str, topic: str, expect: int, batch: int) -> float:
 
 
 def run_workload(
-    workload: Workload, broker: EmbeddedBroker, partitions: int, workdir: Path, console: Console, floor: bool
+    workload: Workload,
+    broker: EmbeddedBroker,
+    partitions: int,
+    workdir: Path,
+    console: Console,
+    floor: bool,
+    floor_fetch_bytes: int,
 ) -> Result:
     """Fill, start the alerter, wait for the drain, measure."""
     prefix = f"bench{workload.brands}x{workload.per_minute}."
@@ -265,7 +273,9 @@ def run_workload(
         log.close()
     size = changelog_bytes(broker.bootstrap_servers, prefix)
     floor_rate = (
-        faust_floor(broker.bootstrap_servers, topics.scored, workload.mentions, AlerterSettings().batch_max)
+        faust_floor(
+            broker.bootstrap_servers, topics.scored, workload.mentions, AlerterSettings().batch_max, floor_fetch_bytes
+        )
         if floor
         else float("nan")
     )
@@ -281,6 +291,9 @@ def main(
     scale: Annotated[float, typer.Option(help="multiply each workload's minutes of traffic")] = 1.0,
     partitions: Annotated[int, typer.Option(help="partitions of the alerter's source topics")] = 4,
     floor: Annotated[bool, typer.Option(help="also drain each topic with a faust agent that only counts")] = True,
+    floor_fetch_mib: Annotated[
+        float, typer.Option(help="the floor agent's fetch size per partition (1 = faust's default)")
+    ] = MAX_FETCH_BYTES / 2**20,
 ) -> None:
     """Measure the alerter service on the embedded broker for each workload."""
     console = Console()
@@ -292,7 +305,9 @@ def main(
         workdir = Path(tmp)
         with EmbeddedBroker(port=free_port(), log_file=workdir / "broker.log") as broker:
             for workload in chosen:
-                results.append(run_workload(workload, broker, partitions, workdir, console, floor))
+                results.append(
+                    run_workload(workload, broker, partitions, workdir, console, floor, round(floor_fetch_mib * 2**20))
+                )
     table = Table(
         title=f"crisiswatch alerter on the embedded broker ({partitions} partitions; {os.cpu_count()} cores, {cpu})"
     )

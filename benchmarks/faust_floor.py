@@ -24,6 +24,9 @@ def main(
     topic: Annotated[str, typer.Option()],
     expect: Annotated[int, typer.Option(help="records to drain")],
     batch: Annotated[int, typer.Option()] = 2000,
+    fetch_bytes: Annotated[int, typer.Option(help="per partition and fetch (faust's own default: 1 MiB)")] = (
+        MAX_FETCH_BYTES
+    ),
 ) -> None:
     """Drain ``topic`` with a counting agent and print ``records/s``."""
     app = faust.App(
@@ -33,7 +36,7 @@ def main(
         web_enabled=False,
         datadir=tempfile.mkdtemp(prefix="crisiswatch-floor-"),
         consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=MAX_FETCH_BYTES,
+        consumer_max_fetch_size=fetch_bytes,
     )
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"records": 0, "first_at": 0.0, "first_batch": 0}

@@ -47,7 +47,15 @@ from crisiswatch.detection.actions import ActionOutcome, apply_action
 from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.detection.lifecycle import judge
 from crisiswatch.detection.state import BucketVerdict, DetectorState
-from crisiswatch.detection.windows import AddResult, BrandBuckets, Bucket, add_mention, close_ready, id_digest
+from crisiswatch.detection.windows import (
+    AddResult,
+    BrandBuckets,
+    Bucket,
+    add_mention,
+    bucket_start,
+    close_ready,
+    id_digest,
+)
 
 log = logging.getLogger(__name__)
 RECORD_VERSION = 2
@@ -120,15 +128,12 @@ class BrandProcessor:
     ) -> tuple[AddResult, list[Incident]]:
         """Count one mention (``offset``: its position in ``source``, to skip replays); incidents it caused."""
         brand = self._brand(mention.brand)
-        if offset is not None:
-            if offset <= brand.offsets.get(source, -1):
-                return AddResult.DUPLICATE, []
-            brand.offsets[source] = offset
-        self._touched.add(mention.brand)
+        if not self._first_time(mention.brand, brand, source, offset):
+            return AddResult.DUPLICATE, []
         digest = id_digest(mention.id)
         outcome = add_mention(brand.buckets, mention, self.config.bucket, digest)
         if outcome is AddResult.COUNTED:
-            start = _bucket_of(brand.buckets, mention.created_at, self.config.bucket)
+            start = bucket_start(mention.created_at, self.config.bucket)
             inline = brand.inline.setdefault(start, [])
             (inline if len(inline) < INLINE_DIGESTS else brand.new_digests.setdefault(start, [])).append(digest)
         closed = close_ready(brand.buckets, self.config.bucket, self.lateness)
@@ -154,11 +159,8 @@ class BrandProcessor:
     ) -> tuple[ActionOutcome, list[Incident]]:
         """Apply a person's action to the brand's incident; the events that update the alert."""
         brand = self._brand(action.brand)
-        if offset is not None:
-            if offset <= brand.offsets.get(source, -1):
-                return ActionOutcome.STALE, []
-            brand.offsets[source] = offset
-        self._touched.add(action.brand)
+        if not self._first_time(action.brand, brand, source, offset):
+            return ActionOutcome.STALE, []
         state, outcome, incidents = apply_action(self._detector(action.brand, brand), action, self.config)
         if incidents:
             brand.detector, brand.snapshot_due = state, True
@@ -200,6 +202,15 @@ class BrandProcessor:
             self._brands.pop(name, None)
             self._touched.discard(name)
 
+    def _first_time(self, name: str, brand: _Brand, source: str, offset: int | None) -> bool:
+        """Whether the record at ``offset`` of ``source`` is new to the brand (not a replay); marks it applied."""
+        if offset is not None:
+            if offset <= brand.offsets.get(source, -1):
+                return False
+            brand.offsets[source] = offset
+        self._touched.add(name)
+        return True
+
     def _brand(self, name: str) -> _Brand:
         brand = self._brands.get(name)
         if brand is None:
@@ -231,13 +242,6 @@ class BrandProcessor:
             brand.detector = judge(state, replay, self.config)[0] if replay else state
             brand.replay = []
         return brand.detector
-
-
-def _bucket_of(buckets: BrandBuckets, moment: datetime, width: timedelta) -> datetime:
-    newest = buckets.open[-1]
-    if newest.start <= moment < newest.start + width:
-        return newest.start
-    return next(b.start for b in buckets.open if b.start <= moment < b.start + width)
 
 
 def seen_key(brand: str, start: datetime, chunk: int) -> str:

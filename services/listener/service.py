@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from crisiswatch.contracts.schemas import DeadLetter, Mention, RejectionCode
+from crisiswatch.contracts.schemas import DeadLetter, RejectionCode
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, RejectedInput, decode_json_object, to_mentions
@@ -60,7 +60,6 @@ class Listener:
         try:
             record = raw if isinstance(raw, Mapping) else decode_json_object(raw)
             mentions = to_mentions(record, self.catalog, self.mapping, source)
-            payloads = [(mention, _wire_bytes(mention)) for mention in mentions]
         except RecursionError:
             rejection = RejectedInput("the record is nested too deeply", RejectionCode.MALFORMED_JSON)
             self.reject(raw, source, rejection)
@@ -68,12 +67,12 @@ class Listener:
         except RejectedInput as rejection:
             self.reject(raw, source, rejection)
             return Outcome.REJECTED, rejection
-        fresh = [(m, value) for m, value in payloads if self.recent.first_time(f"{m.brand}/{m.id}")]
+        fresh = [m for m in mentions if self.recent.first_time(f"{m.brand}/{m.id}")]
         if not fresh:
             metrics.MENTIONS.labels(source, Outcome.DUPLICATE).inc()
             return Outcome.DUPLICATE, None
-        for mention, value in fresh:
-            self._send(self.topics.raw, mention.brand.encode(), value)
+        for mention in fresh:
+            self._send(self.topics.raw, mention.brand.encode(), mention.to_bytes())
             self._unconfirmed_keys.append(f"{mention.brand}/{mention.id}")
         metrics.MENTIONS.labels(source, Outcome.ACCEPTED).inc()
         return Outcome.ACCEPTED, None
@@ -117,11 +116,3 @@ def _json_or_repr(record: Mapping[str, Any]) -> str:
         return repr(record)
     except RecursionError:
         return f"<a record nested too deeply to show; its fields: {', '.join(map(str, list(record)[:20]))}>"
-
-
-def _wire_bytes(mention: Mention) -> bytes:
-    """The mention as it goes on the wire; text that is not valid Unicode (a lone surrogate) is refused."""
-    try:
-        return mention.to_bytes()
-    except (ValueError, UnicodeError) as error:
-        raise RejectedInput(f"not valid Unicode text: {str(error)[:120]}", RejectionCode.INVALID_UTF8) from None
