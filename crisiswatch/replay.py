@@ -10,13 +10,16 @@ untouched. Export formats: JSONL/CSV with a field mapping, or a preset.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, zone_for
 from crisiswatch.ingest.sources import RawRecord, event_time, read_file
+
+OUT_OF_RANGE = "out_of_range"
+"""The count of rejected records whose time lay outside the accepted span (also in ``rejected``)."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,14 @@ def mapping_for(preset: str, spec: str = "", timezone: str = "UTC") -> FieldMapp
     return replace(PRESETS[preset].mapping, **changed, timezone=zone_for(timezone).key)
 
 
-def event_span(records: Iterator[RawRecord], mapping: FieldMapping) -> tuple[datetime | None, datetime | None]:
-    """The first and last readable event times of a file (for the progress bar)."""
+def event_span(
+    records: Iterator[RawRecord], mapping: FieldMapping, accept: Callable[[datetime], bool] = lambda _: True
+) -> tuple[datetime | None, datetime | None]:
+    """The first and last readable event times of a file that ``accept`` takes (for the progress bar)."""
     first = last = None
     for record in records:
         moment = event_time(record, mapping)
-        if moment is not None:
+        if moment is not None and accept(moment):
             first = moment if first is None or moment < first else first
             last = moment if last is None or moment > last else last
     return first, last
@@ -117,15 +122,22 @@ def run_replay(
     mapping: FieldMapping,
     brands: Path,
 ) -> dict[str, int]:
-    """Publish ``path`` into ``namespace`` through the listener, with a progress bar; returns counts by outcome."""
+    """Publish ``path`` into ``namespace`` through the listener, with a progress bar; returns counts by outcome.
+
+    A replay is history: mentions are taken up to ``LISTENER_HISTORY_MAX_AGE_DAYS``
+    old. Those dated outside that span (or ahead of this clock) are dead-lettered
+    like any rejection and also counted apart as ``out_of_range``.
+    """
     import time
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from crisiswatch.contracts.schemas import RejectionCode
     from crisiswatch.contracts.topics import Topics
     from crisiswatch.ingest.brands import BrandCatalog
     from crisiswatch.ingest.sources import paced
     from crisiswatch.listener.service import Listener, Outcome
+    from crisiswatch.listener.settings import ListenerSettings
     from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics
     from crisiswatch.runtime.lifecycle import StopSignal
 
@@ -134,11 +146,16 @@ def run_replay(
     kafka = KafkaSettings()
     topics = Topics(namespace)
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
-    first, last = event_span(records_for(path, preset), mapping)
-    span = max(1.0, (last - first).total_seconds()) if first and last else 1.0
     producer = AckedProducer.for_settings(kafka, "crisiswatch-replay")
-    listener = Listener(producer, topics, BrandCatalog.from_file(brands), mapping)
-    counts = {outcome.value: 0 for outcome in Outcome}
+    bounds = ListenerSettings().event_time_bounds(history=True)
+    listener = Listener(producer, topics, BrandCatalog.from_file(brands), mapping, bounds=bounds)
+
+    def accepted(moment: datetime) -> bool:
+        return bounds.contains(moment, listener.clock())
+
+    first, last = event_span(records_for(path, preset), mapping, accepted)
+    span = max(1.0, (last - first).total_seconds()) if first and last else 1.0
+    counts = {outcome.value: 0 for outcome in Outcome} | {OUT_OF_RANGE: 0}
     stop = StopSignal()
     started = time.monotonic()
     columns = (
@@ -149,11 +166,15 @@ def run_replay(
     )
     with Progress(*columns) as progress:
         task = progress.add_task(f"replaying {path.name} into {namespace}*", total=span, rate=0.0)
-        for record in paced(records_for(path, preset), speed, mapping, should_stop=stop.is_set):
-            outcome, _ = listener.accept(record if isinstance(record, bytes) else dict(record), f"replay:{path.name}")
+        for record in paced(records_for(path, preset), speed, mapping, should_stop=stop.is_set, accept=accepted):
+            raw = record if isinstance(record, bytes) else dict(record)
+            outcome, rejection = listener.accept(raw, f"replay:{path.name}")
             counts[outcome.value] += 1
+            if rejection is not None and rejection.code is RejectionCode.TIME_OUT_OF_RANGE:
+                counts[OUT_OF_RANGE] += 1
+                continue
             moment = event_time(record, mapping)
-            done = sum(counts.values())
+            done = sum(counts[kind.value] for kind in Outcome)
             rate = done / max(time.monotonic() - started, 1e-6)
             if moment is not None and first is not None:
                 position = f"{moment:%Y-%m-%d %H:%M} UTC"

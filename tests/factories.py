@@ -157,15 +157,17 @@ def scored_traffic(
 
 
 def storm_then_calm(brand: str, calm_minutes: int = 150, storm_minutes: int = 10) -> tuple[list, list]:
-    """A calm brand long enough to warm the detector up, then a storm of complaints ending now; and the calm after.
+    """A calm brand long enough to warm the detector up, then a storm of complaints; and the calm after, up to now.
 
     Returns (calm + storm, quiet afterwards): the first opens an incident, the
-    second lets it resolve.
+    second lets it resolve. It all lies in the recent past, as a live alerter
+    takes it (it refuses mentions dated ahead of its clock).
     """
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    storm_start = now - timedelta(minutes=storm_minutes)
+    after_minutes = 45
+    storm_end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=after_minutes)
+    storm_start = storm_end - timedelta(minutes=storm_minutes)
     calm_start = storm_start - timedelta(minutes=calm_minutes)
     before = scored_traffic(brand, calm_start, calm_minutes, 3, 5, "calm")
     storm = scored_traffic(brand, storm_start, storm_minutes, 20, 1, "storm")
-    after = scored_traffic(brand, now, 45, 3, 5, "after")
+    after = scored_traffic(brand, storm_end, after_minutes, 3, 5, "after")
     return [*before, *storm], after

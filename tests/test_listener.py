@@ -104,6 +104,13 @@ def test_invalid_records_are_rejected_with_a_reason(record: dict, reason: str) -
         to_mentions(record, CATALOG)
 
 
+def test_an_unknown_brand_is_refused_without_showing_the_client_the_brand_catalogue() -> None:
+    with pytest.raises(RejectedInput) as refused:
+        to_mentions({"id": "1", "text": "hi", "created_at": "2026-03-02T10:00:00Z", "brand": "globex"}, CATALOG)
+    assert refused.value.code is RejectionCode.UNKNOWN_BRAND
+    assert not any(brand in refused.value.reason for brand in CATALOG.ids())
+
+
 def test_rejections_carry_a_bounded_code_from_where_they_are_raised() -> None:
     with pytest.raises(RejectedInput) as undecodable:
         decode_json_object(b"\xff")

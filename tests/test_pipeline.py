@@ -62,8 +62,8 @@ def crisis_run(pipeline_factory, slack, tmp_path_factory) -> Pipeline:
     scenario_file.write_text("".join(json.dumps(r) + "\n" for r in records))
     bad_file = data / "bad.jsonl"
     bad_file.write_bytes(b"\n".join([*BAD_LINES, json.dumps(GOOD_AFTER_BAD).encode()]) + b"\n")
-    pipeline.run_listener("replay", str(scenario_file))
-    pipeline.run_listener("replay", str(bad_file))
+    pipeline.run_listener("replay", "--history", str(scenario_file))
+    pipeline.run_listener("replay", "--history", str(bad_file))
     producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
     producer.send(pipeline.topics.raw, key=b"acme-air", value=b'{"not": "a mention"}')
     producer.send(pipeline.topics.scored, key=b"acme-air", value=b"\x00garbage")

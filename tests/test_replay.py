@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crisiswatch.cli import app
-from crisiswatch.contracts.schemas import Mention
+from crisiswatch.contracts.schemas import DeadLetter, Mention
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.ingest.records import to_mentions
@@ -32,18 +32,26 @@ def test_a_replay_lands_in_its_namespace_and_never_in_the_live_topics(
         {"id": f"{run}-{i}", "text": f"Acme Air delayed again {i}", "created_at": f"2026-03-02T07:{i:02d}:00Z"}
         for i in range(12)
     ]
-    source.write_text("".join(json.dumps(row) + "\n" for row in rows) + "not json\n")
+    mis_dated = [
+        {"id": f"{run}-{moment[:4]}", "text": "Acme Air delayed again", "created_at": moment}
+        for moment in ("9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z")
+    ]
+    lines = [json.dumps(row) for row in [mis_dated[0], *rows[:6], mis_dated[1], *rows[6:]]]
+    source.write_text("\n".join(lines) + "\nnot json\n")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
     namespace = f"replay-{run}."
 
-    result = CliRunner().invoke(app, ["replay", str(source), "--namespace", namespace, "--speed", "0"])
+    result = CliRunner().invoke(app, ["replay", str(source), "--namespace", namespace, "--speed", "600"])
 
     assert result.exit_code == 0, result.output
-    assert "accepted 12" in result.output and "rejected 1" in result.output
+    assert "accepted 12" in result.output and "rejected 3" in result.output and "out_of_range 2" in result.output
     published = read_topic(broker.bootstrap_servers, f"{namespace}mentions.raw", 12)
     replayed = [Mention.model_validate_json(value) for value in published]
     assert sorted(m.id for m in replayed) == sorted(row["id"] for row in rows)
-    assert len(read_topic(broker.bootstrap_servers, f"{namespace}mentions.dlq", 1)) == 1
+    letters = [
+        DeadLetter.model_validate_json(v) for v in read_topic(broker.bootstrap_servers, f"{namespace}mentions.dlq", 3)
+    ]
+    assert sorted(letter.code for letter in letters) == ["malformed_json", "time_out_of_range", "time_out_of_range"]
     live_size = topic_size(broker.bootstrap_servers, Topics().raw)
     live = read_topic(broker.bootstrap_servers, Topics().raw, live_size, timeout=10) if live_size else []
     assert not any(run.encode() in value for value in live)

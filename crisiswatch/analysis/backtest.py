@@ -13,7 +13,7 @@ import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from crisiswatch.contracts.schemas import (
     Incident,
     IncidentAction,
     Mention,
+    RejectionCode,
     ScoredMention,
     Sentiment,
     SentimentScores,
@@ -34,6 +35,7 @@ from crisiswatch.detection.windows import BrandBuckets, add_mention, close_ready
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.ingest.records import (
     DEFAULT_MAPPING,
+    EventTimeBounds,
     FieldMapping,
     RejectedInput,
     decode_json_object,
@@ -46,6 +48,8 @@ from crisiswatch.ingest.sources import read_file
 LABELLED_MODEL = "labelled-input"
 BACKTEST_USER = "backtest"
 """Who presses the buttons a backtest replays from a verdicts file."""
+HISTORY_BOUNDS = EventTimeBounds.history()
+"""The event times a backtest takes: those a replay of history would."""
 SENTIMENT_ALIASES = {"neg": Sentiment.NEGATIVE, "neu": Sentiment.NEUTRAL, "pos": Sentiment.POSITIVE}
 ScoreTexts = Callable[[Sequence[str]], list[SentimentScores]]
 
@@ -57,6 +61,8 @@ class LoadedMentions:
     mentions: list[ScoredMention]
     rejected: list[tuple[int, str]] = field(default_factory=list)
     classified: int = 0
+    out_of_range: int = 0
+    """Rejected rows (also in ``rejected``) whose time lay outside the history bounds: skipped, and said so."""
 
 
 @dataclass
@@ -129,11 +135,17 @@ def load_mentions(
     model_name: str = "model",
     batch: int = 4096,
     on_progress: Callable[[int], None] | None = None,
+    bounds: EventTimeBounds = HISTORY_BOUNDS,
+    now: datetime | None = None,
 ) -> LoadedMentions:
     """Read, validate and label a JSONL/CSV file; only rows without a label go through ``score_texts``.
 
-    Raises ``ValueError`` when some rows need the model and none was given.
+    Rows dated outside ``bounds`` at ``now`` are rejected as the listener
+    would a replay of history (one row dated in year 9999 or year 1 would
+    otherwise stall the brand's windows). Raises ``ValueError`` when some rows
+    need the model and none was given.
     """
+    moment = now or datetime.now(UTC)
     loaded = LoadedMentions(mentions=[])
     unlabelled: list[Mention] = []
 
@@ -153,9 +165,10 @@ def load_mentions(
         try:
             record: Mapping[str, Any] = raw if isinstance(raw, Mapping) else decode_json_object(raw)
             label = parse_sentiment(field_value(record, label_field))
-            mentions = to_mentions(record, catalog, mapping, source=path.name)
+            mentions = to_mentions(record, catalog, mapping, path.name, bounds, moment)
         except RejectedInput as error:
             loaded.rejected.append((line, error.reason))
+            loaded.out_of_range += error.code is RejectionCode.TIME_OUT_OF_RANGE
             continue
         if label is None:
             unlabelled.extend(mentions)
@@ -372,7 +385,9 @@ def load_with_progress(path: Path, brands: Path | None, mapping: str, label_fiel
     for line, reason in loaded.rejected[:5]:
         console.print(f"[yellow]line {line} rejected:[/] {reason}")
     facts = {
-        "input": f"{path} ({rows} rows, {len(loaded.mentions)} mentions, {len(loaded.rejected)} rejected)",
+        "input": f"{path} ({rows} rows, {len(loaded.mentions)} mentions, {len(loaded.rejected)} rejected"
+        + (f", {loaded.out_of_range} of them dated out of range" if loaded.out_of_range else "")
+        + ")",
         "sentiment": f"{loaded.classified} classified by {model_names[0] if model_names else '—'}, "
         f"{len(loaded.mentions) - loaded.classified} labelled in the input",
     }

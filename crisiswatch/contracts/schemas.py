@@ -27,6 +27,11 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+EVENT_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+EVENT_TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+EventDatetime = Annotated[UtcDatetime, Field(ge=EVENT_TIME_MIN, lt=EVENT_TIME_MAX)]
+"""When a post was made: between the Unix epoch and 2200. No source clock is right outside that, and window
+arithmetic on it (a bucket's end, a watermark minus lateness) stays far from ``datetime``'s own limits."""
 SlackUserId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 """A Slack user id (``U0123ABCD``); the pattern keeps anything but an id out of ``<@...>`` mentions."""
 
@@ -92,7 +97,7 @@ class Mention(WireModel):
     lang: str = Field(default="und", max_length=16)
     author_handle: str = Field(default="", max_length=128)
     author_followers: int = Field(default=0, ge=0)
-    created_at: UtcDatetime
+    created_at: EventDatetime
     url: str | None = Field(default=None, max_length=2048)
     engagement: Engagement = Field(default_factory=Engagement)
     ingested_at: UtcDatetime = Field(default_factory=utc_now)
@@ -295,6 +300,7 @@ class RejectionCode(enum.StrEnum):
     MISSING_FIELD = "missing_field"
     TOO_LARGE = "too_large"
     INVALID_FIELD = "invalid_field"
+    TIME_OUT_OF_RANGE = "time_out_of_range"
 
 
 class DeadLetter(WireModel):

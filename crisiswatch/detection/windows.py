@@ -27,6 +27,7 @@ class AddResult(enum.StrEnum):
     COUNTED = "counted"
     DUPLICATE = "duplicate"
     LATE = "late"
+    FUTURE = "future"
 
 
 def id_digest(mention_id: str) -> int:
@@ -85,9 +86,25 @@ def bucket_start(moment: datetime, width: timedelta) -> datetime:
     return epoch + width * math.floor((moment - epoch) / width)
 
 
-def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta, digest: int | None = None) -> AddResult:
-    """Count ``mention`` into its bucket (mutates ``state``); ``digest`` is its id's, when the caller has it."""
+def add_mention(
+    state: BrandBuckets,
+    mention: ScoredMention,
+    width: timedelta,
+    digest: int | None = None,
+    now: datetime | None = None,
+    max_future: timedelta = timedelta(minutes=5),
+) -> AddResult:
+    """Count ``mention`` into its bucket (mutates ``state``); ``digest`` is its id's, when the caller has it.
+
+    ``now`` is the wall clock of a live stream (None for a replay of
+    history): a mention dated more than ``max_future`` after it is refused as
+    ``FUTURE``, and the watermark never passes ``now``, so a source whose clock
+    runs a few minutes fast is counted without making the brand's on-time
+    mentions late.
+    """
     created_at = mention.created_at
+    if now is not None and created_at > now + max_future:
+        return AddResult.FUTURE
     newest = state.open[-1] if state.open else None
     if newest is not None and newest.start <= created_at < newest.start + width:
         bucket = newest  # the common case; an open bucket is never late
@@ -124,10 +141,11 @@ def add_mention(state: BrandBuckets, mention: ScoredMention, width: timedelta, d
             samples.append(sample)
             samples.sort(key=lambda s: sample_rank(s.negative_score, s.author_followers), reverse=True)
             del samples[MAX_SAMPLES:]
-    if state.watermark is None or created_at > state.watermark:
-        state.watermark = created_at
+    reached = created_at if now is None or created_at <= now else now
+    if state.watermark is None or reached > state.watermark:
+        state.watermark = reached
     if state.next_to_close is None:
-        state.next_to_close = bucket.start
+        state.next_to_close = bucket.start if reached == created_at else bucket_start(reached, width)
     return AddResult.COUNTED
 
 
@@ -136,8 +154,10 @@ def close_ready(
 ) -> list[Bucket]:
     """Close every bucket that ended ``lateness`` before the watermark (or ``now``), empty ones included.
 
-    Empty buckets matter: a quiet interval is evidence of a low rate. At most
-    ``MAX_GAP_BUCKETS`` are produced per call so a long silence stays cheap.
+    Empty buckets matter: a quiet interval is evidence of a low rate, but only
+    the last ``MAX_GAP_BUCKETS`` of a silence are closed one by one; the
+    stretch before them is skipped, so a brand quiet for a month (or one stray
+    mention dated years back) costs one bounded walk, not one per mention.
     """
     if state.next_to_close is None:
         return []
@@ -147,6 +167,9 @@ def close_ready(
     horizon = latest - lateness
     closed: list[Bucket] = []
     while state.next_to_close + width <= horizon and len(closed) < MAX_GAP_BUCKETS:
+        upcoming = state.open[0].start if state.open else bucket_start(horizon, width)
+        if upcoming - state.next_to_close > width * MAX_GAP_BUCKETS:
+            state.next_to_close = upcoming - width * MAX_GAP_BUCKETS
         start = state.next_to_close
         if state.open and state.open[0].start == start:
             closed.append(state.open.pop(0))

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -216,13 +216,75 @@ def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
     raise RejectedInput("created_at is missing", RejectionCode.MISSING_FIELD)
 
 
+HISTORY_MAX_AGE = timedelta(days=3650)
+"""How old a replayed or backtested mention may be by default: ten years of history."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeBounds:
+    """How far from the reading clock a mention's ``created_at`` may lie.
+
+    Event time drives every window downstream, so one mention dated far ahead
+    would make a brand's on-time mentions late, and one dated far back would
+    make a new brand walk centuries of empty buckets. Live ingest takes a few
+    minutes of source clock skew and a day of backfill; a replay of history
+    widens ``max_age`` explicitly (``--history``), never ``max_future``.
+    """
+
+    max_future: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(hours=24)
+    hint: str = ""
+    """Said after a too-old rejection: how to get such a record in (e.g. which flag)."""
+
+    def check(self, moment: datetime, now: datetime) -> None:
+        """Raise :class:`RejectedInput` (``time_out_of_range``) when ``moment`` is outside the bounds at ``now``."""
+        if moment > now + self.max_future:
+            raise RejectedInput(
+                f"created_at {moment.isoformat()} is {_span(moment - now)} ahead of the listener's clock "
+                f"(at most {_span(self.max_future)} of source clock skew is accepted)",
+                RejectionCode.TIME_OUT_OF_RANGE,
+            )
+        if moment < now - self.max_age:
+            hint = f"; {self.hint}" if self.hint else ""
+            raise RejectedInput(
+                f"created_at {moment.isoformat()} is {_span(now - moment)} old (at most {_span(self.max_age)} "
+                f"is accepted here{hint})",
+                RejectionCode.TIME_OUT_OF_RANGE,
+            )
+
+    @classmethod
+    def history(cls, max_age: timedelta = HISTORY_MAX_AGE, hint: str = "") -> EventTimeBounds:
+        """The bounds of a replay of history: old mentions welcome, none from the future."""
+        return cls(max_age=max_age, hint=hint)
+
+    def contains(self, moment: datetime, now: datetime) -> bool:
+        """Whether ``moment`` is within the bounds at ``now``."""
+        return now - self.max_age <= moment <= now + self.max_future
+
+
+def _span(delta: timedelta) -> str:
+    """A duration the way a person reads it: the largest whole unit."""
+    seconds = delta.total_seconds()
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
 def to_mentions(
-    record: Mapping[str, Any], catalog: BrandCatalog, mapping: FieldMapping = DEFAULT_MAPPING, source: str = "unknown"
+    record: Mapping[str, Any],
+    catalog: BrandCatalog,
+    mapping: FieldMapping = DEFAULT_MAPPING,
+    source: str = "unknown",
+    bounds: EventTimeBounds | None = None,
+    now: datetime | None = None,
 ) -> list[Mention]:
     """Validate a raw record and return one mention per brand it concerns.
 
     A record naming its brand must name a configured one; otherwise the text is
-    matched against the brand catalogue. Raises :class:`RejectedInput` with the reason.
+    matched against the brand catalogue. With ``bounds``, ``created_at`` must
+    lie within them at ``now`` (the wall clock when not given). Raises
+    :class:`RejectedInput` with the reason.
     """
     text = _lookup(record, mapping.text)
     if text is None:
@@ -240,7 +302,7 @@ def to_mentions(
     named_brand = _lookup(record, mapping.brand)
     if named_brand not in (None, ""):
         if str(named_brand) not in catalog.brands:
-            reason = f"unknown brand {str(named_brand)[:64]!r}; configured: {', '.join(catalog.ids())}"
+            reason = f"unknown brand {str(named_brand)[:64]!r}: not one of the {len(catalog.brands)} configured ids"
             raise RejectedInput(reason, RejectionCode.UNKNOWN_BRAND)
         brands = [str(named_brand)]
     else:
@@ -252,6 +314,9 @@ def to_mentions(
         reposts=_count(record, mapping.reposts, "reposts"),
         replies=_count(record, mapping.replies, "replies"),
     )
+    created_at = parse_timestamp(_lookup(record, mapping.created_at), mapping.timezone)
+    if bounds is not None:
+        bounds.check(created_at, now or datetime.now(UTC))
     fields = {
         "id": str(mention_id),
         "source": str(_lookup(record, mapping.source) or source),
@@ -259,7 +324,7 @@ def to_mentions(
         "lang": str(_lookup(record, mapping.lang) or "und"),
         "author_handle": str(_lookup(record, mapping.author_handle) or ""),
         "author_followers": _count(record, mapping.author_followers, "author_followers"),
-        "created_at": parse_timestamp(_lookup(record, mapping.created_at), mapping.timezone),
+        "created_at": created_at,
         "url": _lookup(record, mapping.url) or None,
         "engagement": engagement,
     }

@@ -48,11 +48,14 @@ def paced(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     should_stop: Callable[[], bool] = lambda: False,
+    accept: Callable[[datetime], bool] = lambda _: True,
 ) -> Iterator[RawRecord]:
     """Release records on their recorded timing divided by ``speed`` (0 = as fast as possible).
 
-    Records without a readable timestamp pass through at once; they will be
-    rejected downstream with the reason.
+    Records without a readable timestamp, or with one ``accept`` refuses (a
+    year-9999 line), pass through at once without moving the clock: they will
+    be rejected downstream with the reason, and one of them must not hold the
+    replay for centuries.
     """
     first_event: datetime | None = None
     started = clock()
@@ -61,7 +64,7 @@ def paced(
             return
         if speed > 0:
             moment = event_time(record, mapping)
-            if moment is not None:
+            if moment is not None and accept(moment):
                 first_event = first_event or moment
                 due = started + (moment - first_event).total_seconds() / speed
                 while (wait := due - clock()) > 0 and not should_stop():

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,12 +114,24 @@ class BrandProcessor:
     source order, then :meth:`flush` at the end of a batch: it writes the
     state of every brand the batch touched and returns their reports.
     Incident events come back from :meth:`add` and :meth:`act` as they happen.
+    A brand's watermark never passes the ``clock`` and a mention dated more
+    than ``max_future`` after it is refused (see :func:`add_mention`): one
+    mis-dated post cannot make the brand's real mentions late.
     """
 
-    def __init__(self, tables: StateTables, config: DetectorConfig, lateness: timedelta) -> None:
+    def __init__(
+        self,
+        tables: StateTables,
+        config: DetectorConfig,
+        lateness: timedelta,
+        max_future: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.tables = tables
         self.config = config
         self.lateness = lateness
+        self.max_future = max_future
+        self.clock = clock
         self._brands: dict[str, _Brand] = {}
         self._touched: set[str] = set()
 
@@ -131,7 +143,7 @@ class BrandProcessor:
         if not self._first_time(mention.brand, brand, source, offset):
             return AddResult.DUPLICATE, []
         digest = id_digest(mention.id)
-        outcome = add_mention(brand.buckets, mention, self.config.bucket, digest)
+        outcome = add_mention(brand.buckets, mention, self.config.bucket, digest, self.clock(), self.max_future)
         if outcome is AddResult.COUNTED:
             start = bucket_start(mention.created_at, self.config.bucket)
             inline = brand.inline.setdefault(start, [])

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from crisiswatch.contracts.schemas import RejectionCode
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping
 from crisiswatch.ingest.scenario import demo_history, demo_scenario, generate
 from crisiswatch.ingest.sources import RawRecord, paced, read_file
-from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics
+from crisiswatch.runtime.health import BrokerWatch, Health, HealthSettings
+from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, MetadataQuestion, ensure_topics
 from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.runtime.metrics import serve_metrics
@@ -33,15 +34,21 @@ cli = typer.Typer(help="Bring mentions in: replay a file, play a scenario, or se
 
 
 def _listener(
-    settings: ListenerSettings, kafka: KafkaSettings, mapping: FieldMapping, confirm_every: int | None = 1000
+    settings: ListenerSettings,
+    kafka: KafkaSettings,
+    mapping: FieldMapping,
+    confirm_every: int | None = 1000,
+    history: bool = False,
+    health: Health | None = None,
 ) -> Listener:
     configure_logging(settings.log_level)
-    serve_metrics(settings.metrics_port, "listener")
+    serve_metrics(settings.metrics_port, "listener", health=health)
     catalog = BrandCatalog.from_file(settings.brands_file)
     ensure_topics(kafka, Topics(kafka.topic_prefix).all(), kafka.topic_partitions)
     producer = acked_producer(kafka, "crisiswatch-listener")
     recent = RecentIds(settings.dedup_capacity)
-    return Listener(producer, Topics(kafka.topic_prefix), catalog, mapping, recent, confirm_every)
+    bounds = settings.event_time_bounds(history)
+    return Listener(producer, Topics(kafka.topic_prefix), catalog, mapping, recent, confirm_every, bounds)
 
 
 def acked_producer(kafka: KafkaSettings, client_id: str) -> AckedProducer:
@@ -52,14 +59,25 @@ def acked_producer(kafka: KafkaSettings, client_id: str) -> AckedProducer:
 
 
 def pump(listener: Listener, records: Iterable[RawRecord], source: str) -> dict[str, int]:
-    """Feed records through the listener, flush, and return counts by outcome."""
-    counts = {outcome.value: 0 for outcome in Outcome}
+    """Feed records through the listener, flush, and return counts by outcome.
+
+    ``out_of_range`` counts the rejections for a time outside the accepted span
+    (they are in ``rejected`` too): a replay reports the rows it skipped.
+    """
+    counts = {outcome.value: 0 for outcome in Outcome} | {"out_of_range": 0}
     for record in records:
         raw = record if isinstance(record, bytes) else dict(record)
-        outcome, _ = listener.accept(raw, source)
+        outcome, rejection = listener.accept(raw, source)
         counts[outcome.value] += 1
+        if rejection is not None and rejection.code is RejectionCode.TIME_OUT_OF_RANGE:
+            counts["out_of_range"] += 1
     listener.flush()
     return counts
+
+
+def _accepted_time(listener: Listener) -> Callable[[datetime], bool]:
+    """Whether the listener will take an event time now: only those pace a replay."""
+    return lambda moment: listener.bounds.contains(moment, listener.clock())
 
 
 @cli.command()
@@ -67,12 +85,25 @@ def replay(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or CSV file of mentions")],
     speed: Annotated[float, typer.Option(help="recorded time / wall time; 0 = as fast as possible")] = 0.0,
     mapping: Annotated[str, typer.Option(help="field mapping, e.g. 'text=full_text,created_at=ts'")] = "",
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="the file is history: accept mentions up to LISTENER_HISTORY_MAX_AGE_DAYS old "
+            "(live bounds otherwise: LISTENER_MAX_AGE_HOURS)",
+        ),
+    ] = False,
 ) -> None:
-    """Replay a recorded file into ``mentions.raw`` with its timing scaled by ``--speed``."""
+    """Replay a recorded file into ``mentions.raw`` with its timing scaled by ``--speed``.
+
+    Mentions dated outside the accepted span (ahead of this clock, or older
+    than live ingest takes unless ``--history``) go to the dead-letter topic
+    with the reason and are not paced.
+    """
     field_mapping = FieldMapping.parse(mapping)
-    listener = _listener(ListenerSettings(), KafkaSettings(), field_mapping)
+    listener = _listener(ListenerSettings(), KafkaSettings(), field_mapping, history=history)
     stop = StopSignal()
-    records = paced(read_file(path), speed, field_mapping, should_stop=stop.is_set)
+    records = paced(read_file(path), speed, field_mapping, should_stop=stop.is_set, accept=_accepted_time(listener))
     counts = pump(listener, records, source=f"file:{path.name}")
     log.info("replay finished", extra={"file": str(path), **counts})
 
@@ -86,7 +117,11 @@ def scenario(
         int, typer.Option(min=0, help="play the brands' calm DAYS before the scenario instead (history to seed from)")
     ] = 0,
 ) -> None:
-    """Play the built-in demo scenario (three brands, one outage storm) into ``mentions.raw``."""
+    """Play the built-in demo scenario (three brands, one outage storm) into ``mentions.raw``.
+
+    A scenario is history by construction (it starts on a fixed date), so it
+    is taken within the ``--history`` bounds.
+    """
     moment = datetime.fromisoformat(start).astimezone(UTC)
     story = demo_history(history_days, moment) if history_days else demo_scenario(moment)
     if output is not None:
@@ -94,9 +129,10 @@ def scenario(
             for record in generate(story):
                 handle.write(json.dumps(record) + "\n")
         return
-    listener = _listener(ListenerSettings(), KafkaSettings(), DEFAULT_MAPPING)
+    listener = _listener(ListenerSettings(), KafkaSettings(), DEFAULT_MAPPING, history=True)
     stop = StopSignal()
-    counts = pump(listener, paced(generate(story), speed, should_stop=stop.is_set), source=f"scenario:{story.name}")
+    records = paced(generate(story), speed, should_stop=stop.is_set, accept=_accepted_time(listener))
+    counts = pump(listener, records, source=f"scenario:{story.name}")
     log.info("scenario finished", extra={"scenario": story.name, **counts})
 
 
@@ -110,21 +146,28 @@ def serve() -> None:
     settings = ListenerSettings()
     configure_logging(settings.log_level)
     try:
-        token = settings.checked_ingest_token()
+        clients = settings.ingest_clients()
     except ValueError as error:
         log.error("refusing to serve ingest", extra={"error": str(error)})
         raise typer.Exit(2) from None
-    if token is None:
+    if clients is None:
         log.warning("LISTENER_INGEST_ALLOW_ANONYMOUS is set: the ingest endpoint accepts unauthenticated requests")
-    listener = _listener(settings, KafkaSettings(), DEFAULT_MAPPING, confirm_every=None)
+    else:
+        log.info("serving ingest", extra={"clients": sorted(clients)})
+    kafka, probes = KafkaSettings(), HealthSettings()
+    health = probes.health()
+    listener = _listener(settings, kafka, DEFAULT_MAPPING, confirm_every=None, health=health)
     limits = TokenBuckets(settings.rate_limit_per_s, settings.rate_burst) if settings.rate_limit_per_s else None
-    app = build_app(listener, token, settings.max_body_bytes, settings.max_batch, limits, settings.ack_timeout_s)
-
-    async def flush_on_shutdown(_: web.Application) -> None:
-        await asyncio.to_thread(listener.flush, settings.ack_timeout_s)
-
-    app.on_shutdown.append(flush_on_shutdown)
-    web.run_app(app, host=settings.ingest_host, port=settings.ingest_port, print=None, handle_signals=True)
+    app = build_app(listener, settings, clients, limits, health)
+    BrokerWatch(health, MetadataQuestion(kafka, "crisiswatch-listener-health"), probes.broker_check_s).start()
+    web.run_app(
+        app,
+        host=settings.ingest_host,
+        port=settings.ingest_port,
+        keepalive_timeout=settings.header_timeout_s,
+        print=None,
+        handle_signals=True,
+    )
 
 
 def main() -> None:

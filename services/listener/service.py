@@ -6,13 +6,21 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from crisiswatch.contracts.schemas import DeadLetter, RejectionCode
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
-from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, RejectedInput, decode_json_object, to_mentions
+from crisiswatch.ingest.records import (
+    DEFAULT_MAPPING,
+    EventTimeBounds,
+    FieldMapping,
+    RejectedInput,
+    decode_json_object,
+    to_mentions,
+)
 from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
 
 from . import metrics
@@ -34,7 +42,8 @@ class Listener:
 
     Records are sent at once and confirmed by :meth:`flush` (every
     ``confirm_every`` records too, when set): nothing counts as ingested until
-    the broker acknowledged it.
+    the broker acknowledged it. A ``created_at`` outside ``bounds`` at the
+    ``clock``'s time is rejected: event time drives every window downstream.
     """
 
     def __init__(
@@ -45,6 +54,8 @@ class Listener:
         mapping: FieldMapping = DEFAULT_MAPPING,
         recent: RecentIds | None = None,
         confirm_every: int | None = 1000,
+        bounds: EventTimeBounds | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.producer = producer
         self.topics = topics
@@ -52,6 +63,8 @@ class Listener:
         self.mapping = mapping
         self.recent = recent or RecentIds()
         self.confirm_every = confirm_every
+        self.bounds = bounds or EventTimeBounds()
+        self.clock = clock
         self._unconfirmed_keys: list[str] = []
         self._sent_since_flush = 0
 
@@ -59,7 +72,7 @@ class Listener:
         """Handle one record (a JSON payload or an already-parsed row); return the outcome and any rejection."""
         try:
             record = raw if isinstance(raw, Mapping) else decode_json_object(raw)
-            mentions = to_mentions(record, self.catalog, self.mapping, source)
+            mentions = to_mentions(record, self.catalog, self.mapping, source, self.bounds, self.clock())
         except RecursionError:
             rejection = RejectedInput("the record is nested too deeply", RejectionCode.MALFORMED_JSON)
             self.reject(raw, source, rejection)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE
+from crisiswatch.ingest.records import HISTORY_MAX_AGE, EventTimeBounds
 
 MIN_TOKEN_CHARS = 32
+DEFAULT_CLIENT = "default"
+"""The client name of the single ``LISTENER_INGEST_TOKEN``."""
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+"""What an ingest client may be called: its name is a metric label and a mention's source."""
 
 
 class ListenerSettings(BaseSettings):
@@ -32,10 +40,44 @@ class ListenerSettings(BaseSettings):
     ack_timeout_s: float = Field(
         default=10.0, gt=0, description="how long a batch waits for the broker before the answer is 503"
     )
-    rate_limit_per_s: float = Field(default=500.0, ge=0, description="records/s per client address; 0 disables")
+    rate_limit_per_s: float = Field(
+        default=500.0, ge=0, description="records/s per client (its address when anonymous); 0 disables"
+    )
     rate_burst: int = Field(default=2000, ge=1, description="records a client may send at once")
     dedup_capacity: int = Field(default=1_000_000, ge=1)
+    max_future_minutes: float = Field(
+        default=5.0, ge=0, description="how far ahead of this clock a created_at may be (a source's clock skew)"
+    )
+    max_age_hours: float = Field(
+        default=24.0, gt=0, description="how old a live mention may be; older ones need a replay with --history"
+    )
+    history_max_age_days: float = Field(
+        default=HISTORY_MAX_AGE.days, gt=0, description="how old a mention replayed with --history may be"
+    )
     log_level: str = "INFO"
+    ingest_tokens_file: Path | None = Field(
+        default=None,
+        description='JSON object {"client-name": "token", ...} of the clients allowed to ingest (a mounted secret)',
+    )
+    header_timeout_s: float = Field(
+        default=65.0,
+        gt=0,
+        description="a connection's time to send complete request headers, from opening or from its last answer; "
+        "also the keep-alive idle limit, so keep it above the ingress's upstream keep-alive (nginx: 60 s)",
+    )
+    body_timeout_s: float = Field(default=30.0, gt=0, description="a request's time to send its whole body (408)")
+    max_concurrent_requests: int = Field(
+        default=16, ge=1, description="ingest requests handled at once; more are answered 503 with Retry-After"
+    )
+
+    def event_time_bounds(self, history: bool = False) -> EventTimeBounds:
+        """The accepted span of ``created_at``: live ingest, or a replay of history (``history``)."""
+        future = timedelta(minutes=self.max_future_minutes)
+        if history:
+            age = timedelta(days=self.history_max_age_days)
+            return EventTimeBounds(future, age, "a replay of history takes up to LISTENER_HISTORY_MAX_AGE_DAYS")
+        hint = "replay older history with `crisiswatch listener replay --history`"
+        return EventTimeBounds(future, timedelta(hours=self.max_age_hours), hint)
 
     def checked_ingest_token(self) -> str | None:
         """The ingest token; None only when anonymous ingest was asked for explicitly.
@@ -49,6 +91,50 @@ class ListenerSettings(BaseSettings):
         if len(token) < MIN_TOKEN_CHARS:
             raise ValueError(
                 f"LISTENER_INGEST_TOKEN must be set to at least {MIN_TOKEN_CHARS} characters "
-                f"(it has {len(token)}); set LISTENER_INGEST_ALLOW_ANONYMOUS=true to serve without one"
+                f"(it has {len(token)}), or LISTENER_INGEST_TOKENS_FILE name the clients; "
+                "set LISTENER_INGEST_ALLOW_ANONYMOUS=true to serve without one"
             )
         return token
+
+    def ingest_clients(self) -> dict[str, str] | None:
+        """The clients allowed to ingest, name to token; None only when anonymous ingest was asked for explicitly.
+
+        Clients come from ``LISTENER_INGEST_TOKENS_FILE``; a single
+        ``LISTENER_INGEST_TOKEN`` is the client named ``default``. Raises
+        ValueError, naming the client but never its token, when a name is not
+        a plain identifier (names become metric labels), a token is shorter
+        than ``MIN_TOKEN_CHARS`` or two clients share a token.
+        """
+        clients = _read_clients(self.ingest_tokens_file) if self.ingest_tokens_file else {}
+        if not clients or (self.ingest_token and self.ingest_token.get_secret_value()):
+            token = self.checked_ingest_token()
+            if token is None:
+                return None
+            if DEFAULT_CLIENT in clients:
+                raise ValueError(
+                    f"LISTENER_INGEST_TOKEN is the client {DEFAULT_CLIENT!r}; LISTENER_INGEST_TOKENS_FILE names it too"
+                )
+            clients[DEFAULT_CLIENT] = token
+        for name, token in clients.items():
+            if not CLIENT_NAME.fullmatch(name):
+                raise ValueError(f"ingest client name {name[:80]!r} must match {CLIENT_NAME.pattern}")
+            if len(token) < MIN_TOKEN_CHARS:
+                raise ValueError(
+                    f"the token of ingest client {name!r} has {len(token)} characters; at least {MIN_TOKEN_CHARS}"
+                )
+        if len(set(clients.values())) < len(clients):
+            raise ValueError("two ingest clients share a token; give each its own")
+        return clients
+
+
+def _read_clients(path: Path) -> dict[str, str]:
+    """The ``{"client-name": "token"}`` object in ``path``; errors say where, never what a token is."""
+    try:
+        clients = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"LISTENER_INGEST_TOKENS_FILE {path} is not a readable JSON object: {error}") from None
+    if not isinstance(clients, dict) or not all(isinstance(t, str) for t in clients.values()):
+        raise ValueError(f'LISTENER_INGEST_TOKENS_FILE {path} must hold one object {{"client-name": "token", ...}}')
+    if not clients:
+        raise ValueError(f"LISTENER_INGEST_TOKENS_FILE {path} names no clients")
+    return clients
