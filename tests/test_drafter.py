@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from crisiswatch.alerter.delivery import ConsoleNotifier
-from crisiswatch.alerter.drafter import LlmDrafter, parse_refinement
+from crisiswatch.alerter.drafter import LlmDrafter, contact_details, parse_refinement
 from crisiswatch.alerter.responses import RLM, draft, load_templates
 from crisiswatch.alerter.settings import LlmSettings
 from crisiswatch.contracts.schemas import Incident, Severity
@@ -116,6 +116,9 @@ def test_an_unusable_or_failing_model_leaves_the_template_drafts(tmp_path: Path)
         ChatServer(content=links),
         ChatServer(content=json.dumps({"replies": ["<!channel> " + REFINED[0], REFINED[1]]})),
         ChatServer(content=json.dumps({"replies": [REFINED[0]]})),
+        ChatServer(content=json.dumps({"replies": [f"{REFINED[0]} Reset it at acme-support.help/reset", REFINED[1]]})),
+        ChatServer(content=json.dumps({"replies": [REFINED[0], f"{REFINED[1]} Or call +1 (555) 010-9999."]})),
+        ChatServer(content=json.dumps({"replies": [REFINED[0], f"{REFINED[1]} See nimbus-help\uff0ecom"]})),
         ChatServer(status=503),
         ChatServer(content=json.dumps({"replies": REFINED}), delay_s=3),
     ):
@@ -141,3 +144,18 @@ def test_right_to_left_replies_keep_their_mark() -> None:
     assert refined is not None
     assert all(reply.startswith(RLM) and not reply.startswith(RLM * 2) for reply in refined.replies)
     assert refined.next_update == drafts.next_update
+
+
+def test_only_the_web_addresses_and_numbers_the_team_drafted_may_appear() -> None:
+    drafts = draft(_incident(), load_templates())
+    own = "Updates on status.nimbus-bank.example, or call 0800 123 4567."
+    team = replace(drafts, replies=(drafts.replies[0], f"{drafts.replies[1]} {own}"))
+    kept = json.dumps({"replies": [f"{REFINED[0]} Updates on Status.Nimbus-Bank.example.", REFINED[1]]})
+    assert parse_refinement(kept, team) is not None, "the team's own status page may stay"
+    assert parse_refinement(json.dumps({"replies": [f"{REFINED[0]} Call 0800 123 4567", REFINED[1]]}), team)
+    for foreign in ("Updates on nimbus-status.example", "Call 0800 765 4321", "Mail help@nimbus-refunds.example"):
+        answer = json.dumps({"replies": [f"{REFINED[0]} {foreign}", REFINED[1]]})
+        assert parse_refinement(answer, team) is None, foreign
+        assert parse_refinement(answer, drafts) is None, foreign
+    ordinary = "By 11:45 UTC on 2026-03-02, e.g. v2.0 of the app, 3.5 hours, 1,200 of you, 250 000 payments."
+    assert contact_details(ordinary) == set(), "times, dates and counts are not contact details"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
+import html
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from crisiswatch.alerter.access import PressGate, PressPolicy
 from crisiswatch.alerter.compose import ACTION_PREFIX, ButtonValue, compose_blocks
 from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
 from crisiswatch.alerter.interactivity import SlackInteractivity, read_presses
@@ -47,9 +50,19 @@ CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def _payload(action_id: str, value: str, user: str = "U0ANN0001", action_ts: str = "1774000123.456789") -> dict:
+def _payload(
+    action_id: str,
+    value: str,
+    user: str = "U0ANN0001",
+    action_ts: str = "1774000123.456789",
+    channel: str = "C0CRISIS",
+    team: str = "T0TEAM001",
+) -> dict:
+    """The fixture's press, by ``user`` of ``team`` on a message in ``channel``."""
     payload = copy.deepcopy(PAYLOAD)
-    payload["user"]["id"] = user
+    payload["user"].update({"id": user, "team_id": team})
+    payload["team"]["id"] = team
+    payload["channel"]["id"] = payload["container"]["channel_id"] = channel
     payload["actions"][0].update({"action_id": action_id, "value": value, "action_ts": action_ts})
     return payload
 
@@ -129,7 +142,8 @@ def test_a_not_a_crisis_press_is_published_as_that_action_before_the_envelope_is
         log.append(f"reject {reason}")
 
     async def press() -> None:
-        service = SlackInteractivity("xapp-test", AsyncWebClient(token="xoxb-test"), publish, reject)
+        gate = PressGate(PressPolicy(team_id="T0TEAM001", channels=frozenset({"C0CRISIS"})))
+        service = SlackInteractivity("xapp-test", AsyncWebClient(token="xoxb-test"), publish, reject, gate)
         client = cast(AsyncBaseSocketModeClient, _SocketClient(log))
         for envelope, action_id in (("e-1", "crisiswatch:not_a_crisis"), ("e-2", "crisiswatch:not-a-crisis")):
             request = SocketModeRequest(type="interactive", envelope_id=envelope, payload=_payload(action_id, value))
@@ -279,8 +293,13 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
             "SLACK_APP_TOKEN": "xapp-actions",
             "SLACK_CHANNEL": "C0BUTTONS",
             "SLACK_API_URL": slack.api_url,
+            "SLACK_TEAM_ID": "T0TEAM001",
+            "SLACK_ALLOWED_USERS": '["U0ANN0001"]',
+            "SLACK_ALLOWED_USERGROUPS": '["S0DUTY"]',
         }
     )
+    slack.usergroups = {"S0DUTY": ["U0CAT0003"]}
+    press = functools.partial(_payload, channel="C0BUTTONS")
     pipeline.start("alerter", "run")
     wait_until(lambda: slack.sockets, "the alerter's Socket Mode connection")
     opening, _ = storm_then_calm("voltcell")
@@ -296,23 +315,40 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
     def thread_notes() -> list[str]:
         return [c.payload.get("text", "") for c in slack.messages() if c.payload.get("thread_ts") == alert.ts]
 
-    envelope = slack.press(_payload("crisiswatch:acknowledge", buttons["acknowledge"], action_ts=f"{time.time():.6f}"))
+    envelope = slack.press(press("crisiswatch:acknowledge", buttons["acknowledge"], action_ts=f"{time.time():.6f}"))
     wait_until(lambda: any("acknowledged" in n for n in thread_notes()), "the acknowledgement in the thread")
     assert envelope in slack.acks
     update = slack.messages("chat.update")[-1]
     assert update.payload["ts"] == alert.ts and "Acknowledged by <@U0ANN0001>" in json.dumps(update.payload["blocks"])
 
-    slack.press(_payload("crisiswatch:acknowledge", buttons["acknowledge"], user="U0BOB0002"), retry_attempt=1)
+    slack.press(press("crisiswatch:acknowledge", buttons["acknowledge"], user="U0BOB0002"), retry_attempt=1)
     pipeline.wait_for_metric(
         "alerter", "crisiswatch_alerter_actions_total", 'action="acknowledge",outcome="unchanged"', 1
     )
 
-    slack.press(_payload("crisiswatch:copy-reply-1", buttons["copy-reply-1"]))
+    slack.press(press("crisiswatch:copy-reply-1", buttons["copy-reply-1"]))
     ephemeral = wait_until(lambda: slack.messages("chat.postEphemeral"), "the copied reply")[0]
     assert ephemeral.payload["user"] == "U0ANN0001"
-    assert ephemeral.payload["text"] == ButtonValue.model_validate_json(buttons["copy-reply-1"]).reply
+    assert html.unescape(ephemeral.payload["text"]) == ButtonValue.model_validate_json(buttons["copy-reply-1"]).reply
 
-    slack.press(_payload("crisiswatch:not_a_crisis", buttons["not_a_crisis"], user="U0CAT0003"))
+    for refused, (user, team, channel) in {
+        "resolve": ("U0EVE0666", "T0TEAM001", "C0BUTTONS"),  # in the team and channel, on no allow-list
+        "snooze": ("U0ANN0001", "T0OTHER01", "C0BUTTONS"),  # an allowed id, from another workspace
+        "assign": ("U0ANN0001", "T0TEAM001", "C0ELSEWHERE"),  # a message outside the alert channels
+    }.items():
+        slack.press(_payload(f"crisiswatch:{refused}", buttons[refused], user=user, team=team, channel=channel))
+        pipeline.wait_for_metric(
+            "alerter", "crisiswatch_alerter_actions_total", f'action="{refused}",outcome="not_allowed"', 1
+        )
+    answers = wait_until(
+        lambda: len(slack.messages("chat.postEphemeral")) >= 4 and slack.messages("chat.postEphemeral")[1:],
+        "the three refusals, told to the pressers",
+    )
+    told = [(c.payload["user"], c.payload["text"]) for c in answers]
+    assert [user for user, _ in told] == ["U0EVE0666", "U0ANN0001", "U0ANN0001"]
+    assert all(text.startswith(":no_entry: Not allowed") for _, text in told)
+
+    slack.press(press("crisiswatch:not_a_crisis", buttons["not_a_crisis"], user="U0CAT0003"))
     closing = wait_until(
         lambda: [n for n in thread_notes() if n.startswith((":no_entry_sign: <@U0CAT0003>", ":white_check_mark:"))],
         "the closing note in the thread",
@@ -321,13 +357,18 @@ def test_buttons_pressed_in_slack_change_the_incident_over_socket_mode(pipeline_
         ":no_entry_sign: <@U0CAT0003> marked the voltcell incident as not a crisis; "
         "the detector will treat a surge of this size as normal."
     ], "PENDING detector change: the resolution of a Not a crisis press carries false_alarm=True"
-    slack.press(_payload("crisiswatch:resolve", buttons["resolve"]))
+    slack.press(press("crisiswatch:resolve", buttons["resolve"]))
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_actions_total", 'action="resolve",outcome="stale"', 1)
-    slack.press(_payload("crisiswatch:snooze", buttons["snooze"]))
+    slack.press(press("crisiswatch:snooze", buttons["snooze"]))
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_actions_total", 'action="snooze",outcome="stale"', 1)
-    slack.press(_payload("crisiswatch:assign", "{broken"))
-    letters = [DeadLetter.model_validate_json(v) for v in pipeline.read(pipeline.topics.dlq, 1)]
+    slack.press(press("crisiswatch:assign", "{broken"))
+    letters = [DeadLetter.model_validate_json(v) for v in pipeline.read(pipeline.topics.dlq, 4)]
     assert any(letter.source == "slack.socket_mode" and "crisiswatch:assign" in letter.reason for letter in letters)
+    assert sum(letter.reason.startswith("press not allowed") for letter in letters) == 3
+    for letter in letters:
+        kept = json.loads(letter.payload)
+        assert "response_url" not in letter.payload and "verification-token" not in letter.payload
+        assert kept["actions"][0]["action_id"].startswith("crisiswatch:") and kept["team_id"] and kept["channel_id"]
 
     events = [Incident.model_validate_json(v) for v in pipeline.read(pipeline.topics.alerts, 3)]
     kinds = [(e.event, e.acted_by) for e in events]

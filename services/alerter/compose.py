@@ -65,7 +65,8 @@ class ButtonValue(BaseModel):
     reply: str | None = Field(default=None, max_length=1500)
 
 
-def _escape(text: str) -> str:
+def escaped(text: str) -> str:
+    """``text`` for Slack mrkdwn: ``&``, ``<`` and ``>`` shown as typed, so no mention or link can be smuggled in."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -81,8 +82,8 @@ def slack_link(url: str | None, label: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return ""
-    safe = _escape(parts.geturl()).replace("|", "%7C")
-    return f" <{safe}|{_escape(label)}>"
+    safe = escaped(parts.geturl()).replace("|", "%7C")
+    return f" <{safe}|{escaped(label)}>"
 
 
 def headline(incident: Incident) -> str:
@@ -108,7 +109,7 @@ def headline(incident: Incident) -> str:
 def action_note(incident: Incident) -> str:
     """The thread line for a person's action on the incident (``<@U1> acknowledged the incident``)."""
     who = f"<@{incident.acted_by}>" if incident.acted_by else "Someone"
-    brand = _escape(incident.brand)
+    brand = escaped(incident.brand)
     if incident.event is IncidentEventType.ACKNOWLEDGED:
         return f":eyes: {who} acknowledged the {brand} incident."
     if incident.event is IncidentEventType.ASSIGNED:
@@ -158,7 +159,7 @@ def _confirmation(kind: ActionKind, brand: str) -> ConfirmObject | None:
             title="Close as not a crisis?",
             text=(
                 f"This closes the incident as a false alarm, and the detector learns that a surge of this size "
-                f"is normal for {_escape(brand)}: a repeat of the same size stays quiet, "
+                f"is normal for {escaped(brand)}: a repeat of the same size stays quiet, "
                 "while a clearly larger one still alerts."
             ),
             confirm="Not a crisis",
@@ -216,7 +217,7 @@ def compose_blocks(
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=title[:150], emoji=True))]
     if incident.event is IncidentEventType.RESOLVED:
         duration = incident.window_end - incident.opened_at
-        brand = _escape(incident.brand)
+        brand = escaped(incident.brand)
         icon = ":white_check_mark:"
         if incident.false_alarm:
             icon = ":no_entry_sign:"
@@ -240,12 +241,12 @@ def compose_blocks(
                 )
             )
         )
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Rule: {_escape(incident.rule)}")]))
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Rule: {escaped(incident.rule)}")]))
         return blocks
     blocks.append(
         SectionBlock(
             text=MarkdownTextObject(
-                text=f"{icon} Negative mentions of *{_escape(incident.brand)}* are surging "
+                text=f"{icon} Negative mentions of *{escaped(incident.brand)}* are surging "
                 f"({incident.window_start:%Y-%m-%d %H:%M}–{incident.window_end:%H:%M} UTC)."
             ),
             fields=[
@@ -265,18 +266,18 @@ def compose_blocks(
     if incident.horizon:
         blocks.append(
             ContextBlock(
-                elements=[MarkdownTextObject(text=f"Fired on the {_escape(incident.horizon)} of negative mentions")]
+                elements=[MarkdownTextObject(text=f"Fired on the {escaped(incident.horizon)} of negative mentions")]
             )
         )
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Why: {_escape(incident.rule)}"[:2000])]))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Why: {escaped(incident.rule)}"[:2000])]))
     status = status_line(incident)
     if status:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=status)]))
     found = drivers(incident, templates)
     if incident.sample_mentions:
         theme = found.theme.replace("_", " ")
-        because = f" (posts mention {', '.join(f'“{_escape(k)}”' for k in found.matched[:4])})" if found.matched else ""
-        terms = ", ".join(_escape(t) for t in found.top_terms) or "—"
+        because = f" (posts mention {', '.join(f'“{escaped(k)}”' for k in found.matched[:4])})" if found.matched else ""
+        terms = ", ".join(escaped(t) for t in found.top_terms) or "—"
         blocks.append(
             SectionBlock(text=MarkdownTextObject(text=f"*What drives it*: {theme}{because}\n*Frequent terms*: {terms}"))
         )
@@ -285,17 +286,17 @@ def compose_blocks(
         for sample in incident.sample_mentions[:5]:
             link = slack_link(sample.url, "link")
             lines.append(
-                f"• _{_escape(sample.text[:280])}_ — @{_escape(sample.author_handle)} "
+                f"• _{escaped(sample.text[:280])}_ — @{escaped(sample.author_handle)} "
                 f"({sample.author_followers:,} followers){link}"
             )
         blocks.append(SectionBlock(text=MarkdownTextObject(text=("*Top posts*\n" + "\n".join(lines))[:3000])))
     blocks.append(DividerBlock())
     drafts = drafts or draft(incident, templates)
     for number, reply in enumerate(drafts.replies, start=1):
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*Suggested reply {number}*\n>{_escape(reply)}")))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*Suggested reply {number}*\n>{escaped(reply)}")))
     if drafts.status_update:
         blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=f"*Status page draft*\n>{_escape(drafts.status_update)}"))
+            SectionBlock(text=MarkdownTextObject(text=f"*Status page draft*\n>{escaped(drafts.status_update)}"))
         )
     blocks.append(
         ContextBlock(

@@ -5,7 +5,11 @@ first and are what the alert shows whenever the model is slow, down, or
 answers something that does not pass the checks below: a refinement may
 improve the wording, never block or break an alert. The sample posts go into
 the prompt as quoted data; the answer must be JSON with two or three short
-replies, without links or Slack mentions, or it is ignored.
+replies, without links or Slack mentions, or it is ignored. A post can ask
+the model to send customers to a look-alike site or a scam hotline, so a
+reply that names a web address (``acme-support.help/reset``, with or
+without a scheme) or a phone number is ignored too, unless the team's own
+template drafts already carry that same address or number.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import re
 from dataclasses import replace
 
 import aiohttp
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from crisiswatch.contracts.schemas import Incident
 
@@ -32,6 +36,29 @@ TONE_RULES = (
     "account details; never ask for them in public. Offer a remedy only where the drafts already do."
 )
 _FORBIDDEN = re.compile(r"https?://|<[!@#]|@(channel|here|everyone)\b", re.IGNORECASE)
+_DOT = "[.\u3002\uff0e\uff61]"
+"""A full stop, or one of the ideographic and full-width ones that browsers and Slack also read as one."""
+_DOMAIN = re.compile(
+    rf"(?<![\w-])(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?{_DOT})+(?:[^\W\d_]{{2,63}}|xn--[\w-]{{1,59}})(?![\w-])"
+)
+_PHONE = re.compile(r"(?<![\w+])\+?\(?\d(?:[\s().\-/]{0,3}\d){6,}(?!\w)")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def contact_details(text: str) -> set[str]:
+    """The web addresses (bare or not) and phone numbers in ``text``, normalised for comparison (pure).
+
+    An address is any dotted name ending in a word of two or more letters
+    (``acme-support.help``, ``www.example.com``); a phone number is seven or
+    more digits with at most light punctuation between them. ISO dates are
+    not numbers to call. Either may match ordinary text now and then
+    (``node.js``): the cost is only that the template drafts are used.
+    """
+    found = {re.sub(_DOT, ".", match).casefold() for match in _DOMAIN.findall(text)}
+    for match in _PHONE.findall(text):
+        if not _ISO_DATE.fullmatch(match):
+            found.add("tel:" + "".join(ch for ch in match if ch.isdigit()))
+    return found
 
 
 class RefinedReplies(BaseModel):
@@ -41,13 +68,20 @@ class RefinedReplies(BaseModel):
 
     @field_validator("replies")
     @classmethod
-    def _short_plain_replies(cls, replies: list[str]) -> list[str]:
+    def _short_plain_replies(cls, replies: list[str], info: ValidationInfo) -> list[str]:
+        """Short replies without links, mentions, or contact details the template drafts do not already give.
+
+        The validation context's ``known_contacts`` are those of the drafts.
+        """
+        known = (info.context or {}).get("known_contacts", set())
         cleaned = [reply.strip() for reply in replies]
         for reply in cleaned:
             if not 20 <= len(reply) <= 400:
                 raise ValueError("each reply must be 20 to 400 characters")
             if _FORBIDDEN.search(reply):
                 raise ValueError("replies may not contain links or Slack mentions")
+            if contact_details(reply) - known:
+                raise ValueError("replies may not name web addresses or phone numbers of their own")
         return cleaned
 
 
@@ -74,8 +108,9 @@ def refinement_prompt(incident: Incident, drafts: Drafts, templates: Templates) 
 def parse_refinement(content: str, drafts: Drafts) -> Drafts | None:
     """The model's answer as drafts, or None when it is not the JSON asked for (pure)."""
     text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    known = set().union(*(contact_details(reply) for reply in drafts.replies))
     try:
-        refined = RefinedReplies.model_validate_json(text)
+        refined = RefinedReplies.model_validate_json(text, context={"known_contacts": known})
     except (ValidationError, ValueError):
         return None
     replies = tuple(directional(reply.lstrip("\u200f"), drafts.language) for reply in refined.replies)
