@@ -36,7 +36,9 @@ class SlackStub:
     calls: list[SlackCall] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
     down_until: float = 0.0
-    failures: list[tuple[int, dict[str, str], str | None]] = field(default_factory=list)
+    failures: list[tuple[int, dict[str, str], str | None, str]] = field(default_factory=list)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)  # group id -> member ids (usergroups.users.list)
+    refused_channels: dict[str, str] = field(default_factory=dict)  # channel id -> the error every call to it gets
     acks: list[str] = field(default_factory=list)
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -52,10 +54,15 @@ class SlackStub:
         self.down_until = time.monotonic() + seconds
 
     def fail_next(
-        self, status: int, times: int = 1, headers: dict[str, str] | None = None, method: str | None = None
+        self,
+        status: int,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        method: str | None = None,
+        error: str = "stub_failure",
     ) -> None:
-        """Answer the next ``times`` calls (of ``method`` only, if given) with HTTP ``status``."""
-        self.failures.extend([(status, headers or {}, method)] * times)
+        """Answer the next ``times`` calls (of ``method`` only, if given) with HTTP ``status`` and Slack ``error``."""
+        self.failures.extend([(status, headers or {}, method, error)] * times)
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -72,13 +79,20 @@ class SlackStub:
         failure = next((f for f in self.failures if f[2] in (None, method)), None)
         if failure is not None:
             self.failures.remove(failure)
-            status, headers, _ = failure
-            return web.json_response({"ok": False, "error": "stub_failure"}, status=status, headers=headers)
+            status, headers, _, error = failure
+            return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+        if refusal := self.refused_channels.get(str(payload.get("channel", ""))):
+            return web.json_response({"ok": False, "error": refusal})
         self._counter += 1
         ts = payload.get("ts") or f"{time.time():.6f}{self._counter}"
         self.calls.append(SlackCall(method, request.headers.get("Authorization"), payload, ts))
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket-mode"})
+        if method == "usergroups.users.list":
+            members = self.usergroups.get(str(payload.get("usergroup", "")))
+            if members is None:
+                return web.json_response({"ok": False, "error": "no_such_subteam"})
+            return web.json_response({"ok": True, "users": members})
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": ts})
         if method == "files.getUploadURLExternal":
@@ -146,6 +160,7 @@ class SlackStub:
             self._loop = asyncio.new_event_loop()
             app = web.Application()
             app.router.add_post("/api/{method}", self._handle)
+            app.router.add_get("/api/{method}", self._handle)  # slack_sdk GETs some methods (usergroups.users.list)
             app.router.add_post("/upload/{file_id}", self._upload)
             app.router.add_get("/socket-mode", self._socket)
             self._runner = web.AppRunner(app)

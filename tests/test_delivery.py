@@ -1,18 +1,31 @@
-"""Slack bot delivery against the local Slack Web API stub: the alert, its thread, and its chart."""
+"""Slack bot delivery against the local Slack Web API stub: the alert, its thread, its chart, and Slack's refusals."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
-from crisiswatch.alerter.app import deliver_with_retry
+from crisiswatch.alerter.app import deliver_alert, deliver_with_retry
 from crisiswatch.alerter.charts import incident_chart
-from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
+from crisiswatch.alerter.delivery import (
+    ConsoleNotifier,
+    DeliveryError,
+    Routes,
+    SlackBotNotifier,
+    UndeliverableError,
+    bot_client,
+)
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
+from .conftest import wait_until
 from .factories import history, incident
 from .slack_stub import SlackStub
 
@@ -127,3 +140,148 @@ def test_a_two_minute_slack_outage_delays_the_alert_and_it_is_then_posted_once(s
     assert thread is not None and thread.startswith("C0OUTAGE:")
     posts = [c for c in slack.messages() if c.payload.get("channel") == "C0OUTAGE"]
     assert len(posts) == 1, "delivered once, after Slack came back"
+
+
+class DeadLetters(list[str]):
+    """The reasons :func:`deliver_alert` hands over for the dead-letter topic (the app sends them there)."""
+
+    async def __call__(self, reason: str) -> None:
+        self.append(reason)
+
+
+def _chain(slack: SlackStub, tmp_path: Path, critical: str, fallback: str = "C0FALLBACK") -> SlackBotNotifier:
+    """Critical alerts routed to ``critical``, others to C0ALERTS; falling back to ``fallback``, then the console."""
+    client = bot_client("xoxb-test", slack.api_url)
+    console = ConsoleNotifier(tmp_path / "alerts.jsonl")
+    spare = SlackBotNotifier(client, fallback, fallback=console, channel="slack-fallback")
+    routes = Routes(default="C0ALERTS", by_severity={Severity.CRITICAL: critical})
+    return SlackBotNotifier(client, routes, fallback=spare)
+
+
+def _posts_to(slack: SlackStub, channel: str, incident_id: str) -> list:
+    return [c for c in slack.messages() if c.payload.get("channel") == channel and incident_id in str(c.payload)]
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived", "invalid_blocks"])
+def test_a_permanent_slack_error_is_final_at_once(slack: SlackStub, error: str) -> None:
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
+    slack.fail_next(200, method="chat.postMessage", error=error)
+    with pytest.raises(UndeliverableError) as refused:
+        asyncio.run(notifier.deliver(_incident().model_copy(update={"incident_id": f"final-{error}"}), None))
+    assert refused.value.code == error and not refused.value.credentials
+
+
+@pytest.mark.parametrize("error", ["ratelimited", "service_unavailable", "internal_error", "request_timeout"])
+def test_slack_errors_that_may_pass_later_stay_retryable(slack: SlackStub, error: str) -> None:
+    notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
+    slack.fail_next(200, method="chat.postMessage", error=error)
+    with pytest.raises(DeliveryError):
+        asyncio.run(notifier.deliver(_incident().model_copy(update={"incident_id": f"busy-{error}"}), None))
+
+
+def test_an_alert_its_channel_refuses_is_dead_lettered_and_posted_to_the_fallback_channel(
+    slack: SlackStub, tmp_path: Path
+) -> None:
+    slack.refused_channels["C0GONE"] = "channel_not_found"
+    notifier = _chain(slack, tmp_path, critical="C0GONE")
+    refused = _incident().model_copy(update={"incident_id": "gone-1"})
+    letters = DeadLetters()
+    finals_before = _sample("crisiswatch_alerter_deliveries_total", channel="slack", outcome="failed_final")
+
+    thread = asyncio.run(deliver_alert(notifier, refused, None, letters))
+
+    assert len(letters) == 1 and "channel_not_found" in letters[0] and "C0GONE" in letters[0]
+    (shown,) = _posts_to(slack, "C0FALLBACK", "gone-1")
+    assert thread == f"C0FALLBACK:{shown.ts}", "later events of the incident follow it to the fallback thread"
+    assert _sample("crisiswatch_alerter_deliveries_total", channel="slack", outcome="failed_final") == finals_before + 1
+    assert _sample("crisiswatch_alerter_deliveries_total", channel="slack-fallback", outcome="fallback") >= 1
+
+    following = _incident().model_copy(update={"incident_id": "gone-2", "severity": Severity.WARNING})
+    assert asyncio.run(deliver_alert(notifier, following, None, letters)).startswith("C0ALERTS:")
+    assert len(_posts_to(slack, "C0ALERTS", "gone-2")) == 1 and len(letters) == 1
+
+
+def test_when_the_fallback_channel_refuses_too_the_alert_goes_to_the_console_and_file(
+    slack: SlackStub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slack.refused_channels |= {"C0GONE2": "not_in_channel", "C0ARCHIVED": "is_archived"}
+    notifier = _chain(slack, tmp_path, critical="C0GONE2", fallback="C0ARCHIVED")
+    letters = DeadLetters()
+
+    thread = asyncio.run(
+        deliver_alert(notifier, _incident().model_copy(update={"incident_id": "lost-1"}), None, letters)
+    )
+
+    assert thread is None, "the console makes no thread for later events to follow"
+    assert len(letters) == 1 and "not_in_channel" in letters[0], "only the event's own refusal is dead-lettered"
+    (record,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert record["incident"]["incident_id"] == "lost-1" and record["blocks"]
+    assert "ALERT " in capsys.readouterr().out
+
+
+def test_a_revoked_token_is_reported_loudly_and_every_alert_still_moves_on(
+    slack: SlackStub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = _chain(slack, tmp_path, critical="C0CRITICAL")
+    letters = DeadLetters()
+    slack.fail_next(200, times=2, method="chat.postMessage", error="token_revoked")
+
+    with caplog.at_level(logging.CRITICAL, logger="crisiswatch.alerter.app"):
+        asyncio.run(deliver_alert(notifier, _incident().model_copy(update={"incident_id": "revoked-1"}), None, letters))
+
+    assert "token_revoked" in letters[0]
+    assert any(r.levelno == logging.CRITICAL and "EVERY alert" in r.getMessage() for r in caplog.records)
+    assert _sample("crisiswatch_alerter_slack_credentials_rejected", channel="slack") == 1
+    assert _sample("crisiswatch_alerter_slack_credentials_rejected", channel="slack-fallback") == 1
+    assert "revoked-1" in (tmp_path / "alerts.jsonl").read_text(), "the console showed what Slack would not"
+
+    warning = _incident().model_copy(update={"incident_id": "revoked-2", "severity": Severity.WARNING})
+    assert asyncio.run(deliver_alert(notifier, warning, None, letters)).startswith("C0ALERTS:")
+    assert _sample("crisiswatch_alerter_slack_credentials_rejected", channel="slack") == 0, "cleared by a delivery"
+
+
+def test_an_error_slack_may_lift_is_retried_until_the_alert_is_posted_once(slack: SlackStub, tmp_path: Path) -> None:
+    notifier = _chain(slack, tmp_path, critical="C0BUSY")
+    letters = DeadLetters()
+    failed_before = _sample("crisiswatch_alerter_deliveries_total", channel="slack", outcome="failed")
+    slack.fail_next(200, method="chat.postMessage", error="ratelimited")
+    slack.fail_next(503, times=4, method="chat.postMessage")  # one more than slack_sdk's own server-error retries
+
+    thread = asyncio.run(
+        deliver_alert(notifier, _incident().model_copy(update={"incident_id": "busy-1"}), None, letters, 1)
+    )
+
+    assert thread is not None and thread.startswith("C0BUSY:")
+    assert len(_posts_to(slack, "C0BUSY", "busy-1")) == 1 and not _posts_to(slack, "C0FALLBACK", "busy-1")
+    assert letters == []
+    assert _sample("crisiswatch_alerter_deliveries_total", channel="slack", outcome="failed") == failed_before + 2
+
+
+def test_the_oldest_undelivered_alert_ages_while_slack_is_down_and_clears_once_it_is_posted(
+    slack: SlackStub, tmp_path: Path
+) -> None:
+    def age() -> float:
+        return _sample("crisiswatch_alerter_undelivered_alert_age_seconds")
+
+    notifier = _chain(slack, tmp_path, critical="C0DOWN")
+    letters = DeadLetters()
+    threads: list[str | None] = []
+    stuck = _incident().model_copy(update={"incident_id": "down-1"})
+    slack.outage(600)
+
+    def deliver() -> None:
+        threads.append(asyncio.run(deliver_alert(notifier, stuck, None, letters, max_backoff_s=1)))
+
+    worker = threading.Thread(target=deliver)
+    try:
+        worker.start()
+        wait_until(lambda: age() >= 2, "the undelivered alert's age to grow during the outage")
+    finally:
+        slack.down_until = 0.0
+    worker.join(60)
+    assert threads and threads[0] is not None and threads[0].startswith("C0DOWN:")
+    assert age() == 0 and letters == []

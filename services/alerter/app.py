@@ -8,7 +8,9 @@ the state the batch changed and sends the incident events to
 ``crisis.alerts``. ``notify`` reads ``crisis.alerts`` and delivers each
 ``(incident_id, revision)`` once, remembering what it delivered in a
 changelogged table so a restart neither forgets an open incident nor sends an
-alert twice; entries of incidents resolved more than
+alert twice. An alert Slack refuses for good is dead-lettered with Slack's
+reason and shown through the notifier's fallback instead, so it never holds
+back the alerts behind it. Entries of incidents resolved more than
 ``deliveries_retention_days`` ago are swept. No model runs here: the event
 loop only does bookkeeping and network I/O.
 """
@@ -18,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import faust
@@ -30,18 +33,20 @@ from crisiswatch.contracts.schemas import (
     Incident,
     IncidentAction,
     IncidentEventType,
+    RejectionCode,
     ScoredMention,
     utc_now,
 )
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.detection.windows import AddResult
-from crisiswatch.runtime.kafka import KafkaSettings
+from crisiswatch.runtime.health import Health
+from crisiswatch.runtime.kafka import KafkaSettings, faust_credentials
 from crisiswatch.runtime.metrics import BoundedLabel, set_consumer_lag
 from crisiswatch.runtime.retry import Backoff, retry_async
 
 from . import metrics
-from .delivery import DeliveryError, Notifier
+from .delivery import DeliveryError, Notifier, UndeliverableError
 from .interactivity import Publish, Reject, SlackInteractivity
 from .processor import BrandProcessor, BrandReport, StateTables, brand_of_key
 from .settings import AlerterSettings
@@ -64,6 +69,7 @@ and capped a drain at about 7,500 records/s; at 16 MiB a backlog drains at the s
 CHANGELOG_BUFFER_RECORDS = 50_000
 SCORED_SOURCE = "scored"
 ACTIONS_SOURCE = "actions"
+HEARTBEAT_SECONDS = 5.0
 
 Interactivity = Callable[[Publish, Reject], SlackInteractivity]
 
@@ -74,19 +80,23 @@ def build_app(
     notifier: Notifier,
     partitions: int = 1,
     interactivity: Interactivity | None = None,
+    health: Health | None = None,
 ) -> faust.App:
     """Create the alerter app with its topics, tables and agents.
 
     ``partitions`` must be the partition count of ``mentions.scored`` (and of
     ``crisis.actions``): each table's changelog is partitioned like its
     source, so a brand's state lives with its mentions. ``interactivity``
-    builds the Socket Mode service that publishes button presses.
+    builds the Socket Mode service that publishes button presses; ``health``
+    gets the stream's heartbeat.
     """
     topics = Topics(kafka.topic_prefix)
     detector_config = DetectorConfig(
         bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity
     )
     brand_label = BoundedLabel(settings.metric_brands_max)
+    health = health or Health()
+    busy_since: list[float | None] = [None]
     app = faust.App(
         topics.group(settings.app_id),
         broker=[f"kafka://{server}" for server in kafka.servers],
@@ -102,6 +112,7 @@ def build_app(
         broker_request_timeout=kafka.request_timeout_ms / 1000,
         broker_max_poll_interval=kafka.max_poll_interval_ms / 1000,
         producer_acks=-1,
+        broker_credentials=faust_credentials(kafka),
         consumer_max_fetch_size=MAX_FETCH_BYTES,
     )
     raw_bytes: dict[str, Any] = {
@@ -131,11 +142,14 @@ def build_app(
         ),
         detector_config,
         timedelta(minutes=settings.lateness_minutes),
+        timedelta(minutes=settings.max_future_minutes),
     )
     deliveries_table = table(DELIVERIES_TABLE, brand_of_incident, default=lambda: None)
 
-    async def dead_letter(payload: bytes, reason: str, source: str = topics.scored) -> None:
-        letter = DeadLetter.for_payload("alerter", source, reason, payload)
+    async def dead_letter(
+        payload: bytes, reason: str, source: str = topics.scored, code: RejectionCode | None = None
+    ) -> None:
+        letter = DeadLetter.for_payload("alerter", source, reason, payload, code=code)
         await dlq_topic.send(value=letter.to_bytes())
 
     async def emit(incidents: list[Incident]) -> None:
@@ -181,6 +195,12 @@ def build_app(
             return []
         outcome, incidents = processor.add(mention, SCORED_SOURCE, offset)
         metrics.MENTIONS.labels(outcome.value).inc()
+        if outcome is AddResult.FUTURE:
+            reason = (
+                f"created_at {mention.created_at.isoformat()} is more than ALERTER_MAX_FUTURE_MINUTES "
+                f"({settings.max_future_minutes:g}) ahead of the alerter's clock"
+            )
+            await dead_letter(value, reason, code=RejectionCode.TIME_OUT_OF_RANGE)
         if outcome is AddResult.COUNTED:
             metrics.END_TO_END.observe(max(0.0, (utc_now() - mention.created_at).total_seconds()))
         return incidents
@@ -198,6 +218,7 @@ def build_app(
     async def detect(stream: faust.StreamT[bytes]) -> None:
         """Batches of mentions and actions: state written and events sent once per batch, not per record."""
         async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
+            busy_since[0] = time.monotonic()
             incidents: list[Incident] = []
             for event in events:
                 value, message = event.value or b"", event.message
@@ -207,23 +228,35 @@ def build_app(
                     incidents += await count(value, message.offset)
             report(processor.flush())
             await emit(incidents)
+            busy_since[0] = None
+
+    @app.timer(interval=HEARTBEAT_SECONDS)
+    async def heartbeat() -> None:
+        """The event loop runs and no batch has been in hand for longer than a loop may be silent.
+
+        An idle stream yields no batches, so the beat comes from this timer;
+        a batch stuck mid-way (a write that never completes) stops it, and
+        ``/livez`` fails.
+        """
+        started = busy_since[0]
+        if started is None or time.monotonic() - started < health.stuck_after_s:
+            health.beat()
 
     @app.agent(alerts_topic)
     async def notify(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
+            payload = value or b""
             try:
-                incident = Incident.model_validate_json(value)
+                incident = Incident.model_validate_json(payload)
             except (ValidationError, ValueError) as error:
-                letter = DeadLetter.for_payload(
-                    "alerter", topics.alerts, f"not a valid Incident: {error}", value or b""
-                )
-                await dlq_topic.send(value=letter.to_bytes())
+                await dead_letter(payload, f"not a valid Incident: {error}", topics.alerts)
                 continue
             delivered = deliveries_table[incident.incident_id] or {}
             if delivered.get("revision", 0) >= incident.revision:
                 metrics.DELIVERIES.labels(notifier.channel, "duplicate").inc()
                 continue
-            thread = await deliver_with_retry(notifier, incident, delivered.get("thread"))
+            refused = partial(dead_letter, payload, source=topics.alerts)
+            thread = await deliver_alert(notifier, incident, delivered.get("thread"), refused)
             record: dict[str, Any] = {"revision": incident.revision, "thread": thread}
             if incident.event is IncidentEventType.RESOLVED:
                 record["resolved_at"] = utc_now().isoformat()
@@ -303,10 +336,79 @@ def expired_deliveries(deliveries: Mapping[str, Any], cutoff: datetime) -> list[
     ]
 
 
-async def deliver_with_retry(
-    notifier: Notifier, incident: Incident, thread: str | None, max_backoff_s: float = MAX_BACKOFF_S
+async def deliver_alert(
+    notifier: Notifier,
+    incident: Incident,
+    thread: str | None,
+    dead_letter: Callable[[str], Awaitable[None]],
+    max_backoff_s: float = MAX_BACKOFF_S,
 ) -> str | None:
-    """Deliver, retrying with capped exponential backoff until it succeeds: an alert is never dropped."""
+    """Deliver one incident event; one that Slack refuses for good never holds back the events behind it.
+
+    Failures worth retrying are retried until they pass (Slack down: the
+    event, and its partition, wait). A final refusal (``channel_not_found``,
+    ``invalid_blocks``...) hands ``dead_letter`` the reason, for the event to
+    be kept in the dead-letter topic, and the alert goes down the notifier's
+    fallback chain (the fallback channel, then the console and alerts file),
+    each link retried alike; when every link refuses, the event stays only in
+    the dead-letter topic. Returns the thread to remember for the incident:
+    the one that showed the alert, else ``thread``. While this runs, the
+    event counts in the age of the oldest undelivered alert.
+    """
+    with metrics.UNDELIVERED.track((incident.incident_id, incident.revision)):
+        current: Notifier | None = notifier
+        given, outcome = thread, "delivered"
+        while current is not None:
+            try:
+                shown = await deliver_with_retry(current, incident, given, max_backoff_s, outcome)
+            except UndeliverableError as error:
+                _refused(current, incident, error)
+                if current is notifier:
+                    await dead_letter(f"Slack refused the alert for good: {error}")
+                current, given, outcome = current.fallback, None, "fallback"
+                continue
+            metrics.SLACK_CREDENTIALS_REJECTED.labels(current.channel).set(0)
+            return shown or thread
+        log.error(
+            "no notifier could show the alert; it is kept only in the dead-letter topic",
+            extra={"incident": incident.incident_id, "revision": incident.revision},
+        )
+        return thread
+
+
+def _refused(notifier: Notifier, incident: Incident, error: UndeliverableError) -> None:
+    """Count and log a final refusal; a refused token or webhook is critical, as every later alert will fail too."""
+    metrics.DELIVERIES.labels(notifier.channel, "failed_final").inc()
+    fields = {
+        "incident": incident.incident_id,
+        "revision": incident.revision,
+        "channel": notifier.channel,
+        "error": str(error)[:300],
+        "slack_error": error.code,
+        "fallback": notifier.fallback.channel if notifier.fallback is not None else None,
+    }
+    if error.credentials:
+        metrics.SLACK_CREDENTIALS_REJECTED.labels(notifier.channel).set(1)
+        log.critical(
+            "Slack rejects the token or webhook: EVERY alert through it will fail until it is replaced", extra=fields
+        )
+    else:
+        log.error("Slack refused the alert for good", extra=fields)
+
+
+async def deliver_with_retry(
+    notifier: Notifier,
+    incident: Incident,
+    thread: str | None,
+    max_backoff_s: float = MAX_BACKOFF_S,
+    outcome: str = "delivered",
+) -> str | None:
+    """Deliver through ``notifier``, retrying with capped exponential backoff while the failure is worth retrying.
+
+    A :class:`~.delivery.UndeliverableError` passes through at once, for
+    :func:`deliver_alert` to fall back. ``outcome`` is the label a success
+    counts under (``fallback`` when the notifier stands in for another).
+    """
 
     async def attempt() -> str | None:
         started = time.monotonic()
@@ -323,5 +425,5 @@ async def deliver_with_retry(
         message="alert delivery failed; retrying",
         extra={"incident": incident.incident_id, "revision": incident.revision},
     )
-    metrics.DELIVERIES.labels(notifier.channel, "delivered").inc()
+    metrics.DELIVERIES.labels(notifier.channel, outcome).inc()
     return result

@@ -2,7 +2,11 @@
 
 Slack calls go through slack_sdk's async clients with its retry handlers
 (rate limits honour ``Retry-After``; server and connection errors back off).
-Tokens are read from settings and never logged.
+What still fails is sorted by :func:`slack_failure`: a failure worth trying
+again raises :class:`DeliveryError`, one Slack will repeat for ever (a missing
+channel, a revoked token, blocks it cannot render) raises
+:class:`UndeliverableError`, and the alert goes to the notifier's ``fallback``
+instead. Tokens are read from settings and never logged.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -35,14 +41,106 @@ from .settings import SlackSettings
 log = logging.getLogger(__name__)
 
 
+RETRYABLE_SLACK_ERRORS = frozenset(
+    {
+        "ratelimited",
+        "rate_limited",
+        "message_limit_exceeded",
+        "service_unavailable",
+        "internal_error",
+        "fatal_error",
+        "request_timeout",
+        "team_added_to_org",
+    }
+)
+"""Error codes Slack answers while it is overloaded or busy: the same call may succeed later."""
+
+CREDENTIAL_SLACK_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "missing_scope",
+        "not_allowed_token_type",
+        "no_permission",
+        "two_factor_setup_required",
+        "team_access_not_granted",
+        "org_login_required",
+        "ekm_access_denied",
+        "invalid_token",
+        "no_service",
+        "no_service_id",
+        "no_active_hooks",
+        "no_team",
+        "team_disabled",
+    }
+)
+"""Error codes that refuse the bot token or the incoming webhook itself, so every alert will fail the same way.
+
+Every other error code Slack answers (``channel_not_found``, ``not_in_channel``,
+``is_archived``, ``invalid_blocks``, ``msg_too_long``, ``message_not_found``...)
+is final for that one alert: Slack documents them as client errors that a
+retry repeats, and an unknown code is treated alike, since waiting on it
+would hold back every later alert of the partition.
+"""
+
+
+NO_ANSWER = (aiohttp.ClientError, TimeoutError, OSError)
+"""What a call raises when Slack did not answer (refused or reset connection, timeout): worth retrying."""
+
+
 class DeliveryError(RuntimeError):
-    """The alert could not be delivered (after the client's own retries)."""
+    """The alert could not be delivered this time (Slack unreachable, overloaded or failing): worth retrying."""
+
+
+class UndeliverableError(RuntimeError):
+    """Slack refused the alert for good: retrying would repeat the refusal and hold back every later alert.
+
+    ``code`` is Slack's error code (or ``http_<status>``, or the exception's
+    type); ``credentials`` is true when the token or webhook itself was
+    refused, so every alert through this notifier will fail until it is
+    replaced.
+    """
+
+    def __init__(self, code: str, detail: str, credentials: bool = False) -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.credentials = credentials
+
+
+def slack_failure(error: Exception, action: str) -> DeliveryError | UndeliverableError:
+    """Sort what a Slack call raised (after slack_sdk's own retries) into worth retrying or final.
+
+    Retried: HTTP 429 and 5xx, the codes in :data:`RETRYABLE_SLACK_ERRORS`,
+    and errors that got no answer at all (connection refused or reset,
+    timeouts). Final: every other ``ok: false`` answer, and any other
+    exception (a request the client itself refuses fails the same way next
+    time). ``action`` says what was being done, for the log and the dead letter.
+    """
+    if isinstance(error, SlackApiError):
+        response = error.response
+        status = int(getattr(response, "status_code", None) or getattr(response, "status", 0) or 0)
+        data = getattr(response, "data", None)
+        code = str(data.get("error") or "") if isinstance(data, dict) else ""
+        if status == 429 or status >= 500 or code in RETRYABLE_SLACK_ERRORS:
+            return DeliveryError(f"Slack answered {status} {code or 'without an error code'} to {action}")
+        return UndeliverableError(code or f"http_{status}", action, credentials=code in CREDENTIAL_SLACK_ERRORS)
+    if isinstance(error, NO_ANSWER):
+        return DeliveryError(f"no answer from Slack to {action}: {type(error).__name__}: {str(error)[:200]}")
+    return UndeliverableError(type(error).__name__, f"{action}: {str(error)[:200]}")
 
 
 class Notifier(Protocol):
-    """Something that shows an incident event to people."""
+    """Something that shows an incident event to people.
+
+    ``fallback`` is where an alert goes when this notifier refuses it for good
+    (:class:`UndeliverableError`); None when there is nowhere further.
+    """
 
     channel: str
+    fallback: Notifier | None
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
         """Deliver the event; return the thread id to use for later events of the incident, if any."""
@@ -75,9 +173,14 @@ def _blocks_json(blocks: list[Block]) -> list[dict[str, object]]:
 
 
 class ConsoleNotifier:
-    """Prints the headline and appends the full alert (incident + blocks) to a JSONL file."""
+    """Prints the headline and appends the full alert (incident + blocks) to a JSONL file.
+
+    The last resort of every fallback chain. It makes no threads, so it hands
+    back the thread it was given.
+    """
 
     channel = "console"
+    fallback: Notifier | None = None
 
     def __init__(self, alerts_file: Path, templates: Templates | None = None, drafter: Drafter | None = None) -> None:
         self.alerts_file = alerts_file
@@ -93,7 +196,7 @@ class ConsoleNotifier:
         self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
         with self.alerts_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        return thread or incident.incident_id
+        return thread
 
 
 @dataclass(frozen=True)
@@ -130,9 +233,9 @@ class SlackBotNotifier:
     While the incident is snoozed, an escalation only updates the parent: no
     thread reply, no page. The thread id it returns is ``channel:ts``, so later
     events find the thread even when routing would now pick another channel.
+    ``channel`` names the notifier in metrics (the fallback one is
+    ``slack-fallback``).
     """
-
-    channel = "slack"
 
     def __init__(
         self,
@@ -141,15 +244,22 @@ class SlackBotNotifier:
         templates: Templates | None = None,
         interactive: bool = False,
         drafter: Drafter | None = None,
+        fallback: Notifier | None = None,
+        channel: str = "slack",
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(default=routes)
         self.templates = templates
         self.client = client
         self.interactive = interactive
         self.drafter = drafter
+        self.fallback = fallback
+        self.channel = channel
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
-        """``chat.postMessage`` for a new incident; ``chat.update`` of the parent plus a thread reply afterwards."""
+        """``chat.postMessage`` for a new incident; ``chat.update`` of the parent plus a thread reply afterwards.
+
+        Raises :class:`DeliveryError` when worth retrying, :class:`UndeliverableError` when Slack refused for good.
+        """
         drafts = await _drafts(incident, self.drafter)
         blocks: list[Block] = compose_blocks(incident, self.templates, drafts=drafts)
         parent_blocks = compose_blocks(incident, self.templates, interactive=self.interactive, drafts=drafts)
@@ -159,9 +269,9 @@ class SlackBotNotifier:
             text = f"{mention} {text}"
             paging = SectionBlock(text=MarkdownTextObject(text=f"{mention} critical incident"))
             blocks, parent_blocks = [paging, *blocks], [paging, *parent_blocks]
+        channel = self.routes.channel_for(incident)
         try:
             if thread is None or incident.event is IncidentEventType.OPENED:
-                channel = self.routes.channel_for(incident)
                 response = await self.client.chat_postMessage(channel=channel, text=text, blocks=parent_blocks)
                 ts = str(response["ts"])
             else:
@@ -171,8 +281,8 @@ class SlackBotNotifier:
                     await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=action_note(incident))
                 elif not (incident.event is IncidentEventType.ESCALATED and incident.snoozed_at(incident.emitted_at)):
                     await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text, blocks=blocks)
-        except Exception as error:  # slack_sdk raises several unrelated types; callers retry on this one
-            raise DeliveryError(f"Slack delivery failed: {type(error).__name__}: {error}") from error
+        except Exception as error:  # slack_sdk and aiohttp raise unrelated types: slack_failure sorts them all
+            raise slack_failure(error, f"posting {incident.incident_id} r{incident.revision} to {channel}") from error
         if incident.event in (IncidentEventType.OPENED, IncidentEventType.ESCALATED, IncidentEventType.UPDATED):
             await self._upload_chart(incident, channel, ts)
         return f"{channel}:{ts}"
@@ -212,20 +322,38 @@ class SlackWebhookNotifier:
 
     channel = "webhook"
 
-    def __init__(self, url: str, templates: Templates | None = None, drafter: Drafter | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        templates: Templates | None = None,
+        drafter: Drafter | None = None,
+        fallback: Notifier | None = None,
+    ) -> None:
         self.templates = templates
         self.drafter = drafter
+        self.fallback = fallback
         self.client = AsyncWebhookClient(url=url, retry_handlers=_retry_handlers(), timeout=10)
 
     async def deliver(self, incident: Incident, thread: str | None) -> str | None:
-        """Send the alert; a non-2xx answer raises :class:`DeliveryError`."""
+        """Send the alert; 429 and 5xx raise :class:`DeliveryError`, other refusals :class:`UndeliverableError`.
+
+        A webhook answers its error code as the body (``channel_not_found``,
+        ``invalid_token``, ``no_service``...).
+        """
         blocks = compose_blocks(incident, self.templates, drafts=await _drafts(incident, self.drafter))
+        action = f"posting {incident.incident_id} r{incident.revision} to the webhook"
         try:
             response = await self.client.send(text=headline(incident), blocks=blocks)
-        except Exception as error:
-            raise DeliveryError(f"webhook delivery failed: {type(error).__name__}") from error
-        if response.status_code >= 300:
-            raise DeliveryError(f"webhook answered {response.status_code}")
+        except NO_ANSWER as error:  # the URL is the secret and errors may quote it: only the type is kept
+            raise DeliveryError(f"no answer from the webhook to {action}: {type(error).__name__}") from None
+        except Exception as error:  # noqa: BLE001 - a request the client refuses is refused the same way next time
+            raise UndeliverableError(type(error).__name__, action) from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise DeliveryError(f"webhook answered {status} to {action}")
+        if status >= 300:
+            code = (response.body or "").strip()[:100] or f"http_{status}"
+            raise UndeliverableError(code, action, credentials=code in CREDENTIAL_SLACK_ERRORS)
         return thread
 
 
@@ -240,12 +368,26 @@ def make_notifier(
 
     Bot mode uses ``client`` when given (the one Socket Mode shares) and shows
     the lifecycle buttons when an app-level token enables Socket Mode; a
-    ``drafter`` refines the template drafts.
+    ``drafter`` refines the template drafts. Its fallback chain ends on the
+    console and ``alerts_file``: in bot mode through ``fallback_channel``
+    first, when one is set.
     """
+    console = ConsoleNotifier(alerts_file, templates, drafter)
     if slack.mode == "bot" and slack.bot_token and slack.channel:
         routes = Routes(slack.channel, slack.channel_by_brand, slack.channel_by_severity, slack.critical_mention)
         client = client or bot_client(slack.bot_token.get_secret_value(), slack.api_url)
-        return SlackBotNotifier(client, routes, templates, interactive=slack.interactive, drafter=drafter)
+        fallback: Notifier = console
+        if slack.fallback_channel:
+            fallback = SlackBotNotifier(
+                client,
+                Routes(slack.fallback_channel, critical_mention=slack.critical_mention),
+                templates,
+                interactive=slack.interactive,
+                drafter=drafter,
+                fallback=console,
+                channel="slack-fallback",
+            )
+        return SlackBotNotifier(client, routes, templates, slack.interactive, drafter, fallback)
     if slack.mode == "webhook" and slack.webhook_url:
-        return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), templates, drafter)
-    return ConsoleNotifier(alerts_file, templates, drafter)
+        return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), templates, drafter, fallback=console)
+    return console

@@ -8,10 +8,12 @@ import faust
 import typer
 
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics, partition_count
+from crisiswatch.runtime.health import BrokerWatch, HealthSettings
+from crisiswatch.runtime.kafka import KafkaSettings, MetadataQuestion, ensure_topics, partition_count
 from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.runtime.metrics import serve_metrics
 
+from .access import PressGate
 from .app import Interactivity, build_app
 from .delivery import Drafter, bot_client, make_notifier
 from .drafter import LlmDrafter
@@ -35,7 +37,9 @@ def run() -> None:
     slack = SlackSettings()
     kafka = KafkaSettings()
     configure_logging(settings.log_level)
-    serve_metrics(settings.metrics_port, "alerter")
+    probes = HealthSettings()
+    health = probes.health()
+    serve_metrics(settings.metrics_port, "alerter", health=health)
     try:
         templates = load_templates(settings.templates_file)
     except ValueError as error:
@@ -47,9 +51,10 @@ def run() -> None:
         client = bot_client(slack.bot_token.get_secret_value(), slack.api_url)
     if slack.interactive and client is not None and slack.app_token is not None:
         app_token, web_client = slack.app_token.get_secret_value(), client
+        gate = PressGate.from_settings(slack, client)
 
         def interactivity(publish: Publish, reject: Reject) -> SlackInteractivity:
-            return SlackInteractivity(app_token, web_client, publish, reject)
+            return SlackInteractivity(app_token, web_client, publish, reject, gate)
 
     llm = LlmSettings()
     drafter: Drafter | None = LlmDrafter(llm, templates) if llm.url else None
@@ -64,12 +69,14 @@ def run() -> None:
             extra={"scored": partitions, "actions": actions_partitions},
         )
         raise typer.Exit(2)
-    app = build_app(settings, kafka, notifier, partitions, interactivity)
+    app = build_app(settings, kafka, notifier, partitions, interactivity, health)
+    BrokerWatch(health, MetadataQuestion(kafka, "crisiswatch-alerter-health"), probes.broker_check_s).start()
     log.info(
         "alerter starting",
         extra={
             "delivery": slack.mode,
             "buttons": slack.interactive,
+            "team": slack.team_id,
             "reply_refinement": llm.url is not None,
             "brokers": kafka.bootstrap_servers,
             "partitions": partitions,

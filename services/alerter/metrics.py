@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from crisiswatch.runtime.metrics import end_to_end_histogram
@@ -21,7 +25,10 @@ LEARNING = Gauge(
 )
 SURPRISE = Gauge("crisiswatch_alerter_surprise", "Surprise (-log10 p) of the last closed bucket", ["brand"])
 DELIVERIES = Counter(
-    "crisiswatch_alerter_deliveries_total", "Alert delivery attempts by channel and outcome", ["channel", "outcome"]
+    "crisiswatch_alerter_deliveries_total",
+    "Alert delivery attempts by channel and outcome (delivered; failed: retried; failed_final: refused for good;"
+    " fallback: delivered by the fallback instead; duplicate: delivered before)",
+    ["channel", "outcome"],
 )
 DELIVERY_SECONDS = Histogram(
     "crisiswatch_alerter_delivery_seconds",
@@ -32,7 +39,8 @@ DELIVERY_SECONDS = Histogram(
 END_TO_END = end_to_end_histogram("alerted")
 ACTIONS = Counter(
     "crisiswatch_alerter_actions_total",
-    "Button presses in Slack by action and outcome (received, rejected, answered; applied, unchanged, stale)",
+    "Button presses in Slack by action and outcome "
+    "(received, rejected, not_allowed, answered; applied, unchanged, stale)",
     ["action", "outcome"],
 )
 FALSE_ALARMS = Counter(
@@ -47,3 +55,43 @@ ASSIGNMENTS = Counter(
     "crisiswatch_alerter_partition_assignments_total",
     "Partition assignments received: 1 after start, more when the consumer group rebalanced",
 )
+SLACK_CREDENTIALS_REJECTED = Gauge(
+    "crisiswatch_alerter_slack_credentials_rejected",
+    "1 while Slack rejects the token or webhook of a notifier (slack, slack-fallback, webhook): every alert through it"
+    " fails (invalid_auth, token_revoked...)",
+    ["channel"],
+)
+UNDELIVERED_AGE = Gauge(
+    "crisiswatch_alerter_undelivered_alert_age_seconds",
+    "Seconds the alerter has been trying to deliver the oldest alert it has not yet delivered or given up on (0: none)",
+)
+
+
+class Undelivered:
+    """The alerts being delivered right now, each with when the alerter began on it.
+
+    ``UNDELIVERED_AGE`` reads :meth:`oldest_age` at every scrape, so an alert
+    stuck in retries shows as a steadily growing age rather than as a value
+    last set before the stall.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started: dict[object, float] = {}
+
+    @contextmanager
+    def track(self, key: object) -> Iterator[None]:
+        """Count ``key`` as undelivered until the block ends, however it ends."""
+        self._started.setdefault(key, self._clock())
+        try:
+            yield
+        finally:
+            self._started.pop(key, None)
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest alert still being delivered was begun on; 0 when there is none."""
+        return max((self._clock() - started for started in self._started.values()), default=0.0)
+
+
+UNDELIVERED = Undelivered()
+UNDELIVERED_AGE.set_function(UNDELIVERED.oldest_age)

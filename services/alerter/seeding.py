@@ -56,9 +56,7 @@ def write_seeds(
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     partitions = partition_count(kafka, topics.scored)
     topic = changelog_topic(settings, kafka)
-    admin = _GroupAdmin(
-        bootstrap_servers=kafka.servers, client_id="crisiswatch-seed", security_protocol=kafka.security_protocol
-    )
+    admin = _GroupAdmin(bootstrap_servers=kafka.servers, client_id="crisiswatch-seed", **kafka.client_security())
     try:
         _refuse_while_running(admin, topics.group(settings.app_id), force)
         with contextlib.suppress(TopicAlreadyExistsError):

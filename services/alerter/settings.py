@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisiswatch.contracts.schemas import Severity
 from crisiswatch.detection.config import Sensitivity
 
 from .responses import DEFAULT_TEMPLATES_FILE
+
+TeamId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^T[A-Z0-9]{2,}$")]
+"""A Slack workspace id: ids, not names, are what a press carries, so a name would never match."""
+UserId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[UW][A-Z0-9]{2,}$")]
+UsergroupId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^S[A-Z0-9]{2,}$")]
 
 
 class AlerterSettings(BaseSettings):
@@ -21,6 +27,12 @@ class AlerterSettings(BaseSettings):
     app_id: str = Field(default="crisiswatch-alerter", description="faust app id, prefixed by KAFKA_TOPIC_PREFIX")
     bucket_minutes: float = Field(default=1.0, gt=0)
     lateness_minutes: float = Field(default=2.0, ge=0)
+    max_future_minutes: float = Field(
+        default=5.0,
+        ge=0,
+        description="how far ahead of this clock a mention may be dated; later ones are dead-lettered, and a brand's "
+        "watermark never passes the clock",
+    )
     sensitivity: Sensitivity = Sensitivity.BALANCED
     data_dir: Path = Path(".crisiswatch/alerter")
     alerts_file: Path = Path("alerts.jsonl")
@@ -71,6 +83,23 @@ class SlackSettings(BaseSettings):
         default=None, description="app-level token (xapp-...) for Socket Mode: enables the lifecycle buttons"
     )
     api_url: str = "https://slack.com/api/"
+    team_id: TeamId | None = Field(
+        default=None,
+        description="the workspace (T0...) whose members may press an alert's buttons; unset: every press is refused",
+    )
+    allowed_users: list[UserId] = Field(
+        default_factory=list,
+        description='JSON ["U0..."]: who may snooze, resolve or close as not a crisis '
+        "(with SLACK_ALLOWED_USERGROUPS; both empty: anyone in the team and the alert channels)",
+    )
+    allowed_usergroups: list[UsergroupId] = Field(
+        default_factory=list,
+        description='JSON ["S0..."]: user groups whose members may press those buttons too '
+        "(needs the usergroups:read scope; members are re-read every minute)",
+    )
+    fallback_channel: str | None = Field(
+        default=None, description="where an alert goes when its own channel refuses it for good (channel_not_found...)"
+    )
 
     @property
     def interactive(self) -> bool:
