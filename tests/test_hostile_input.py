@@ -9,17 +9,21 @@ allowed out is the parser's own rejection.
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from crisiswatch.alerter.interactivity import read_presses
 from crisiswatch.contracts.schemas import Incident, IncidentAction, Mention, ScoredMention
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, parse_timestamp, to_mentions
+from crisiswatch.listener.settings import CLIENT_NAME, MIN_TOKEN_CHARS, ListenerSettings
 
 from .conftest import examples
 
@@ -144,3 +148,51 @@ def test_any_slack_interaction_payload_becomes_presses_or_problems(payload: dict
     presses = read_presses(payload, now=datetime(2026, 3, 2, tzinfo=UTC))
     assert all(problem for problem in presses.problems)
     assert all(action.user_id.replace("_", "").replace("-", "").isalnum() for action in presses.actions)
+
+
+SECRET = "SECRET"
+"""Every generated token starts with this, so an error message that shows one is caught."""
+good_names = st.from_regex(CLIENT_NAME, fullmatch=True).filter(lambda name: SECRET not in name)
+client_names = st.one_of(
+    good_names, st.text(max_size=90).filter(lambda name: SECRET not in name), st.sampled_from(["", "a b", "é"])
+)
+tokens = st.one_of(st.text(max_size=60), st.sampled_from(["x" * MIN_TOKEN_CHARS])).map(lambda text: SECRET + text)
+token_files = st.one_of(
+    st.binary(max_size=300),
+    st.dictionaries(client_names, st.one_of(tokens, json_values), max_size=6).map(lambda d: json.dumps(d).encode()),
+    st.dictionaries(good_names, tokens, min_size=1, max_size=4).map(lambda d: json.dumps(d).encode()),
+    st.lists(tokens, max_size=3).map(lambda t: json.dumps(t).encode()),
+)
+
+
+def _clients(content: bytes, **settings: Any) -> dict[str, str] | None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tokens.json"
+        path.write_bytes(content)
+        return ListenerSettings(
+            ingest_tokens_file=path, **{"ingest_token": None, "ingest_allow_anonymous": False, **settings}
+        ).ingest_clients()
+
+
+@MANY
+@given(token_files)
+def test_any_ingest_tokens_file_gives_named_clients_or_an_error_that_shows_no_token(content: bytes) -> None:
+    try:
+        clients = _clients(content)
+    except ValueError as error:
+        assert str(error) and SECRET not in str(error)
+        return
+    assert clients
+    assert all(CLIENT_NAME.fullmatch(name) and len(token) >= MIN_TOKEN_CHARS for name, token in clients.items())
+    assert len(set(clients.values())) == len(clients)
+
+
+def test_the_single_ingest_token_is_the_client_default_beside_the_tokens_file() -> None:
+    alpha, single = "a" * MIN_TOKEN_CHARS, "d" * MIN_TOKEN_CHARS
+    content = json.dumps({"alpha": alpha}).encode()
+    assert _clients(content, ingest_token=SecretStr(single)) == {"alpha": alpha, "default": single}
+    assert _clients(content, ingest_allow_anonymous=True) == {"alpha": alpha}, "tokens given: no anonymous ingest"
+    with pytest.raises(ValueError, match="names it too"):
+        _clients(json.dumps({"default": alpha}).encode(), ingest_token=SecretStr(single))
+    with pytest.raises(ValueError, match="share a token"):
+        _clients(json.dumps({"alpha": alpha}).encode(), ingest_token=SecretStr(alpha))

@@ -1,23 +1,45 @@
-"""HTTP ingest: ``POST /v1/mentions`` takes a JSON batch of mentions behind a bearer token."""
+"""HTTP ingest: ``POST /v1/mentions`` takes a JSON batch of mentions from a client named by its bearer token.
+
+What can be refused without the body is refused before it is read; the body
+must arrive in time; the records are produced on one worker thread, so a
+slow broker never stalls the event loop that answers health checks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
+import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from crisiswatch.contracts.schemas import RejectionCode
 from crisiswatch.ingest.records import MentionInput, load_json
+from crisiswatch.runtime.health import Health
 
 from . import metrics
 from .ratelimit import TokenBuckets
 from .service import Listener, Outcome
+from .settings import ListenerSettings
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = "anonymous"
+"""The client name of requests served without a token (LISTENER_INGEST_ALLOW_ANONYMOUS)."""
+CHALLENGE = 'Bearer realm="crisiswatch-ingest"'
+MEDIA_TYPES = ("application/json", "application/octet-stream")
+"""The body's accepted media types; aiohttp reads a request without Content-Type as application/octet-stream."""
+BUSY_RETRY_AFTER_S = 1
+BROKER_RETRY_AFTER_S = 5
+_LAST_FLUSH_S = 0.1
+HEARTBEAT_SECONDS = 5.0
 
 _ERROR = {
     "description": "",
@@ -58,7 +80,20 @@ _COUNTS = {
     },
     "required": ["accepted", "duplicate", "rejected", "rejections"],
 }
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_CHALLENGE = {
+    "WWW-Authenticate": {
+        "description": "The scheme to authenticate with",
+        "required": True,
+        "schema": {"type": "string", "const": CHALLENGE},
+    }
+}
 
 
 def mention_schema(brands: Sequence[str]) -> dict[str, Any]:
@@ -86,6 +121,7 @@ def openapi(brands: Sequence[str]) -> dict[str, Any]:
         ]
     }
     batch = {"type": "array", "items": record}
+    body = {"oneOf": [batch, {"type": "object", "properties": {"mentions": batch}, "required": ["mentions"]}]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "crisiswatch listener ingest", "version": "1"},
@@ -93,24 +129,20 @@ def openapi(brands: Sequence[str]) -> dict[str, Any]:
             "/v1/mentions": {
                 "post": {
                     "summary": "Submit a batch of mentions",
-                    "description": "Each record is accepted, recognised as a duplicate, or rejected with its reason.",
+                    "description": (
+                        "Each record is accepted, recognised as a duplicate, or rejected with its reason. "
+                        "Any answer but 202 means nothing of the batch counts as ingested: send it again "
+                        "(after Retry-After where given); records that did land are recognised by id."
+                    ),
                     "security": [{"bearer": []}],
                     "requestBody": {
                         "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        batch,
-                                        {
-                                            "type": "object",
-                                            "properties": {"mentions": batch},
-                                            "required": ["mentions"],
-                                        },
-                                    ]
-                                }
-                            }
-                        },
+                        "description": (
+                            "A JSON batch: an array of mentions or an object with a `mentions` array. "
+                            "A body without Content-Type, or labelled application/octet-stream, is read as JSON too; "
+                            "any other media type is refused with 415."
+                        ),
+                        "content": {"application/json": {"schema": body}},
                     },
                     "responses": {
                         "202": {
@@ -118,15 +150,19 @@ def openapi(brands: Sequence[str]) -> dict[str, Any]:
                             "content": {"application/json": {"schema": _COUNTS}},
                         },
                         "400": _error("The body is not a JSON batch"),
-                        "401": _error("Missing or wrong bearer token"),
-                        "413": _error("Body or batch too large"),
-                        "415": _error("The body is not declared as JSON"),
-                        "503": _error(
-                            "The broker did not acknowledge the batch in time; nothing counts as ingested; retry",
+                        "401": _error("Missing or wrong bearer token", _CHALLENGE),
+                        "408": _error(
+                            "The body did not arrive within the listener's body timeout; the connection closes",
                             _RETRY_AFTER,
                         ),
-                        "429": _error(
-                            "Over the client's record rate; nothing ingested; retry after Retry-After", _RETRY_AFTER
+                        "413": _error("Body or batch too large"),
+                        "415": _error("The body is labelled neither application/json nor application/octet-stream"),
+                        "429": _error("Over the client's record rate; checked before the body is read", _RETRY_AFTER),
+                        "500": _error("An unexpected error in the listener"),
+                        "503": _error(
+                            "The listener is handling as many requests as it takes, or the broker did not "
+                            "acknowledge the batch in time",
+                            _RETRY_AFTER,
                         ),
                     },
                 }
@@ -160,29 +196,118 @@ def openapi(brands: Sequence[str]) -> dict[str, Any]:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _problem(status: int, detail: str) -> web.Response:
-    return web.json_response({"error": detail}, status=status)
+@dataclass(frozen=True)
+class BatchReport:
+    """What became of one batch: counts by outcome, the rejections, and whether the broker has all of it."""
+
+    counts: dict[str, int]
+    rejections: list[dict[str, object]]
+    delivered: bool
+
+
+class ListenerWorker:
+    """Runs batches through the one :class:`Listener` on one thread, each whole, in the order they were submitted.
+
+    The listener is not thread-safe, and kafka-python's ``send`` can block
+    for tens of seconds (replacing a producer after the broker went away,
+    waiting for metadata or buffer space), so it never runs on the event
+    loop. A batch's records are sent and flushed in one job: its answer
+    speaks for its own records, and no batch overtakes an earlier one.
+    """
+
+    def __init__(self, listener: Listener, health: Health) -> None:
+        self.listener = listener
+        self.health = health
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-producer")
+
+    async def ingest(self, batch: list[object], source: str, deadline: float) -> BatchReport:
+        """Handle ``batch``; ``delivered`` is False unless the broker acknowledged all of it by ``deadline``.
+
+        ``deadline`` is a :func:`time.monotonic` value. A batch still queued
+        then never runs; a running one stops sending, and what it sent stays
+        remembered by the deduplication only if acknowledged, so the client's
+        retry is told the truth either way.
+        """
+        job = self._thread.submit(self._run, batch, source, deadline)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job), max(deadline - time.monotonic(), 0.0))
+        except TimeoutError:
+            return BatchReport({}, [], delivered=False)
+
+    def _run(self, batch: list[object], source: str, deadline: float) -> BatchReport:
+        counts = {outcome.value: 0 for outcome in Outcome}
+        rejections: list[dict[str, object]] = []
+        for index, item in enumerate(batch):
+            if time.monotonic() > deadline:
+                break
+            outcome, rejection = self.listener.accept(item if isinstance(item, dict) else _item_text(item), source)
+            counts[outcome.value] += 1
+            if rejection is not None:
+                rejections.append({"index": index, "reason": rejection.reason, "code": rejection.code})
+        handled = sum(counts.values()) == len(batch)
+        acknowledged = self.listener.flush(max(deadline - time.monotonic(), _LAST_FLUSH_S))
+        if acknowledged:
+            self.health.broker_answered()
+        return BatchReport(counts, rejections, delivered=handled and acknowledged)
+
+    async def close(self, timeout_s: float) -> None:
+        """Let the queued batches finish, confirm whatever is left, and stop the thread."""
+        if not await asyncio.wrap_future(self._thread.submit(self.listener.flush, timeout_s)):
+            log.warning(
+                "the broker did not acknowledge the last records before shutdown", extra={"timeout_s": timeout_s}
+            )
+        self._thread.shutdown(wait=False)
+
+
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": detail}, status=status, headers=headers)
+
+
+def _refused(client: str, reason: str, status: int, detail: str, retry_after_s: float) -> web.Response:
+    metrics.INGEST_REFUSED.labels(client, reason).inc()
+    return _problem(status, detail, {"Retry-After": str(max(1, math.ceil(retry_after_s)))})
 
 
 def build_app(
     listener: Listener,
-    token: str | None,
-    max_body_bytes: int,
-    max_batch: int,
+    settings: ListenerSettings,
+    clients: Mapping[str, str] | None,
     limits: TokenBuckets | None = None,
-    ack_timeout_s: float = 10.0,
+    health: Health | None = None,
 ) -> web.Application:
     """The ingest web application; every record is accepted or dead-lettered with its reason.
+
+    ``clients`` maps each client's name to its bearer token (None serves
+    anonymous ingest). Everything a request can be refused for without its
+    body is checked first: token, media type, declared size, the cap of
+    ``max_concurrent_requests`` in flight (503), and the client's rate (429,
+    keyed on the client's name, or its address when anonymous). The body
+    must arrive within ``body_timeout_s`` (408).
 
     202 means the broker acknowledged every record of the batch. When it does
     not within ``ack_timeout_s`` the answer is 503 with ``Retry-After``: the
     client sends the batch again (records that did land are deduplicated by
-    id). Batches are handled one at a time so each answer speaks for its own
-    records. With ``limits``, each client address gets its own record budget;
-    a batch over budget is refused whole with 429 and ``Retry-After``, so
-    nothing of it was ingested and the client can send it again.
+    id). Every refusal ingested nothing, so the client can send the same
+    batch again.
+
+    ``health`` gets the event loop's heartbeat (a loop blocked by anything
+    fails ``/livez`` on the metrics port) and each acknowledged batch.
     """
-    one_batch_at_a_time = asyncio.Lock()
+    health = health or Health()
+    worker = ListenerWorker(listener, health)
+    expected = {name: f"Bearer {token}".encode() for name, token in (clients or {}).items()}
+    in_flight = 0
+
+    def authenticate(request: web.Request) -> str | None:
+        """The client's name, ``anonymous`` when none is needed, or None; compares against every token in full."""
+        if clients is None:
+            return ANONYMOUS
+        supplied = request.headers.get("Authorization", "").encode("utf-8", "replace")
+        found = None
+        for name, header in expected.items():
+            if hmac.compare_digest(supplied, header):
+                found = name
+        return found
 
     @web.middleware
     async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -192,22 +317,50 @@ def build_app(
         except web.HTTPException as error:
             metrics.INGEST_LATENCY.labels(str(error.status)).observe(time.perf_counter() - started)
             raise
+        except Exception:
+            log.exception("ingest request failed", extra={"path": request.path})
+            response = _problem(500, "internal error; nothing of this request counts as ingested; send it again")
         metrics.INGEST_LATENCY.labels(str(response.status)).observe(time.perf_counter() - started)
         return response
 
     async def ingest(request: web.Request) -> web.Response:
-        if token is not None:
-            supplied = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
-                return _problem(401, "missing or wrong bearer token")
-        if request.content_type not in ("application/json", "application/octet-stream") and request.can_read_body:
+        nonlocal in_flight
+        client = authenticate(request)
+        if client is None:
+            return _problem(401, "missing or wrong bearer token", {"WWW-Authenticate": CHALLENGE})
+        if request.content_type not in MEDIA_TYPES and request.can_read_body:
             return _problem(415, f"send the batch as application/json, not {request.content_type}")
-        if request.content_length is not None and request.content_length > max_body_bytes:
-            return _problem(413, f"body is {request.content_length} bytes; the limit is {max_body_bytes}")
+        if request.content_length is not None and request.content_length > settings.max_body_bytes:
+            return _problem(413, f"body is {request.content_length} bytes; the limit is {settings.max_body_bytes}")
+        if in_flight >= settings.max_concurrent_requests:
+            detail = f"{in_flight} ingest requests are in progress, the most this listener takes; retry"
+            return _refused(client, "busy", 503, detail, BUSY_RETRY_AFTER_S)
+        in_flight += 1
+        metrics.INGEST_IN_FLIGHT.inc()
         try:
-            body = await request.read()
+            return await admitted(request, client)
+        finally:
+            in_flight -= 1
+            metrics.INGEST_IN_FLIGHT.dec()
+
+    async def admitted(request: web.Request, client: str) -> web.Response:
+        bucket = client if clients is not None else request.remote or "unknown"
+        if limits is not None and (wait := limits.take(bucket, 1)):
+            detail = f"rate limit of {limits.rate:g} records/s exceeded; retry in {wait:g} s"
+            return _refused(client, "rate_limited", 429, detail, wait)
+        try:
+            async with asyncio.timeout(settings.body_timeout_s):
+                body = await request.read()
+        except TimeoutError:
+            response = _refused(
+                client, "body_timeout", 408, f"the body did not arrive within {settings.body_timeout_s:g} s", 1
+            )
+            response.force_close()
+            return response
         except web.HTTPRequestEntityTooLarge:
-            return _problem(413, f"body exceeds the limit of {max_body_bytes} bytes")
+            return _problem(413, f"body exceeds the limit of {settings.max_body_bytes} bytes")
+        except ConnectionError:
+            return _problem(400, "the connection closed before the whole body arrived")
         try:
             batch = load_json(body)
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -216,29 +369,18 @@ def build_app(
             batch = batch["mentions"]
         if not isinstance(batch, list):
             return _problem(400, "expected a JSON array of mentions or an object with a 'mentions' array")
-        if len(batch) > max_batch:
-            return _problem(413, f"batch has {len(batch)} mentions; the limit is {max_batch}")
-        if limits is not None and (wait := limits.take(request.remote or "unknown", len(batch))):
-            response = _problem(429, f"rate limit of {limits.rate:g} records/s exceeded; retry in {wait:g} s")
-            response.headers["Retry-After"] = str(math.ceil(wait))
-            return response
-        counts = {outcome.value: 0 for outcome in Outcome}
-        rejected: list[dict[str, object]] = []
-        async with one_batch_at_a_time:
-            for index, item in enumerate(batch):
-                outcome, rejection = listener.accept(
-                    item if isinstance(item, dict) else _item_text(item), source="http"
-                )
-                counts[outcome.value] += 1
-                if rejection is not None:
-                    rejected.append({"index": index, "reason": rejection.reason, "code": rejection.code})
-            if not await asyncio.to_thread(listener.flush, ack_timeout_s):
-                response = _problem(503, "the broker did not acknowledge the batch in time; send it again")
-                response.headers["Retry-After"] = "5"
-                return response
-        return web.json_response({**counts, "rejections": rejected}, status=202)
+        if len(batch) > settings.max_batch:
+            return _problem(413, f"batch has {len(batch)} mentions; the limit is {settings.max_batch}")
+        if limits is not None:
+            limits.charge(bucket, max(len(batch) - 1, 0))
+        source = "http" if clients is None else f"http:{client}"
+        report = await worker.ingest(batch, source, time.monotonic() + settings.ack_timeout_s)
+        if not report.delivered:
+            detail = "the broker did not acknowledge the batch in time; send it again"
+            return _refused(client, "broker_timeout", 503, detail, BROKER_RETRY_AFTER_S)
+        return web.json_response({**report.counts, "rejections": report.rejections}, status=202)
 
-    async def health(_: web.Request) -> web.Response:
+    async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     document = openapi(listener.catalog.ids())
@@ -246,10 +388,25 @@ def build_app(
     async def serve_openapi(_: web.Request) -> web.Response:
         return web.json_response(document)
 
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[timed])
+    async def stop_worker(_: web.Application) -> None:
+        await worker.close(settings.ack_timeout_s)
+
+    async def heartbeat(_: web.Application) -> AsyncIterator[None]:
+        async def beat() -> None:
+            while True:
+                health.beat()
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+
+        beating = asyncio.create_task(beat())
+        yield
+        beating.cancel()
+
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[timed])
     app.router.add_post("/v1/mentions", ingest)
-    app.router.add_get("/healthz", health)
+    app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", serve_openapi)
+    app.on_cleanup.append(stop_worker)
+    app.cleanup_ctx.append(heartbeat)
     return app
 
 

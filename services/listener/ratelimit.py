@@ -11,10 +11,15 @@ from collections.abc import Callable
 class TokenBuckets:
     """``rate`` records per second per client, with bursts up to ``burst``; at most ``max_clients`` are tracked.
 
-    A batch is taken whole or not at all, so a refused request ingested
-    nothing and the client can retry it as it is. The least recently seen
-    clients are forgotten first, which keeps memory bounded (a forgotten
-    client starts again with a full bucket).
+    The least recently seen clients are forgotten first, which keeps memory
+    bounded (a forgotten client starts again with a full bucket).
+
+    The HTTP ingest charges a request in two steps: :meth:`take` one token
+    before the body is read, so a client over its budget is refused without
+    its body being read, then :meth:`charge` the rest of the batch once its
+    size is known. That second charge never refuses: a bucket may go into
+    debt, which the client's later requests wait out, so the long-run rate is
+    exact and a body that was read is never thrown away for the rate.
     """
 
     def __init__(
@@ -27,17 +32,31 @@ class TokenBuckets:
         self.levels: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def take(self, client: str, amount: int) -> float:
-        """Take ``amount`` tokens for ``client``: 0.0 when granted, else the seconds to wait before retrying."""
+        """Take ``amount`` tokens for ``client``: 0.0 when granted, else the seconds to wait before retrying.
+
+        An amount larger than the burst is granted on a full bucket; a refused
+        take takes nothing.
+        """
+        level, now = self._level(client)
+        needed = min(float(amount), self.burst)
+        if level >= needed:
+            self._store(client, level - needed, now)
+            return 0.0
+        self._store(client, level, now)
+        return math.ceil((needed - level) / self.rate * 10) / 10
+
+    def charge(self, client: str, amount: int) -> None:
+        """Take ``amount`` tokens for ``client`` unconditionally, leaving the bucket in debt if it holds fewer."""
+        level, now = self._level(client)
+        self._store(client, level - amount, now)
+
+    def _level(self, client: str) -> tuple[float, float]:
+        """The client's level refilled up to now, and now."""
         now = self.clock()
         level, seen = self.levels.pop(client, (self.burst, now))
-        level = min(self.burst, level + (now - seen) * self.rate)
-        needed = min(float(amount), self.burst)
-        wait = 0.0
-        if level >= needed:
-            level -= needed
-        else:
-            wait = math.ceil((needed - level) / self.rate * 10) / 10
+        return min(self.burst, level + (now - seen) * self.rate), now
+
+    def _store(self, client: str, level: float, now: float) -> None:
         self.levels[client] = (level, now)
         while len(self.levels) > self.max_clients:
             self.levels.popitem(last=False)
-        return wait
