@@ -19,8 +19,10 @@ from crisiswatch.alerter.responses import load_templates
 from crisiswatch.alerter.settings import AlerterSettings, SlackSettings
 from crisiswatch.catalogue import known_series, render_markdown
 from crisiswatch.classifier.settings import ClassifierSettings
+from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.listener.settings import MIN_TOKEN_CHARS, ListenerSettings
+from crisiswatch.runtime.health import HealthSettings
 from crisiswatch.runtime.kafka import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +34,12 @@ CUSTOM_RESOURCES = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): ("kafka", "entityOperator"),
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): ("replicas", "roles", "storage"),
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): ("partitions", "replicas"),
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): ("authentication", "authorization"),
     ("keda.sh/v1alpha1", "ScaledObject"): ("scaleTargetRef", "triggers"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("secretTargetRef",),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("selector", "endpoints"),
 }
-SETTINGS = (ListenerSettings, ClassifierSettings, AlerterSettings, SlackSettings, KafkaSettings)
+SETTINGS = (ListenerSettings, ClassifierSettings, AlerterSettings, SlackSettings, KafkaSettings, HealthSettings)
 
 
 def promql_series(expression: str) -> set[str]:
@@ -171,7 +175,8 @@ def test_overlays_build_and_validate(overlay: str) -> None:
         validate(resource)
     kinds = {resource["kind"] for resource in resources}
     expected = {"Deployment", "Service", "ConfigMap", "Kafka", "KafkaTopic", "ScaledObject", "HorizontalPodAutoscaler"}
-    expected |= {"PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "Namespace"}
+    expected |= {"PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "Namespace", "KafkaUser"}
+    expected |= {"TriggerAuthentication"}
     assert expected <= kinds
 
 
@@ -187,6 +192,14 @@ def test_pods_run_non_root_read_only_with_limits(overlay: str) -> None:
             assert security["allowPrivilegeEscalation"] is False
             assert security["capabilities"]["drop"] == ["ALL"]
             assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_ask_each_services_heartbeat_not_a_server_that_always_answers(overlay: str) -> None:
+    for deployment in (r for r in built_overlay(overlay) if r["kind"] == "Deployment"):
+        for container in containers(deployment):
+            assert container["livenessProbe"]["httpGet"]["path"] == "/livez", deployment["metadata"]["name"]
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", deployment["metadata"]["name"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -252,7 +265,219 @@ def test_the_alerters_state_is_replicated_like_the_clusters_topics(overlay: str)
     assert replicas >= int(kafka["spec"]["kafka"]["config"]["min.insync.replicas"])
 
 
-def test_the_dev_overlays_ingest_token_is_long_enough_for_the_listener_to_serve() -> None:
+def test_the_dev_overlays_ingest_tokens_let_the_listener_serve(tmp_path: Path) -> None:
     (secret,) = [r for r in built_overlay("dev") if r["kind"] == "Secret" and "ingest" in r["metadata"]["name"]]
-    token = base64.b64decode(secret["data"]["token"]).decode()
-    assert len(token) >= MIN_TOKEN_CHARS
+    tokens = tmp_path / "tokens.json"
+    tokens.write_bytes(base64.b64decode(secret["data"]["tokens.json"]))
+    clients = ListenerSettings(ingest_tokens_file=tokens, ingest_token=None).ingest_clients()
+    assert clients and all(len(token) >= MIN_TOKEN_CHARS for token in clients.values())
+
+
+SERVICES = ("listener", "classifier", "alerter")
+DIGEST_PINNED = re.compile(r"^[\w.-]+(?:/[\w.-]+)*:[\w.-]+@sha256:[0-9a-f]{64}$")
+
+
+def pipeline_config(resources: list[dict[str, Any]]) -> dict[str, str]:
+    (config,) = [
+        r for r in resources if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("crisiswatch-config")
+    ]
+    return config["data"]
+
+
+def named(resources: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
+
+
+def granted(user: dict[str, Any], operation: str) -> set[tuple[str, str, str]]:
+    """(resource type, name, pattern type) of every rule of ``user`` that allows ``operation``."""
+    return {
+        (rule["resource"]["type"], rule["resource"].get("name", ""), rule["resource"].get("patternType", "literal"))
+        for rule in user["spec"]["authorization"]["acls"]
+        if operation in rule["operations"] and rule.get("type", "allow") == "allow"
+    }
+
+
+def literal_topics(user: dict[str, Any], operation: str) -> set[str]:
+    return {name for kind, name, pattern in granted(user, operation) if kind == "topic" and pattern == "literal"}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+@pytest.mark.parametrize("dockerfile", sorted((DEPLOY / "docker").glob("*Dockerfile")), ids=lambda path: path.name)
+def test_every_base_image_is_pinned_by_digest(dockerfile: Path) -> None:
+    stages: set[str] = set()
+    for line in dockerfile.read_text().splitlines():
+        instruction = line.split()
+        if not instruction or instruction[0].upper() != "FROM":
+            continue
+        image = next(word for word in instruction[1:] if not word.startswith("--"))
+        if image not in stages:
+            assert DIGEST_PINNED.match(image), f"{dockerfile.name}: {image} is not image:tag@sha256:<digest>"
+        if len(instruction) >= 4 and instruction[-2].upper() == "AS":
+            stages.add(instruction[-1])
+
+
+def test_the_images_share_one_base_digest() -> None:
+    bases = {
+        match
+        for path in (DEPLOY / "docker").glob("*Dockerfile")
+        for match in re.findall(r"^FROM (\S+)", path.read_text(), re.M)
+    }
+    assert len(bases) == 1, f"the images build on different bases: {sorted(bases)}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_admits_only_tls_scram_clients_from_the_pipelines_pods(overlay: str) -> None:
+    resources = built_overlay(overlay)
+    (kafka,) = named(resources, "Kafka").values()
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    assert "userOperator" in kafka["spec"]["entityOperator"]
+    config = pipeline_config(resources)
+    listener_ports = set()
+    for listener in kafka["spec"]["kafka"]["listeners"]:
+        assert listener["tls"] is True and listener["authentication"]["type"] == "scram-sha-512", listener["name"]
+        peers = listener["networkPolicyPeers"]
+        assert peers and all(peer.get("podSelector") for peer in peers), "every peer names the pods it admits"
+        listener_ports.add(listener["port"])
+    assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert {int(server.rsplit(":", 1)[1]) for server in config["KAFKA_BOOTSTRAP_SERVERS"].split(",")} <= listener_ports
+    egress = named(resources, "NetworkPolicy")["crisiswatch-egress-kafka-dns"]["spec"]["egress"][0]
+    assert {port["port"] for port in egress["ports"]} == listener_ports
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_may_write_only_what_it_produces_and_read_only_what_it_consumes(overlay: str) -> None:
+    resources = built_overlay(overlay)
+    topics = Topics(pipeline_config(resources).get("KAFKA_TOPIC_PREFIX", ""))
+    users = named(resources, "KafkaUser")
+    listener, classifier, alerter = (users[f"crisiswatch-{service}"] for service in SERVICES)
+    for user in users.values():
+        rules = [rule["resource"] for rule in user["spec"]["authorization"]["acls"]]
+        assert all(rule["type"] in {"topic", "group"} and rule.get("name") not in {"*", ""} for rule in rules)
+        assert not any("All" in rule["operations"] for rule in user["spec"]["authorization"]["acls"])
+
+    assert literal_topics(listener, "Write") == {topics.raw, topics.dlq}
+    assert literal_topics(classifier, "Write") == {topics.scored, topics.dlq}
+    assert literal_topics(alerter, "Write") == {topics.alerts, topics.actions, topics.dlq}
+    writers = {
+        topic: {name for name, user in users.items() if topic in literal_topics(user, "Write")}
+        for topic in topics.all()
+    }
+    assert writers[topics.alerts] == writers[topics.actions] == {"crisiswatch-alerter"}
+
+    assert literal_topics(listener, "Read") == set()
+    assert literal_topics(classifier, "Read") == {topics.raw}
+    assert literal_topics(alerter, "Read") == {topics.scored, topics.actions, topics.alerts}
+    classifier_group = topics.group(ClassifierSettings().group_id)
+    app_id = topics.group(AlerterSettings().app_id)
+    assert granted(classifier, "Read") >= {("group", classifier_group, "literal")}
+    assert granted(alerter, "Read") >= {("group", app_id, "prefix"), ("topic", app_id, "prefix")}
+    assert {"Create", "Write"} <= {
+        operation
+        for rule in alerter["spec"]["authorization"]["acls"]
+        if rule["resource"] == {"type": "topic", "name": app_id, "patternType": "prefix"}
+        for operation in rule["operations"]
+    }, "faust creates and writes its changelog and repartition topics"
+    for service in SERVICES:
+        assert literal_topics(users[f"crisiswatch-{service}"], "Describe") >= set(topics.all()), (
+            f"{service} checks at start-up that every pipeline topic exists"
+        )
+    keda = users["crisiswatch-keda"]
+    assert all(rule["operations"] == ["Describe"] for rule in keda["spec"]["authorization"]["acls"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_logs_in_as_its_own_kafka_user_and_trusts_the_cluster_ca(overlay: str, tmp_path: Path) -> None:
+    resources = built_overlay(overlay)
+    config = pipeline_config(resources)
+    users = named(resources, "KafkaUser")
+    ca_file = Path(config["KAFKA_SSL_CAFILE"])
+    for service in SERVICES:
+        deployment = named(resources, "Deployment")[f"crisiswatch-{service}"]
+        (container,) = containers(deployment)
+        env = env_of(container)
+        username = env["KAFKA_SASL_USERNAME"]["value"]
+        assert username == f"crisiswatch-{service}" and username in users
+        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": username, "key": "password"}
+        mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == ca_file.parent)
+        volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "crisiswatch-cluster-ca-cert"
+        assert {"key": "ca.crt", "path": ca_file.name} in volume["secret"]["items"]
+
+        local_ca = tmp_path / "ca.crt"
+        local_ca.write_text("the mounted CA")
+        settings = KafkaSettings(
+            **{key.removeprefix("KAFKA_").lower(): value for key, value in config.items() if key.startswith("KAFKA_")}
+            | {"ssl_cafile": local_ca, "sasl_username": username, "sasl_password": "from the secret"}
+        )
+        assert settings.client_security()["sasl_plain_username"] == username
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_reads_the_lag_over_tls_as_its_own_user(overlay: str) -> None:
+    resources = built_overlay(overlay)
+    config = pipeline_config(resources)
+    authentications = named(resources, "TriggerAuthentication")
+    secrets = named(resources, "Secret")
+    for scaled in named(resources, "ScaledObject").values():
+        (trigger,) = scaled["spec"]["triggers"]
+        assert trigger["metadata"]["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
+        references = {
+            ref["parameter"]: ref
+            for ref in authentications[trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
+        }
+        settings = {
+            parameter: secrets[ref["name"]]["stringData"][ref["key"]]
+            for parameter, ref in references.items()
+            if ref["name"] in secrets
+        }
+        assert settings == {"sasl": "scram_sha512", "tls": "enable", "username": "crisiswatch-keda"}
+        assert references["password"] == {"parameter": "password", "name": "crisiswatch-keda", "key": "password"}
+        assert "crisiswatch-keda" in named(resources, "KafkaUser")
+        assert references["ca"] == {"parameter": "ca", "name": "crisiswatch-cluster-ca-cert", "key": "ca.crt"}
+
+
+def minimum_replicas(resources: list[dict[str, Any]]) -> dict[str, int]:
+    """The fewest pods each Deployment runs: its autoscaler's floor, else its replica count."""
+    floors = {d["metadata"]["name"]: d["spec"]["replicas"] for d in named(resources, "Deployment").values()}
+    for scaled in named(resources, "ScaledObject").values():
+        floors[scaled["spec"]["scaleTargetRef"]["name"]] = scaled["spec"]["minReplicaCount"]
+    for hpa in named(resources, "HorizontalPodAutoscaler").values():
+        floors[hpa["spec"]["scaleTargetRef"]["name"]] = hpa["spec"]["minReplicas"]
+    return floors
+
+
+def evictable(budget: dict[str, Any], replicas: int) -> int:
+    """How many of ``replicas`` healthy pods a drain may evict at once under ``budget``."""
+    if "minAvailable" in budget["spec"]:
+        return max(replicas - int(budget["spec"]["minAvailable"]), 0)
+    return min(int(budget["spec"]["maxUnavailable"]), replicas)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_drain_never_evicts_a_services_last_pod(overlay: str) -> None:
+    resources = built_overlay(overlay)
+    budgets = named(resources, "PodDisruptionBudget")
+    for name, floor in minimum_replicas(resources).items():
+        (budget,) = [
+            b for b in budgets.values() if b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == name
+        ]
+        for replicas in range(1, floor + 1):
+            assert replicas - evictable(budget, replicas) >= 1, f"a drain may evict every pod of {name} at {replicas}"
+
+
+def test_in_production_a_drain_moves_pods_one_at_a_time_onto_other_nodes() -> None:
+    resources = built_overlay("prod-gpu")
+    budgets = named(resources, "PodDisruptionBudget")
+    for name, floor in minimum_replicas(resources).items():
+        assert floor >= 2, f"{name} must survive losing a pod"
+        (budget,) = [
+            b for b in budgets.values() if b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == name
+        ]
+        assert evictable(budget, floor) >= 1, f"a drain would wait on {name} for an operator"
+        pod = named(resources, "Deployment")[name]["spec"]["template"]["spec"]
+        spread = {c["topologyKey"] for c in pod.get("topologySpreadConstraints", [])}
+        assert "kubernetes.io/hostname" in spread, f"{name}'s pods may share one node"

@@ -2,25 +2,31 @@
 
 Defaults keep consumer-group timeouts at or under ten seconds so a group forms
 quickly on any Kafka-protocol broker; production overrides them through the
-environment (``KAFKA_*``).
+environment (``KAFKA_*``). Every client built here carries the same security
+settings (:meth:`KafkaSettings.client_security`); the alerter's faust app gets
+them from :func:`faust_credentials`.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
-from pydantic import Field
+from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisiswatch.runtime.retry import Backoff, retry
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +41,13 @@ class KafkaSettings(BaseSettings):
     topic_partitions: int = Field(
         default=1, ge=1, description="partitions for topics a service creates because they are missing"
     )
-    security_protocol: str = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = Field(default=None, min_length=1)
+    sasl_password: SecretStr | None = Field(default=None, description="the SASL password; never logged")
+    ssl_cafile: FilePath | None = Field(
+        default=None, description="PEM bundle that signs the brokers' certificates (the system store when unset)"
+    )
     session_timeout_ms: int = Field(default=6000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
     max_poll_interval_ms: int = Field(default=10_000, ge=1000)
@@ -44,14 +56,81 @@ class KafkaSettings(BaseSettings):
         default=60.0, gt=0, description="give up (and exit) when brokers stay unreachable"
     )
 
+    @model_validator(mode="after")
+    def _credentials_match_the_protocol(self) -> KafkaSettings:
+        """Refuse half a configuration instead of connecting with less protection than the operator asked for."""
+        sasl = self.security_protocol.startswith("SASL_")
+        has_credentials = self.sasl_username is not None or self.sasl_password is not None
+        if sasl and (self.sasl_username is None or not self.password):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if has_credentials and not sasl:
+            raise ValueError(
+                f"KAFKA_SASL_USERNAME/_PASSWORD are set but KAFKA_SECURITY_PROTOCOL={self.security_protocol} "
+                "would never send them; use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if self.ssl_cafile is not None and not self.security_protocol.endswith("SSL"):
+            raise ValueError(
+                f"KAFKA_SSL_CAFILE is set but KAFKA_SECURITY_PROTOCOL={self.security_protocol} uses no TLS"
+            )
+        return self
+
     @property
     def servers(self) -> list[str]:
         """The bootstrap list as kafka-python wants it."""
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
 
+    @property
+    def password(self) -> str:
+        """The SASL password in clear, for handing to a client library; empty when none is set."""
+        return self.sasl_password.get_secret_value() if self.sasl_password else ""
+
+    def client_security(self) -> dict[str, Any]:
+        """The kafka-python keyword arguments that authenticate and encrypt a connection, for every client type."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.password,
+            }
+        if self.ssl_cafile is not None:
+            options["ssl_cafile"] = str(self.ssl_cafile)
+        return options
+
+
+def faust_credentials(settings: KafkaSettings) -> CredentialsT | None:
+    """The faust ``broker_credentials`` for ``settings``; None for PLAINTEXT.
+
+    The alerter's faust app and its kafka-python clients thus authenticate
+    alike. faust is imported here, not at the top: only the alerter installs it.
+    """
+    import faust
+
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.password,
+        mechanism=settings.sasl_mechanism,
+        ssl_context=context if settings.security_protocol == "SASL_SSL" else None,
+    )
+
 
 T = TypeVar("T")
 _NO_BROKER = (KafkaConnectionError, KafkaTimeoutError)
+
+
+def _bootstrap_ms(deadline_s: float) -> int:
+    """How long one client may wait for its first broker: no longer than the connect deadline.
+
+    kafka-python's own default, 30 s, would stretch a 5 s deadline to 30.
+    """
+    return int(min(deadline_s, 30.0) * 1000)
 
 
 def _retry_until(deadline_s: float, what: str, attempt: Callable[[], T]) -> T:
@@ -64,18 +143,20 @@ def _retry_until(deadline_s: float, what: str, attempt: Callable[[], T]) -> T:
 
 def make_producer(settings: KafkaSettings, client_id: str, connect_deadline_s: float | None = None) -> KafkaProducer:
     """An idempotent-minded producer: ``acks=all``, retries, ordered per partition."""
+    deadline_s = connect_deadline_s or settings.connect_deadline_s
     return _retry_until(
-        connect_deadline_s or settings.connect_deadline_s,
+        deadline_s,
         "the producer",
         lambda: KafkaProducer(
             bootstrap_servers=settings.servers,
             client_id=client_id,
-            security_protocol=settings.security_protocol,
             acks="all",
             retries=10,
             max_in_flight_requests_per_connection=1,
             linger_ms=5,
             request_timeout_ms=settings.request_timeout_ms,
+            bootstrap_timeout_ms=_bootstrap_ms(deadline_s),
+            **settings.client_security(),
         ),
     )
 
@@ -238,13 +319,14 @@ def make_consumer(settings: KafkaSettings, group_id: str, topics: Iterable[str],
             bootstrap_servers=settings.servers,
             group_id=group_id,
             client_id=client_id,
-            security_protocol=settings.security_protocol,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
             request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+            bootstrap_timeout_ms=_bootstrap_ms(settings.connect_deadline_s),
+            **settings.client_security(),
         ),
     )
     consumer.subscribe(list(topics))
@@ -256,7 +338,12 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: in
     admin = _retry_until(
         settings.connect_deadline_s,
         "the admin client",
-        lambda: KafkaAdminClient(bootstrap_servers=settings.servers, client_id="crisiswatch-admin"),
+        lambda: KafkaAdminClient(
+            bootstrap_servers=settings.servers,
+            client_id="crisiswatch-admin",
+            bootstrap_timeout_ms=_bootstrap_ms(settings.connect_deadline_s),
+            **settings.client_security(),
+        ),
     )
     try:
         existing = set(admin.list_topics())
@@ -284,7 +371,11 @@ def partition_count(settings: KafkaSettings, topic: str) -> int:
     consumer = _retry_until(
         settings.connect_deadline_s,
         "a metadata request",
-        lambda: KafkaConsumer(bootstrap_servers=settings.servers, security_protocol=settings.security_protocol),
+        lambda: KafkaConsumer(
+            bootstrap_servers=settings.servers,
+            bootstrap_timeout_ms=_bootstrap_ms(settings.connect_deadline_s),
+            **settings.client_security(),
+        ),
     )
 
     def partitions() -> int:
@@ -301,3 +392,37 @@ def partition_count(settings: KafkaSettings, topic: str) -> int:
         raise ConnectionError(f"topic {topic} has no partition metadata") from None
     finally:
         consumer.close()
+
+
+class MetadataQuestion:
+    """The cheapest question that proves a broker answers: a metadata request, on one long-lived client.
+
+    Call it from one thread only (the health watch's); the client is made on
+    the first call and made again after a failure. ``asked`` counts calls,
+    answered or not.
+    """
+
+    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.asked = 0
+        self._consumer: KafkaConsumer | None = None
+
+    def __call__(self) -> None:
+        """Ask once; raises when the broker does not answer within the request timeout."""
+        self.asked += 1
+        try:
+            if self._consumer is None:
+                self._consumer = KafkaConsumer(
+                    bootstrap_servers=self.settings.servers,
+                    client_id=self.client_id,
+                    bootstrap_timeout_ms=_bootstrap_ms(self.settings.connect_deadline_s),
+                    request_timeout_ms=self.settings.request_timeout_ms,
+                    **self.settings.client_security(),
+                )
+            self._consumer.topics()
+        except Exception:
+            if self._consumer is not None:
+                self._consumer.close()
+            self._consumer = None
+            raise

@@ -1,13 +1,18 @@
 # Listener image: the base dependencies and the listener extra, no model stack. Build from the repository root:
 #   docker build -f deploy/docker/listener.Dockerfile -t crisiswatch-listener .
-FROM python:3.11-slim AS build
+# The base is pinned by digest (the multi-platform index of python:3.11-slim,
+# Python 3.11.15 on Debian trixie), so a rebuild gets the bytes that were
+# tested. To take base-image fixes, resolve the tag's current index digest
+# (`docker buildx imagetools inspect python:3.11-slim`) and put it in every
+# FROM of the four Dockerfiles; tests/test_operations.py checks they agree.
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crisiswatch ./crisiswatch
 COPY services ./services
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[listener]"
 
-FROM python:3.11-slim
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels "crisiswatch[listener]" && rm -rf /wheels \
