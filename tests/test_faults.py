@@ -7,6 +7,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,15 @@ def _post(url: str, batch: list[dict]) -> tuple[int, dict[str, str]]:
             return response.status, dict(response.headers)
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers)
+
+
+def _probe(pipeline: Pipeline, service: str, path: str) -> int:
+    """The status a service's ``/livez`` or ``/readyz`` answers on its metrics port."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{pipeline.ports[service]}{path}", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def _changelogged(pipeline: Pipeline, changelog: str, needle: str) -> bool:
@@ -155,8 +165,10 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
         {
             "CLASSIFIER_MAX_WAIT_MS": "5",
             "LISTENER_INGEST_PORT": str(ingest_port),
-            "LISTENER_ACK_TIMEOUT_S": "3",
+            "LISTENER_ACK_TIMEOUT_S": "10",
             "LISTENER_INGEST_ALLOW_ANONYMOUS": "true",
+            "HEALTH_UNREADY_AFTER_S": "3",
+            "HEALTH_BROKER_CHECK_S": "0.5",
         },
         broker=first_broker,
     )
@@ -168,17 +180,23 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
     _send(pipeline, before)
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_mentions_total", 'outcome="counted"', len(before))
     rss_before = {name: _rss_mib(p.pid) for name, p in pipeline.processes.items()}
+    services = ("listener", "classifier", "alerter")
+    wait_until(lambda: all(_probe(pipeline, s, "/readyz") == 200 for s in services), "every service ready")
 
     first_broker.stop()
     time.sleep(BROKER_DOWN_S)  # the outage itself, not a wait: how long the services must cope without a broker
     assert all(p.poll() is None for p in pipeline.processes.values()), "no service died while the broker was down"
-    posted = [{"id": "http-during-outage", "text": "Acme Air app is down", "created_at": "2026-03-02T10:00:00Z"}]
+    assert [_probe(pipeline, s, "/readyz") for s in services] == [503] * 3, "without a broker nobody is ready"
+    assert [_probe(pipeline, s, "/livez") for s in services] == [200] * 3, "but a restart would not help: alive"
+    now = datetime.now(UTC).isoformat()
+    posted = [{"id": "http-during-outage", "text": "Acme Air app is down", "created_at": now}]
     status, headers = _post(ingest, posted)
     assert status == 503 and int(headers["Retry-After"]) >= 1, "a batch the broker never took is not acknowledged"
     second_broker = EmbeddedBroker(port=port, partitions=2, topics=pipeline.topics, log_file=tmp_path / "broker.log")
     second_broker.start()
     try:
         assert _post(ingest, posted)[0] == 202, "the retried batch is ingested, not taken for a duplicate"
+        wait_until(lambda: all(_probe(pipeline, s, "/readyz") == 200 for s in services), "every service ready again")
         after = _raw_mentions("after", 40)
         _send(pipeline, after)
         pipeline.wait_for_metric(

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram, Info, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram, Info, make_wsgi_app
 
 import crisiswatch
+
+from .health import Health
 
 END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 BATCH_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -22,11 +28,45 @@ CONSUMER_LAG = Gauge(
 )
 
 
-def serve_metrics(port: int, service: str, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> None:
-    """Expose ``registry`` on ``http://host:port/metrics`` and publish build info; port 0 disables it."""
+class _QuietHandler(WSGIRequestHandler):
+    """Probes and scrapes arrive every few seconds: they are not worth a log line each."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def serve_metrics(
+    port: int,
+    service: str,
+    host: str = "0.0.0.0",
+    registry: CollectorRegistry = REGISTRY,
+    health: Health | None = None,
+) -> None:
+    """Expose ``registry`` on ``http://host:port/metrics`` and publish build info; port 0 disables it.
+
+    With ``health``, ``/livez`` and ``/readyz`` answer 200 or 503 with the
+    reason (see :mod:`crisiswatch.runtime.health`) on the same port.
+    """
     BUILD_INFO.labels(service=service).info({"version": crisiswatch.__version__, "python": platform.python_version()})
-    if port:
-        start_http_server(port, addr=host, registry=registry)
+    if not port:
+        return
+    metrics_app = make_wsgi_app(registry)
+    probes = {"/livez": health.liveness, "/readyz": health.readiness} if health else {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)
+        ok, why = probe()
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{why}\n".encode()]
+
+    server = make_server(host, port, app, _ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name=f"{service}-metrics", daemon=True).start()
 
 
 def set_consumer_lag(

@@ -11,7 +11,8 @@ import logging
 import typer
 
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics, make_consumer
+from crisiswatch.runtime.health import BrokerWatch, HealthSettings
+from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, MetadataQuestion, ensure_topics, make_consumer
 from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.runtime.metrics import ConsumerLag, serve_metrics
@@ -49,7 +50,9 @@ def run() -> None:
             "lookahead_batches": str(settings.lookahead_batches),
         }
     )
-    serve_metrics(settings.metrics_port, "classifier")
+    probes = HealthSettings()
+    health = probes.health()
+    serve_metrics(settings.metrics_port, "classifier", health=health)
     topics = Topics(kafka.topic_prefix)
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     from .service import ClassifierService
@@ -63,7 +66,9 @@ def run() -> None:
         topics,
         BatchPolicy(settings.max_batch_size, settings.max_wait_ms / 1000, settings.lookahead_batches),
         ConsumerLag("classifier"),
+        health,
     )
+    BrokerWatch(health, MetadataQuestion(kafka, "crisiswatch-classifier-health"), probes.broker_check_s).start()
     log.info("classifier consuming", extra={"topic": topics.raw, "group": topics.group(settings.group_id)})
     service.run(stop)
     log.info("classifier stopped")

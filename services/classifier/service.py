@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from crisiswatch.contracts.schemas import DeadLetter, Mention, ScoredMention, SentimentScores, utc_now
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.runtime.health import Health
 from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
 from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.metrics import ConsumerLag
@@ -61,8 +62,10 @@ class ClassifierService:
         topics: Topics,
         policy: BatchPolicy,
         lag: ConsumerLag | None = None,
+        health: Health | None = None,
     ) -> None:
         self.model = model
+        self.health = health or Health()
         self.consumer = consumer
         self.producer = producer
         self.topics = topics
@@ -77,6 +80,7 @@ class ClassifierService:
         pending: list[_Pending] = []
         last_lag_refresh = 0.0
         while not stop.is_set() or pending or self._delivery:
+            self.health.beat()
             oldest = time.monotonic() - pending[0].arrived if pending else 0.0
             if not stop.is_set():
                 if self._delivery:
@@ -157,16 +161,26 @@ class ClassifierService:
         delivery, self._delivery = self._delivery, None
         if delivery is None:
             return
-        stopping = self._stopping.is_set if self._stopping else (lambda: False)
-        if not self.producer.confirm(stopping):
+        if not self.producer.confirm(self._waiting_on_broker):
             log.warning("stopping with a batch the broker never acknowledged; it will be delivered again")
             return
+        self.health.broker_answered()
         metrics.SCORED.labels("rejected").inc(delivery.rejected)
         for result in delivery.scored:
             metrics.SCORED.labels("scored").inc()
             metrics.SENTIMENT.labels(result.label.value).inc()
             metrics.END_TO_END.observe(max(0.0, (result.scored_at - result.created_at).total_seconds()))
         self._commit(delivery.records)
+
+    def _waiting_on_broker(self) -> bool:
+        """Asked between attempts while the broker is away: the loop is alive (waiting), and stops if told to.
+
+        Waiting for the broker beats the heartbeat, so an outage makes the
+        service unready (no broker answer) but not dead: a restart would not
+        bring the broker back.
+        """
+        self.health.beat()
+        return self._stopping.is_set() if self._stopping else False
 
     def _score(self, texts: Sequence[str]) -> list[SentimentScores | None]:
         """Score the batch; when it fails, score texts one by one so a single bad text cannot stall the stream."""
@@ -197,6 +211,7 @@ class ClassifierService:
                 offsets[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
         try:
             self.consumer.commit(offsets)
+            self.health.broker_answered()
         except Exception as error:  # noqa: BLE001 - a failed commit means re-delivery, which dedup absorbs
             metrics.ERRORS.labels("commit").inc()
             log.warning("offset commit failed; the batch may be re-delivered", extra={"error": str(error)})

@@ -1,0 +1,89 @@
+"""Liveness and readiness from heartbeats: a stuck loop is dead, a silent broker is unready, /metrics still serves."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from prometheus_client import CollectorRegistry
+
+from crisiswatch.runtime.broker import EmbeddedBroker, free_port
+from crisiswatch.runtime.health import BrokerWatch, Health
+from crisiswatch.runtime.kafka import KafkaSettings, MetadataQuestion
+from crisiswatch.runtime.metrics import serve_metrics
+
+from .conftest import wait_until
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_loop_silent_past_its_limit_is_dead_and_a_silent_broker_makes_it_unready() -> None:
+    clock = Clock()
+    health = Health(stuck_after_s=60, unready_after_s=30, clock=clock)
+    assert health.liveness()[0] and not health.readiness()[0], "starting: alive, not ready"
+    health.beat()
+    assert not health.readiness()[0], "no broker answer yet"
+    health.broker_answered()
+    assert health.readiness()[0]
+    clock.now += 31
+    health.beat()
+    ready, why = health.readiness()
+    assert not ready and "broker last answered 31 s ago" in why
+    assert health.liveness()[0]
+    clock.now += 61
+    live, why = health.liveness()
+    assert not live and "stuck" in why
+    assert not health.readiness()[0]
+
+
+def test_probes_are_served_beside_metrics_with_the_reason() -> None:
+    clock = Clock()
+    health = Health(stuck_after_s=60, unready_after_s=30, clock=clock)
+    port = free_port()
+    serve_metrics(port, "health-test", host="127.0.0.1", registry=CollectorRegistry(), health=health)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _get(f"{base}/metrics")[0] == 200, "the metrics server")
+    health.beat()
+    health.broker_answered()
+    assert _get(f"{base}/livez")[0] == 200
+    assert _get(f"{base}/readyz")[0] == 200
+    clock.now += 90
+    status, body = _get(f"{base}/livez")
+    assert status == 503 and "stuck" in body
+    assert _get(f"{base}/readyz")[0] == 503
+    assert _get(f"{base}/metrics")[0] == 200, "a stuck loop does not take the metrics down"
+
+
+def test_the_broker_watch_marks_answers_from_a_real_broker_and_none_from_a_closed_port(
+    broker: EmbeddedBroker,
+) -> None:
+    answered = Health()
+    watch = BrokerWatch(answered, MetadataQuestion(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), "t"), 0.2)
+    watch.start()
+    try:
+        wait_until(lambda: answered.last_broker_answer is not None, "a metadata answer from the broker")
+    finally:
+        watch.stop()
+    silent = Health()
+    nobody = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_deadline_s=1)
+    question = MetadataQuestion(nobody, "t")
+    watch = BrokerWatch(silent, question, 0.2).start()
+    try:
+        wait_until(lambda: question.asked >= 2, "two unanswered questions")
+    finally:
+        watch.stop()
+    assert silent.last_broker_answer is None
