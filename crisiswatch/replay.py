@@ -18,9 +18,6 @@ from pathlib import Path
 from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, zone_for
 from crisiswatch.ingest.sources import RawRecord, event_time, read_file
 
-OUT_OF_RANGE = "out_of_range"
-"""The count of rejected records whose time lay outside the accepted span (also in ``rejected``)."""
-
 
 @dataclass(frozen=True)
 class Preset:
@@ -136,7 +133,7 @@ def run_replay(
     from crisiswatch.contracts.topics import Topics
     from crisiswatch.ingest.brands import BrandCatalog
     from crisiswatch.ingest.sources import paced
-    from crisiswatch.listener.service import Listener, Outcome
+    from crisiswatch.listener.service import OUT_OF_RANGE, Listener, Outcome
     from crisiswatch.listener.settings import ListenerSettings
     from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics
     from crisiswatch.runtime.lifecycle import StopSignal
@@ -149,11 +146,7 @@ def run_replay(
     producer = AckedProducer.for_settings(kafka, "crisiswatch-replay")
     bounds = ListenerSettings().event_time_bounds(history=True)
     listener = Listener(producer, topics, BrandCatalog.from_file(brands), mapping, bounds=bounds)
-
-    def accepted(moment: datetime) -> bool:
-        return bounds.contains(moment, listener.clock())
-
-    first, last = event_span(records_for(path, preset), mapping, accepted)
+    first, last = event_span(records_for(path, preset), mapping, listener.takes_time)
     span = max(1.0, (last - first).total_seconds()) if first and last else 1.0
     counts = {outcome.value: 0 for outcome in Outcome} | {OUT_OF_RANGE: 0}
     stop = StopSignal()
@@ -166,7 +159,9 @@ def run_replay(
     )
     with Progress(*columns) as progress:
         task = progress.add_task(f"replaying {path.name} into {namespace}*", total=span, rate=0.0)
-        for record in paced(records_for(path, preset), speed, mapping, should_stop=stop.is_set, accept=accepted):
+        for record in paced(
+            records_for(path, preset), speed, mapping, should_stop=stop.is_set, accept=listener.takes_time
+        ):
             raw = record if isinstance(record, bytes) else dict(record)
             outcome, rejection = listener.accept(raw, f"replay:{path.name}")
             counts[outcome.value] += 1

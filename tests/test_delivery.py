@@ -285,3 +285,11 @@ def test_the_oldest_undelivered_alert_ages_while_slack_is_down_and_clears_once_i
     worker.join(60)
     assert threads and threads[0] is not None and threads[0].startswith("C0DOWN:")
     assert age() == 0 and letters == []
+
+
+def test_an_alerts_file_that_cannot_be_written_is_a_final_refusal_not_a_dead_agent(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    console = ConsoleNotifier(blocked / "alerts.jsonl")
+    with pytest.raises(UndeliverableError, match="alerts_file"):
+        asyncio.run(console.deliver(incident(), None))

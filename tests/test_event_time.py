@@ -54,10 +54,13 @@ def test_live_ingest_refuses_times_from_the_future_or_older_than_a_day(created_a
     assert words in refused.value.reason
 
 
-def test_a_year_one_time_is_refused_even_in_a_replay_of_history() -> None:
+@pytest.mark.parametrize("created_at", [YEAR_ONE, "9999-12-31T23:59:59-05:00", 1e18])
+def test_times_off_the_calendar_are_refused_as_out_of_range_even_in_a_replay_of_history(
+    created_at: str | float,
+) -> None:
     bounds = ListenerSettings().event_time_bounds(history=True)
     with pytest.raises(RejectedInput) as refused:
-        to_mentions(_record(YEAR_ONE), CATALOG, bounds=bounds, now=NOW)
+        to_mentions({**_record(""), "created_at": created_at}, CATALOG, bounds=bounds, now=NOW)
     assert refused.value.code is RejectionCode.TIME_OUT_OF_RANGE
 
 

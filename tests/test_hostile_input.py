@@ -20,10 +20,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from crisiswatch.alerter.interactivity import read_presses
+from crisiswatch.alerter.settings import SlackSettings
 from crisiswatch.contracts.schemas import Incident, IncidentAction, Mention, ScoredMention
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, parse_timestamp, to_mentions
 from crisiswatch.listener.settings import CLIENT_NAME, MIN_TOKEN_CHARS, ListenerSettings
+from crisiswatch.runtime.kafka import KafkaSettings
 
 from .conftest import examples
 
@@ -196,3 +198,23 @@ def test_the_single_ingest_token_is_the_client_default_beside_the_tokens_file() 
         _clients(json.dumps({"default": alpha}).encode(), ingest_token=SecretStr(single))
     with pytest.raises(ValueError, match="share a token"):
         _clients(json.dumps({"alpha": alpha}).encode(), ingest_token=SecretStr(alpha))
+
+
+def test_a_settings_error_never_shows_a_secret_it_was_given() -> None:
+    secret = "supersecret-password-0123456789"
+    attempts = [
+        lambda: KafkaSettings(security_protocol="PLAINTEXT", sasl_username="u", sasl_password=secret),
+        lambda: SlackSettings(team_id="not-a-team", bot_token=f"xoxb-{secret}"),
+        lambda: ListenerSettings(ingest_token=secret, history_max_age_days=800_000),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValidationError) as refused:
+            attempt()
+        assert secret not in str(refused.value)
+
+
+def test_an_unreadable_press_is_reported_without_its_response_url_or_token() -> None:
+    secret = "https://hooks.slack.com/actions/T0/1/s3cr3t-response-url"
+    payload = {"type": "block_actions", "token": "s3cr3t-token", "response_url": secret, "actions": []}
+    presses = read_presses(payload, datetime.now(UTC))
+    assert presses.problems and not any("s3cr3t" in problem for problem in presses.problems)

@@ -127,6 +127,17 @@ def test_rejections_carry_a_bounded_code_from_where_they_are_raised() -> None:
         assert rejected.value.code == code
 
 
+def test_a_refund_gives_back_what_a_refused_batch_was_charged_never_beyond_the_burst() -> None:
+    buckets = TokenBuckets(rate=1, burst=10, clock=lambda: 0.0)
+    assert buckets.take("a", 1) == 0.0
+    buckets.charge("a", 29)
+    assert buckets.take("a", 1) > 0, "in debt"
+    buckets.charge("a", -30)
+    assert buckets.take("a", 10) == 0.0
+    buckets.charge("a", -100)
+    assert buckets.take("a", 10) == 0.0 and buckets.take("a", 1) > 0, "a refund never lifts the bucket past its burst"
+
+
 def test_recent_ids_forget_the_oldest_beyond_capacity() -> None:
     recent = RecentIds(capacity=2)
     assert recent.first_time("a") and recent.first_time("b")

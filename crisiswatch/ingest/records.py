@@ -198,7 +198,9 @@ def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
         try:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            raise RejectedInput(f"created_at {value!r} is not a time this side of year 1 or 9999") from None
+            raise RejectedInput(
+                f"created_at {value!r} is not a time this side of year 1 or 9999", RejectionCode.TIME_OUT_OF_RANGE
+            ) from None
     if isinstance(value, str) and value.strip():
         text = value.strip().replace("Z", "+00:00")
         try:
@@ -212,7 +214,9 @@ def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
         try:
             return local.astimezone(UTC)
         except OverflowError:
-            raise RejectedInput(f"created_at {value[:40]!r} falls outside the calendar in UTC") from None
+            raise RejectedInput(
+                f"created_at {value[:40]!r} falls outside the calendar in UTC", RejectionCode.TIME_OUT_OF_RANGE
+            ) from None
     raise RejectedInput("created_at is missing", RejectionCode.MISSING_FIELD)
 
 

@@ -21,11 +21,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_SECONDS = 5.0
+"""How often an event-loop service beats from a timer (well inside any ``stuck_after_s``)."""
+
 
 class HealthSettings(BaseSettings):
     """How long a silent main loop or broker may last before a probe fails (``HEALTH_*``, every service)."""
 
-    model_config = SettingsConfigDict(env_prefix="HEALTH_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HEALTH_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     stuck_after_s: float = Field(default=120.0, gt=0, description="/livez fails after the main loop is this silent")
     unready_after_s: float = Field(default=30.0, gt=0, description="/readyz fails after the broker is this silent")

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class KafkaSettings(BaseSettings):
     """Where the brokers are and how clients behave; read from ``KAFKA_*`` variables."""
 
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
@@ -409,7 +409,11 @@ class MetadataQuestion:
         self._consumer: KafkaConsumer | None = None
 
     def __call__(self) -> None:
-        """Ask once; raises when the broker does not answer within the request timeout."""
+        """Ask once; raises when the broker refuses, and blocks while none can be reached.
+
+        Blocking is fine on the health watch's own thread: no answer means the
+        last answer ages and readiness fails, which is the point.
+        """
         self.asked += 1
         try:
             if self._consumer is None:

@@ -23,7 +23,9 @@ log = logging.getLogger("crisiswatch.classifier")
 class ModelSettings(BaseSettings):
     """Which model, where it runs, and how many texts go through it at once."""
 
-    model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", frozen=True, extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="CLASSIFIER_", frozen=True, extra="ignore", hide_input_in_errors=True, protected_namespaces=()
+    )
 
     model: str = Field(default="default", description="'default', a local path or a Hugging Face model id")
     device: str = Field(default="auto", description="auto, cpu or cuda[:N]")

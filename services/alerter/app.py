@@ -40,7 +40,7 @@ from crisiswatch.contracts.schemas import (
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.detection.windows import AddResult
-from crisiswatch.runtime.health import Health
+from crisiswatch.runtime.health import HEARTBEAT_SECONDS, Health
 from crisiswatch.runtime.kafka import KafkaSettings, faust_credentials
 from crisiswatch.runtime.metrics import BoundedLabel, set_consumer_lag
 from crisiswatch.runtime.retry import Backoff, retry_async
@@ -69,7 +69,6 @@ and capped a drain at about 7,500 records/s; at 16 MiB a backlog drains at the s
 CHANGELOG_BUFFER_RECORDS = 50_000
 SCORED_SOURCE = "scored"
 ACTIONS_SOURCE = "actions"
-HEARTBEAT_SECONDS = 5.0
 
 Interactivity = Callable[[Publish, Reject], SlackInteractivity]
 

@@ -193,9 +193,12 @@ class ConsoleNotifier:
         drafts = await _drafts(incident, self.drafter)
         blocks = _blocks_json(compose_blocks(incident, self.templates, drafts=drafts))
         record = {"incident": incident.model_dump(mode="json"), "blocks": blocks}
-        self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.alerts_file.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.alerts_file.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as error:  # a full or read-only volume: the alert was printed, the event is dead-lettered
+            raise UndeliverableError("alerts_file", f"appending to {self.alerts_file}: {error.strerror}") from None
         return thread
 
 

@@ -141,7 +141,7 @@ def read_presses(payload: dict[str, Any], now: datetime) -> Presses:
     try:
         interaction = BlockActions.model_validate(payload)
     except ValidationError as error:
-        return Presses(problems=[f"not a readable block_actions payload: {str(error)[:300]}"])
+        return Presses(problems=[f"not a readable block_actions payload: {_without_input(error)}"])
     channel = interaction.channel.id if interaction.channel else None
     if channel is None and interaction.container is not None:
         channel = interaction.container.channel_id
@@ -169,9 +169,17 @@ def read_presses(payload: dict[str, Any], now: datetime) -> Presses:
                     channel=channel,
                 )
             )
-        except (ValidationError, ValueError) as error:
+        except ValidationError as error:
+            presses.problems.append(f"button {button.action_id!r}: {_without_input(error)}")
+        except ValueError as error:
             presses.problems.append(f"button {button.action_id!r}: {str(error)[:300]}")
     return presses
+
+
+def _without_input(error: ValidationError) -> str:
+    """What was wrong, by field, without the input: a payload's ``response_url`` and token must not reach a letter."""
+    problems = error.errors(include_input=False, include_url=False)
+    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'payload'}: {p['msg']}" for p in problems[:3])[:300]
 
 
 def _field(container: object, key: str) -> str | None:

@@ -90,7 +90,8 @@ class Undelivered:
 
     def oldest_age(self) -> float:
         """Seconds since the oldest alert still being delivered was begun on; 0 when there is none."""
-        return max((self._clock() - started for started in self._started.values()), default=0.0)
+        started = tuple(self._started.values())  # read from the scrape thread while the loop changes it
+        return max((self._clock() - begun for begun in started), default=0.0)
 
 
 UNDELIVERED = Undelivered()

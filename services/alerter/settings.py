@@ -22,7 +22,7 @@ UsergroupId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"
 class AlerterSettings(BaseSettings):
     """Windows, detector sensitivity, state and metrics of the alerter."""
 
-    model_config = SettingsConfigDict(env_prefix="ALERTER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ALERTER_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     app_id: str = Field(default="crisiswatch-alerter", description="faust app id, prefixed by KAFKA_TOPIC_PREFIX")
     bucket_minutes: float = Field(default=1.0, gt=0)
@@ -30,6 +30,7 @@ class AlerterSettings(BaseSettings):
     max_future_minutes: float = Field(
         default=5.0,
         ge=0,
+        le=1440,
         description="how far ahead of this clock a mention may be dated; later ones are dead-lettered, and a brand's "
         "watermark never passes the clock",
     )
@@ -60,7 +61,7 @@ class AlerterSettings(BaseSettings):
 class LlmSettings(BaseSettings):
     """An OpenAI-compatible endpoint that may refine drafted replies; off unless ``url`` is set."""
 
-    model_config = SettingsConfigDict(env_prefix="ALERTER_LLM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ALERTER_LLM_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     url: str | None = Field(default=None, description="base URL, e.g. http://127.0.0.1:8000/v1")
     model: str = "default"
@@ -71,7 +72,7 @@ class LlmSettings(BaseSettings):
 class SlackSettings(BaseSettings):
     """Where alerts go in Slack; without a token or webhook they go to the console and ``alerts_file``."""
 
-    model_config = SettingsConfigDict(env_prefix="SLACK_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SLACK_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     bot_token: SecretStr | None = None
     channel: str | None = Field(default=None, description="default channel id")

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from crisiswatch.contracts.schemas import RejectionCode
 from crisiswatch.ingest.records import MentionInput, load_json
-from crisiswatch.runtime.health import Health
+from crisiswatch.runtime.health import HEARTBEAT_SECONDS, Health
 
 from . import metrics
 from .ratelimit import TokenBuckets
@@ -39,7 +39,6 @@ MEDIA_TYPES = ("application/json", "application/octet-stream")
 BUSY_RETRY_AFTER_S = 1
 BROKER_RETRY_AFTER_S = 5
 _LAST_FLUSH_S = 0.1
-HEARTBEAT_SECONDS = 5.0
 
 _ERROR = {
     "description": "",
@@ -371,11 +370,14 @@ def build_app(
             return _problem(400, "expected a JSON array of mentions or an object with a 'mentions' array")
         if len(batch) > settings.max_batch:
             return _problem(413, f"batch has {len(batch)} mentions; the limit is {settings.max_batch}")
+        charged = max(len(batch), 1)
         if limits is not None:
-            limits.charge(bucket, max(len(batch) - 1, 0))
+            limits.charge(bucket, charged - 1)
         source = "http" if clients is None else f"http:{client}"
         report = await worker.ingest(batch, source, time.monotonic() + settings.ack_timeout_s)
         if not report.delivered:
+            if limits is not None:
+                limits.charge(bucket, -charged)  # nothing counts as ingested: the client's retry pays again
             detail = "the broker did not acknowledge the batch in time; send it again"
             return _refused(client, "broker_timeout", 503, detail, BROKER_RETRY_AFTER_S)
         return web.json_response({**report.counts, "rejections": report.rejections}, status=202)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +26,7 @@ from crisiswatch.runtime.metrics import serve_metrics
 from . import metrics
 from .dedup import RecentIds
 from .ratelimit import TokenBuckets
-from .service import Listener, Outcome
+from .service import OUT_OF_RANGE, Listener, Outcome
 from .settings import ListenerSettings
 
 log = logging.getLogger("crisiswatch.listener")
@@ -64,20 +64,15 @@ def pump(listener: Listener, records: Iterable[RawRecord], source: str) -> dict[
     ``out_of_range`` counts the rejections for a time outside the accepted span
     (they are in ``rejected`` too): a replay reports the rows it skipped.
     """
-    counts = {outcome.value: 0 for outcome in Outcome} | {"out_of_range": 0}
+    counts = {outcome.value: 0 for outcome in Outcome} | {OUT_OF_RANGE: 0}
     for record in records:
         raw = record if isinstance(record, bytes) else dict(record)
         outcome, rejection = listener.accept(raw, source)
         counts[outcome.value] += 1
         if rejection is not None and rejection.code is RejectionCode.TIME_OUT_OF_RANGE:
-            counts["out_of_range"] += 1
+            counts[OUT_OF_RANGE] += 1
     listener.flush()
     return counts
-
-
-def _accepted_time(listener: Listener) -> Callable[[datetime], bool]:
-    """Whether the listener will take an event time now: only those pace a replay."""
-    return lambda moment: listener.bounds.contains(moment, listener.clock())
 
 
 @cli.command()
@@ -103,7 +98,7 @@ def replay(
     field_mapping = FieldMapping.parse(mapping)
     listener = _listener(ListenerSettings(), KafkaSettings(), field_mapping, history=history)
     stop = StopSignal()
-    records = paced(read_file(path), speed, field_mapping, should_stop=stop.is_set, accept=_accepted_time(listener))
+    records = paced(read_file(path), speed, field_mapping, should_stop=stop.is_set, accept=listener.takes_time)
     counts = pump(listener, records, source=f"file:{path.name}")
     log.info("replay finished", extra={"file": str(path), **counts})
 
@@ -131,7 +126,7 @@ def scenario(
         return
     listener = _listener(ListenerSettings(), KafkaSettings(), DEFAULT_MAPPING, history=True)
     stop = StopSignal()
-    records = paced(generate(story), speed, should_stop=stop.is_set, accept=_accepted_time(listener))
+    records = paced(generate(story), speed, should_stop=stop.is_set, accept=listener.takes_time)
     counts = pump(listener, records, source=f"scenario:{story.name}")
     log.info("scenario finished", extra={"scenario": story.name, **counts})
 

@@ -46,9 +46,13 @@ class TokenBuckets:
         return math.ceil((needed - level) / self.rate * 10) / 10
 
     def charge(self, client: str, amount: int) -> None:
-        """Take ``amount`` tokens for ``client`` unconditionally, leaving the bucket in debt if it holds fewer."""
+        """Take ``amount`` tokens for ``client`` unconditionally, leaving the bucket in debt if it holds fewer.
+
+        A negative ``amount`` gives tokens back (a batch refused after it was
+        charged), never beyond the burst.
+        """
         level, now = self._level(client)
-        self._store(client, level - amount, now)
+        self._store(client, min(self.burst, level - amount), now)
 
     def _level(self, client: str) -> tuple[float, float]:
         """The client's level refilled up to now, and now."""

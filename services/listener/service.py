@@ -29,6 +29,10 @@ from .dedup import RecentIds
 log = logging.getLogger(__name__)
 
 
+OUT_OF_RANGE = "out_of_range"
+"""A replay's count of records rejected for a time outside the accepted span (also counted as rejected)."""
+
+
 class Outcome(enum.StrEnum):
     """What happened to one input record."""
 
@@ -89,6 +93,10 @@ class Listener:
             self._unconfirmed_keys.append(f"{mention.brand}/{mention.id}")
         metrics.MENTIONS.labels(source, Outcome.ACCEPTED).inc()
         return Outcome.ACCEPTED, None
+
+    def takes_time(self, moment: datetime) -> bool:
+        """Whether a record dated ``moment`` is within the bounds now: only those pace a replay."""
+        return self.bounds.contains(moment, self.clock())
 
     def reject(self, raw: bytes | str | Mapping[str, Any], source: str, rejection: RejectedInput) -> None:
         """Send the input with the rejection's reason and code to the dead-letter topic, and count it by code."""

@@ -23,7 +23,7 @@ CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 class ListenerSettings(BaseSettings):
     """How the listener matches brands, serves ingest and exposes metrics."""
 
-    model_config = SettingsConfigDict(env_prefix="LISTENER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LISTENER_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     brands_file: Path = DEFAULT_BRANDS_FILE
     metrics_port: int = Field(default=9101, ge=0, le=65535)
@@ -46,13 +46,19 @@ class ListenerSettings(BaseSettings):
     rate_burst: int = Field(default=2000, ge=1, description="records a client may send at once")
     dedup_capacity: int = Field(default=1_000_000, ge=1)
     max_future_minutes: float = Field(
-        default=5.0, ge=0, description="how far ahead of this clock a created_at may be (a source's clock skew)"
+        default=5.0,
+        ge=0,
+        le=1440,
+        description="how far ahead of this clock a created_at may be (a source's clock skew)",
     )
     max_age_hours: float = Field(
-        default=24.0, gt=0, description="how old a live mention may be; older ones need a replay with --history"
+        default=24.0,
+        gt=0,
+        le=24 * 365,
+        description="how old a live mention may be; older ones need a replay with --history",
     )
     history_max_age_days: float = Field(
-        default=HISTORY_MAX_AGE.days, gt=0, description="how old a mention replayed with --history may be"
+        default=HISTORY_MAX_AGE.days, gt=0, le=365 * 50, description="how old a mention replayed with --history may be"
     )
     log_level: str = "INFO"
     ingest_tokens_file: Path | None = Field(
