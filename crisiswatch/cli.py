@@ -407,6 +407,34 @@ def _point(point: tuple[tuple[str, float], ...]) -> str:
     )
 
 
+@app.command("eval-language")
+def eval_language(
+    data: Annotated[Path, typer.Option(help="folder with english/ and hebrew/ sentiment sets")] = Path(
+        "../shared/data/sentiment"
+    ),
+    limit: Annotated[int, typer.Option(min=1, help="texts per language")] = 5000,
+) -> None:
+    """Score language identification on the labelled sentiment sets (share right, share undetermined, texts/s)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crisiswatch.analysis.languages import score_identification, shared_samples
+
+    samples = shared_samples(data, limit)
+    if not samples:
+        raise typer.BadParameter(f"no sentiment set found under {data}")
+    table = Table("language", "texts", "identified", "undetermined", "texts/s")
+    for language, score in score_identification(samples).items():
+        table.add_row(
+            language,
+            f"{score.texts:,}",
+            f"{score.correct:.2%}",
+            f"{score.undetermined:.2%}",
+            f"{score.per_second:,.0f}",
+        )
+    Console().print(table)
+
+
 @app.command("metrics-catalogue")
 def metrics_catalogue(
     write: Annotated[Path | None, typer.Option(help="write the Markdown here instead of printing it")] = None,

@@ -36,8 +36,8 @@ from crisiswatch.runtime.kafka import OutgoingRecord
 from tools.import_contract import build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "faust", "scipy", "matplotlib", "aiohttp", "slack_sdk", "kafka")
-TOP_LEVEL = ("broker", "demo", "backtest", "replay", "eval-detector", "metrics-catalogue")
+HEAVY = ("torch", "transformers", "faust", "scipy", "matplotlib", "aiohttp", "slack_sdk", "kafka", "fasttext")
+TOP_LEVEL = ("broker", "demo", "backtest", "replay", "eval-detector", "eval-language", "metrics-catalogue")
 SUB_APPS = {
     "listener": ("replay", "scenario", "serve"),
     "alerter": ("run", "seed"),

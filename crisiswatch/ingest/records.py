@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from crisiswatch.contracts.schemas import MAX_ID_CHARS, MAX_TEXT_CHARS, Engagement, Mention, RejectionCode
 
 from .brands import BrandCatalog
+from .language import UNDETERMINED, detect_language
 
 _TOO_LONG = frozenset({"string_too_long", "too_long", "bytes_too_long"})
 
@@ -275,6 +277,23 @@ def _span(delta: timedelta) -> str:
     return f"{seconds:.3g} s"
 
 
+_LEGACY_LANGUAGE_CODES = {"iw": "he", "in": "id", "ji": "yi"}
+"""Codes some sources still send (X/Twitter's ``iw`` for Hebrew) for the ISO 639-1 code of today."""
+
+
+def language_of(text: str, claimed: Any) -> str:
+    """The mention's language: detected from its text; the source's own tag only when the text cannot tell.
+
+    Detection wins because routing to a sentiment model depends on it and a
+    source's tag is often the account's language, not the post's.
+    """
+    detected = detect_language(text)
+    if detected != UNDETERMINED or not isinstance(claimed, str) or not claimed.strip():
+        return detected
+    primary = re.split(r"[-_]", claimed.strip().lower(), maxsplit=1)[0][:8]
+    return _LEGACY_LANGUAGE_CODES.get(primary, primary) if primary.isalpha() else UNDETERMINED
+
+
 def to_mentions(
     record: Mapping[str, Any],
     catalog: BrandCatalog,
@@ -325,7 +344,7 @@ def to_mentions(
         "id": str(mention_id),
         "source": str(_lookup(record, mapping.source) or source),
         "text": text,
-        "lang": str(_lookup(record, mapping.lang) or "und"),
+        "lang": language_of(text, _lookup(record, mapping.lang)),
         "author_handle": str(_lookup(record, mapping.author_handle) or ""),
         "author_followers": _count(record, mapping.author_followers, "author_followers"),
         "created_at": created_at,
