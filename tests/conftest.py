@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from crisiswatch.contracts.schemas import ScoredMention
+from crisiswatch.contracts.schemas import Incident, Mention
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
@@ -192,11 +192,11 @@ class Pipeline:
                 process.wait()
 
 
-def produce(pipeline: Pipeline, topic: str, mentions: list[ScoredMention]) -> None:
-    """Write mentions to ``topic`` keyed by brand, as the services do."""
+def produce(pipeline: Pipeline, topic: str, records: Iterable[Mention | Incident]) -> None:
+    """Write mentions (raw or scored) or incident events to ``topic`` keyed by brand, as the services do."""
     producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
-    for mention in mentions:
-        producer.send(topic, key=mention.brand.encode(), value=mention.to_bytes())
+    for record in records:
+        producer.send(topic, key=record.brand.encode(), value=record.to_bytes())
     producer.flush()
     producer.close()
 

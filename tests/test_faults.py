@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Mention, ScoredMention
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
@@ -26,14 +25,6 @@ BROKER_DOWN_S = 20
 
 def _raw_mentions(tag: str, count: int) -> list[Mention]:
     return [mention(f"{tag}{i}", f"Acme Air flight {i} is late") for i in range(count)]
-
-
-def _send(pipeline: Pipeline, mentions: list[Mention]) -> None:
-    producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
-    for raw in mentions:
-        producer.send(pipeline.topics.raw, key=raw.brand.encode(), value=raw.to_bytes())
-    producer.flush()
-    producer.close()
 
 
 def _post(url: str, batch: list[dict]) -> tuple[int, dict[str, str]]:
@@ -70,7 +61,7 @@ def _rss_mib(pid: int) -> float:
 
 def test_a_classifier_killed_and_restarted_loses_nothing_and_counts_nothing_twice(pipeline_factory) -> None:
     pipeline: Pipeline = pipeline_factory({"CLASSIFIER_MAX_BATCH_SIZE": "8", "CLASSIFIER_MAX_WAIT_MS": "5"})
-    _send(pipeline, _raw_mentions("k", MENTIONS))
+    produce(pipeline, pipeline.topics.raw, _raw_mentions("k", MENTIONS))
     pipeline.start("alerter", "run")
     first = pipeline.start("classifier", "run")
     pipeline.wait_for_metric("classifier", "crisiswatch_classifier_mentions_total", 'outcome="scored"', 40)
@@ -177,7 +168,7 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
     pipeline.start("listener", "serve")
     ingest = f"http://127.0.0.1:{ingest_port}/v1/mentions"
     before = _raw_mentions("before", 40)
-    _send(pipeline, before)
+    produce(pipeline, pipeline.topics.raw, before)
     pipeline.wait_for_metric("alerter", "crisiswatch_alerter_mentions_total", 'outcome="counted"', len(before))
     rss_before = {name: _rss_mib(p.pid) for name, p in pipeline.processes.items()}
     services = ("listener", "classifier", "alerter")
@@ -198,7 +189,7 @@ def test_services_ride_out_a_broker_restart_and_resume(pipeline_factory, tmp_pat
         assert _post(ingest, posted)[0] == 202, "the retried batch is ingested, not taken for a duplicate"
         wait_until(lambda: all(_probe(pipeline, s, "/readyz") == 200 for s in services), "every service ready again")
         after = _raw_mentions("after", 40)
-        _send(pipeline, after)
+        produce(pipeline, pipeline.topics.raw, after)
         pipeline.wait_for_metric(
             "classifier", "crisiswatch_classifier_mentions_total", 'outcome="scored"', len(before) + len(after)
         )

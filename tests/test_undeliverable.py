@@ -5,24 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from kafka import KafkaProducer
 
 from crisiswatch.contracts.schemas import DeadLetter, Incident, Severity
 
-from .conftest import Pipeline, metric_value, wait_until
+from .conftest import Pipeline, metric_value, produce, wait_until
 from .factories import T0, incident
 from .slack_stub import SlackCall, SlackStub
 
 pytestmark = pytest.mark.pipeline
-
-
-def _send(pipeline: Pipeline, incidents: list[Incident]) -> None:
-    """Write incident events to ``crisis.alerts`` keyed by brand, as the detector does (one brand: one partition)."""
-    producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
-    for event in incidents:
-        producer.send(pipeline.topics.alerts, key=event.brand.encode(), value=event.to_bytes())
-    producer.flush()
-    producer.close()
 
 
 def test_an_alert_slack_refuses_is_dead_lettered_shown_in_the_fallback_channel_and_the_next_one_delivered(
@@ -40,7 +30,7 @@ def test_an_alert_slack_refuses_is_dead_lettered_shown_in_the_fallback_channel_a
     )
     refused = incident(brand="voltcell")
     following = incident(brand="voltcell", window_start=T0 + timedelta(hours=1), severity=Severity.WARNING)
-    _send(pipeline, [refused, following])
+    produce(pipeline, pipeline.topics.alerts, [refused, following])
 
     def posts(channel: str, event: Incident) -> list[SlackCall]:
         return [c for c in slack.messages() if c.payload["channel"] == channel and event.incident_id in str(c.payload)]
