@@ -50,6 +50,25 @@ def test_a_loop_silent_past_its_limit_is_dead_and_a_silent_broker_makes_it_unrea
     assert not health.readiness()[0]
 
 
+def test_a_timer_beats_for_a_loop_unless_one_item_is_stuck_while_the_broker_answers() -> None:
+    clock = Clock()
+    health = Health(stuck_after_s=60, unready_after_s=30, clock=clock)
+    health.broker_answered()
+    busy_since = clock.now
+    clock.now += 20
+    health.beat_unless_stuck(busy_since)
+    assert health.last_beat == clock.now, "an item in hand for a while is work, not a hang"
+    clock.now += 45
+    health.broker_answered()
+    health.beat_unless_stuck(busy_since)
+    assert health.last_beat == clock.now - 45, "in hand past the limit while the broker answers: stuck"
+    clock.now += 40
+    health.beat_unless_stuck(busy_since)
+    assert health.last_beat == clock.now, "the broker went silent: the item waits for it, a restart would not help"
+    health.beat_unless_stuck(None)
+    assert health.liveness()[0]
+
+
 def test_probes_are_served_beside_metrics_with_the_reason() -> None:
     clock = Clock()
     health = Health(stuck_after_s=60, unready_after_s=30, clock=clock)

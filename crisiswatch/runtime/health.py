@@ -53,6 +53,18 @@ class Health:
         """The main loop went round once (call it at least every ``stuck_after_s``, idle or not)."""
         self.last_beat = self.clock()
 
+    def beat_unless_stuck(self, busy_since: float | None) -> None:
+        """Beat from a timer for a loop whose work item has been in hand since ``busy_since`` (None: idle).
+
+        The loop counts as stuck only when one item has been in hand for
+        ``stuck_after_s`` while the broker answers; with the broker silent the
+        item is most likely waiting for it, and a restart would not help.
+        """
+        now = self.clock()
+        broker_silent = self.last_broker_answer is None or now - self.last_broker_answer > self.unready_after_s
+        if busy_since is None or now - busy_since < self.stuck_after_s or broker_silent:
+            self.beat()
+
     def broker_answered(self) -> None:
         """The broker acknowledged a request: a produce, a commit, a metadata fetch."""
         self.last_broker_answer = self.clock()

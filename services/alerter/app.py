@@ -217,7 +217,7 @@ def build_app(
     async def detect(stream: faust.StreamT[bytes]) -> None:
         """Batches of mentions and actions: state written and events sent once per batch, not per record."""
         async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
-            busy_since[0] = time.monotonic()
+            busy_since[0] = health.clock()
             incidents: list[Incident] = []
             for event in events:
                 value, message = event.value or b"", event.message
@@ -234,12 +234,10 @@ def build_app(
         """The event loop runs and no batch has been in hand for longer than a loop may be silent.
 
         An idle stream yields no batches, so the beat comes from this timer;
-        a batch stuck mid-way (a write that never completes) stops it, and
-        ``/livez`` fails.
+        a batch stuck mid-way while the broker answers (a write that never
+        completes) stops it, and ``/livez`` fails.
         """
-        started = busy_since[0]
-        if started is None or time.monotonic() - started < health.stuck_after_s:
-            health.beat()
+        health.beat_unless_stuck(busy_since[0])
 
     @app.agent(alerts_topic)
     async def notify(stream: faust.StreamT[bytes]) -> None:
