@@ -11,7 +11,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 SCHEMA_VERSION = 1
 MAX_TEXT_CHARS = 10_000
@@ -34,6 +34,17 @@ EventDatetime = Annotated[UtcDatetime, Field(ge=EVENT_TIME_MIN, lt=EVENT_TIME_MA
 arithmetic on it (a bucket's end, a watermark minus lateness) stays far from ``datetime``'s own limits."""
 SlackUserId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 """A Slack user id (``U0123ABCD``); the pattern keeps anything but an id out of ``<@...>`` mentions."""
+
+
+def validation_problems(error: ValidationError, limit: int = 3) -> str:
+    """What a validation error found, field by field (``where: what``), never the input it was given.
+
+    For dead-letter reasons and rejections: the payload travels beside the
+    reason where it is safe to keep, and an input may hold a secret (a Slack
+    ``response_url``) that a reason must not repeat.
+    """
+    problems = error.errors(include_input=False, include_url=False)[:limit]
+    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'payload'}: {p['msg']}" for p in problems)[:300]
 
 
 def utc_now() -> datetime:

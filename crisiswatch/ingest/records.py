@@ -18,7 +18,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from crisiswatch.contracts.schemas import MAX_ID_CHARS, MAX_TEXT_CHARS, Engagement, Mention, RejectionCode
+from crisiswatch.contracts.schemas import (
+    MAX_ID_CHARS,
+    MAX_TEXT_CHARS,
+    Engagement,
+    Mention,
+    RejectionCode,
+    validation_problems,
+)
 
 from .brands import BrandCatalog
 from .language import UNDETERMINED, detect_language
@@ -354,7 +361,5 @@ def to_mentions(
     try:
         return [Mention(brand=brand, brand_name=catalog.display_name(brand), **fields) for brand in brands]
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        code = RejectionCode.TOO_LARGE if first["type"] in _TOO_LONG else RejectionCode.INVALID_FIELD
-        raise RejectedInput(f"{where}: {first['msg']}", code) from None
+        code = RejectionCode.TOO_LARGE if error.errors()[0]["type"] in _TOO_LONG else RejectionCode.INVALID_FIELD
+        raise RejectedInput(validation_problems(error, limit=1), code) from None

@@ -37,7 +37,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from crisiswatch.contracts.schemas import ActionKind, IncidentAction, utc_now
+from crisiswatch.contracts.schemas import ActionKind, IncidentAction, utc_now, validation_problems
 
 from . import metrics
 from .access import PressGate, Refusal
@@ -141,7 +141,7 @@ def read_presses(payload: dict[str, Any], now: datetime) -> Presses:
     try:
         interaction = BlockActions.model_validate(payload)
     except ValidationError as error:
-        return Presses(problems=[f"not a readable block_actions payload: {_without_input(error)}"])
+        return Presses(problems=[f"not a readable block_actions payload: {validation_problems(error)}"])
     channel = interaction.channel.id if interaction.channel else None
     if channel is None and interaction.container is not None:
         channel = interaction.container.channel_id
@@ -170,16 +170,10 @@ def read_presses(payload: dict[str, Any], now: datetime) -> Presses:
                 )
             )
         except ValidationError as error:
-            presses.problems.append(f"button {button.action_id!r}: {_without_input(error)}")
+            presses.problems.append(f"button {button.action_id!r}: {validation_problems(error)}")
         except ValueError as error:
             presses.problems.append(f"button {button.action_id!r}: {str(error)[:300]}")
     return presses
-
-
-def _without_input(error: ValidationError) -> str:
-    """What was wrong, by field, without the input: a payload's ``response_url`` and token must not reach a letter."""
-    problems = error.errors(include_input=False, include_url=False)
-    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'payload'}: {p['msg']}" for p in problems[:3])[:300]
 
 
 def _field(container: object, key: str) -> str | None:

@@ -22,7 +22,14 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from crisiswatch.contracts.schemas import DeadLetter, Mention, ScoredMention, SentimentScores, utc_now
+from crisiswatch.contracts.schemas import (
+    DeadLetter,
+    Mention,
+    ScoredMention,
+    SentimentScores,
+    utc_now,
+    validation_problems,
+)
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.health import Health
 from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
@@ -219,6 +226,5 @@ class ClassifierService:
 
 def _first_error(error: Exception) -> str:
     if isinstance(error, ValidationError):
-        first = error.errors()[0]
-        return f"{'.'.join(str(p) for p in first['loc']) or 'payload'}: {first['msg']}"
+        return validation_problems(error, limit=1)
     return str(error)[:300]
