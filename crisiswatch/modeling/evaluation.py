@@ -21,11 +21,17 @@ class ClassificationReport:
     confusion: np.ndarray
     count: int
 
+    @property
+    def polar_macro_recall(self) -> float:
+        """Mean recall of negative and positive: how well the two classes a crisis turns on are found."""
+        return (self.recall[Sentiment.NEGATIVE] + self.recall[Sentiment.POSITIVE]) / 2
+
     def as_dict(self) -> dict[str, object]:
         """A JSON-friendly view, figures in percent."""
         return {
             "count": self.count,
             "macro_recall": round(100 * self.macro_recall, 2),
+            "polar_macro_recall": round(100 * self.polar_macro_recall, 2),
             "accuracy": round(100 * self.accuracy, 2),
             "f1": {s.value: round(100 * v, 2) for s, v in self.f1.items()},
             "recall": {s.value: round(100 * v, 2) for s, v in self.recall.items()},
