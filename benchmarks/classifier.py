@@ -43,6 +43,7 @@ from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, make_consume
 from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.sentiment.batching import BatchPolicy, plan_batches
 from crisiswatch.sentiment.model import Runtime, SentimentModel, choose_runtime, freeze_loaded_objects
+from crisiswatch.sentiment.routing import LanguageModels
 
 SEMEVAL = Path(__file__).resolve().parents[2] / "shared/data/sentiment/english/semeval_2013_2016_train.tsv"
 console = Console()
@@ -132,7 +133,11 @@ def bench_through_broker(
             producer.send(topics.raw, key=b"acme-air", value=mention.to_bytes())
         producer.close()
         service = ClassifierService(
-            model, consumer, AckedProducer.for_settings(kafka, "bench-classifier"), topics, policy
+            LanguageModels({}, fallback=model),
+            consumer,
+            AckedProducer.for_settings(kafka, "bench-classifier"),
+            topics,
+            policy,
         )
         stop = StopSignal(install_handlers=False)
         before = acknowledged()

@@ -1,11 +1,14 @@
-"""Mapping a checkpoint's own label names onto our three sentiment classes."""
+"""Mapping a checkpoint's own label names onto our three sentiment classes, and its outputs onto scores."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 
-from crisiswatch.contracts.schemas import Sentiment
+import numpy as np
+from pydantic import TypeAdapter
+
+from crisiswatch.contracts.schemas import Sentiment, SentimentScores
 
 _NAMED = {
     "negative": Sentiment.NEGATIVE,
@@ -52,3 +55,16 @@ def map_labels(id2label: Mapping[int, str]) -> list[Sentiment]:
         f"cannot map the model's labels {ordered} to negative/neutral/positive; expected names such as "
         "'negative'/'neutral'/'positive', '1 star'..'5 stars', or exactly three LABEL_0..LABEL_2"
     )
+
+
+_SCORES_LIST = TypeAdapter(list[SentimentScores])
+
+
+def as_scores(probabilities: np.ndarray) -> list[SentimentScores]:
+    """One ``SentimentScores`` per row of a (n, 3) negative/neutral/positive array.
+
+    Validated as one list by pydantic's core, which costs about half as much
+    per row as calling the constructor row by row.
+    """
+    rows = probabilities.tolist()
+    return _SCORES_LIST.validate_python([{"negative": n, "neutral": u, "positive": p} for n, u, p in rows])

@@ -1,4 +1,4 @@
-"""Which model to load and how (``CLASSIFIER_*`` variables), and loading it.
+"""Which models to load and how (``CLASSIFIER_*`` variables), and loading them.
 
 Shared by the classifier service and the model tools (``crisiswatch classify``,
 ``crisiswatch model eval``), so a file is scored with exactly the model, device
@@ -9,15 +9,31 @@ by :func:`load_model`, so reading the settings stays cheap.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crisiswatch.contracts.schemas import SentimentScores
+
+from .labels import as_scores
+from .routing import ANY_LANGUAGE, LanguageModels, Scorer, parse_routes, read_routes_file
+
 if TYPE_CHECKING:
-    from .model import SentimentModel
+    from .model import Runtime, SentimentModel
+    from .ngram import NgramSentimentModel
 
 log = logging.getLogger("crisiswatch.classifier")
+
+
+ENGLISH_MODEL = "default"
+"""In a mapping, the model ``CLASSIFIER_MODEL`` names (by default the shipped English MiniLM)."""
+HEBREW_MODEL = "hebrew"
+"""In a mapping, the shipped Hebrew n-gram model."""
+DEFAULT_ROUTES = {"en": ENGLISH_MODEL, "und": ENGLISH_MODEL, "he": HEBREW_MODEL}
+"""English, and text too short to tell (mostly English here), to the English model; Hebrew to its own."""
 
 
 class ModelSettings(BaseSettings):
@@ -27,13 +43,33 @@ class ModelSettings(BaseSettings):
         env_prefix="CLASSIFIER_", frozen=True, extra="ignore", hide_input_in_errors=True, protected_namespaces=()
     )
 
-    model: str = Field(default="default", description="'default', a local path or a Hugging Face model id")
+    model: str = Field(
+        default="default",
+        description="the English model: 'default' (shipped MiniLM), a local path or a Hugging Face model id",
+    )
+    models: dict[str, str] = Field(
+        default=DEFAULT_ROUTES,
+        description="language → model, as JSON; 'default' is CLASSIFIER_MODEL, 'hebrew' the shipped Hebrew "
+        "model, '*' every other language (unmapped languages are left unscored)",
+    )
+    models_file: Path | None = Field(
+        default=None, description="a TOML file whose [models] table replaces CLASSIFIER_MODELS"
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda[:N]")
     dtype: str = Field(default="auto", description="auto, fp32, bf16, fp16, or int8 (CPU only)")
     engine: str = Field(default="auto", description="auto, torch, or onnxruntime (fp32/int8 on the CPU)")
     threads: int = Field(default=0, ge=0, description="CPU threads for the model; 0 keeps torch's default")
     max_length: int = Field(default=0, ge=0, description="token limit per text; 0 uses the model's own")
     max_batch_size: int = Field(default=64, ge=1)
+
+    @field_validator("models")
+    @classmethod
+    def _checked_routes(cls, value: dict[str, str]) -> dict[str, str]:
+        return parse_routes(value)
+
+    def routes(self) -> dict[str, str]:
+        """The language → model-reference mapping in force (the TOML file's, when one is named)."""
+        return read_routes_file(self.models_file) if self.models_file else dict(self.models)
 
 
 def load_model(settings: ModelSettings) -> SentimentModel:
@@ -58,3 +94,62 @@ def load_model(settings: ModelSettings) -> SentimentModel:
         },
     )
     return model
+
+
+def load_models(settings: ModelSettings) -> LanguageModels:
+    """Load every model the language mapping names, each once, and say which language goes where.
+
+    Raises ``ValueError`` for a mapping that cannot be read and whatever the
+    model loaders raise for a model that cannot be loaded: a classifier that
+    cannot score a configured language must not start.
+    """
+    routes = settings.routes()
+    loaded: dict[str, Scorer] = {}
+    runtime: Runtime | None = None
+    for reference in dict.fromkeys(routes.values()):
+        if reference == ENGLISH_MODEL:
+            loaded[reference] = load_model(settings)
+            continue
+        scorer = _load_ngram(reference)
+        if scorer is None:
+            from .model import SentimentModel, choose_runtime
+
+            runtime = runtime or choose_runtime(settings.device, settings.dtype, settings.threads, settings.engine)
+            scorer = SentimentModel.load(reference, runtime, settings.max_length)
+        loaded[reference] = scorer
+    models = LanguageModels(
+        {language: loaded[ref] for language, ref in routes.items() if language != ANY_LANGUAGE},
+        loaded.get(routes.get(ANY_LANGUAGE, "")),
+    )
+    log.info(
+        "language routes",
+        extra={"routes": {language: loaded[ref].name for language, ref in routes.items()}},
+    )
+    return models
+
+
+def _load_ngram(reference: str) -> Scorer | None:
+    """The shipped Hebrew model or an n-gram artifact directory; ``None`` for any other reference."""
+    from .ngram import HEBREW_MODEL_DIR, NgramSentimentModel, is_ngram_artifact
+
+    if reference == HEBREW_MODEL:
+        return NgramScorer(NgramSentimentModel.load(HEBREW_MODEL_DIR))
+    if is_ngram_artifact(Path(reference)):
+        return NgramScorer(NgramSentimentModel.load(Path(reference)))
+    return None
+
+
+class NgramScorer:
+    """An n-gram model as a :class:`Scorer`; it runs on the CPU in the calling thread."""
+
+    def __init__(self, model: NgramSentimentModel) -> None:
+        self.model = model
+        self.name = model.name
+
+    def predict(self, texts: Sequence[str], max_batch_size: int = 64) -> list[SentimentScores]:
+        """Scores for each text, in input order; the whole list is one vectorised pass."""
+        return as_scores(self.model.predict_probabilities(texts))
+
+    def describe(self) -> dict[str, str]:
+        """Where it runs, in the terms of the transformer models' info."""
+        return {"model": self.name, "device": "cpu", "dtype": "fp64", "engine": "scikit-learn", "threads": "1"}

@@ -21,14 +21,13 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from pydantic import TypeAdapter
 from tokenizers import Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment, SentimentScores
 
 from .batching import plan_batches
-from .labels import map_labels
+from .labels import as_scores, map_labels
 from .network import DEFAULT_MODEL_DIR, LogitsOnly, base_model_dir, load_artifact
 from .onnx_engine import OnnxNetwork
 from .textprep import decode_escapes, normalise_for_model, with_normalisation
@@ -202,6 +201,17 @@ class SentimentModel:
         limit = max_length or min(128, int(getattr(tokenizer, "model_max_length", 128) or 128))
         return cls(reference, hf_model, tokenizer, labels, runtime, limit, True)
 
+    def describe(self) -> dict[str, str]:
+        """The model and where it runs, for the model info metric and logs."""
+        runtime = self.runtime
+        return {
+            "model": self.name,
+            "device": runtime.device,
+            "dtype": runtime.dtype,
+            "engine": runtime.engine,
+            "threads": str(runtime.threads),
+        }
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text (normalised as in training, truncated to ``max_length``).
 
@@ -314,14 +324,3 @@ class _InFlight:
 
 
 _UNSCORED = SentimentScores(negative=0.0, neutral=1.0, positive=0.0)
-_SCORES_LIST = TypeAdapter(list[SentimentScores])
-
-
-def as_scores(probabilities: np.ndarray) -> list[SentimentScores]:
-    """One ``SentimentScores`` per row of a (n, 3) negative/neutral/positive array.
-
-    Validated as one list by pydantic's core, which costs about half as much
-    per row as calling the constructor row by row.
-    """
-    rows = probabilities.tolist()
-    return _SCORES_LIST.validate_python([{"negative": n, "neutral": u, "positive": p} for n, u, p in rows])

@@ -17,7 +17,8 @@ from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.runtime.metrics import ConsumerLag, serve_metrics
 from crisiswatch.sentiment.batching import BatchPolicy
-from crisiswatch.sentiment.loading import load_model
+from crisiswatch.sentiment.loading import load_models
+from crisiswatch.sentiment.routing import ANY_LANGUAGE
 
 from . import metrics
 from .settings import ClassifierSettings
@@ -38,18 +39,12 @@ def run() -> None:
     kafka = KafkaSettings()
     configure_logging(settings.log_level)
     stop = StopSignal()
-    model = load_model(settings)
-    metrics.MODEL.info(
-        {
-            "model": model.name,
-            "device": model.runtime.device,
-            "dtype": model.runtime.dtype,
-            "engine": model.runtime.engine,
-            "threads": str(model.runtime.threads),
-            "max_batch_size": str(settings.max_batch_size),
-            "lookahead_batches": str(settings.lookahead_batches),
-        }
-    )
+    models = load_models(settings)
+    policy = {"max_batch_size": str(settings.max_batch_size), "lookahead_batches": str(settings.lookahead_batches)}
+    for language, scorer in models.by_language.items():
+        metrics.MODEL.labels(language).info(scorer.describe() | policy)
+    if models.fallback:
+        metrics.MODEL.labels(ANY_LANGUAGE).info(models.fallback.describe() | policy)
     probes = HealthSettings()
     health = probes.health()
     serve_metrics(settings.metrics_port, "classifier", health=health)
@@ -58,7 +53,7 @@ def run() -> None:
     from .service import ClassifierService
 
     service = ClassifierService(
-        model,
+        models,
         make_consumer(kafka, topics.group(settings.group_id), [topics.raw], "crisiswatch-classifier"),
         AckedProducer.for_settings(
             kafka, "crisiswatch-classifier", on_failure=lambda _topic, _count: metrics.ERRORS.labels("produce").inc()

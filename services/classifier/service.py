@@ -36,11 +36,13 @@ from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
 from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.metrics import ConsumerLag
 from crisiswatch.sentiment.batching import BatchPolicy
-from crisiswatch.sentiment.model import SentimentModel
+from crisiswatch.sentiment.routing import LanguageModels, Scorer, group_by_scorer
 
 from . import metrics
 
 log = logging.getLogger(__name__)
+UNSCORED_LANGUAGES_NAMED = 50
+"""Languages left unscored that the log names, each once; later ones only count."""
 
 
 @dataclass
@@ -56,14 +58,15 @@ class _Delivery:
     records: Sequence[ConsumerRecord]
     scored: list[ScoredMention]
     rejected: int
+    unscored_languages: list[str]
 
 
 class ClassifierService:
-    """The classifier's stream loop around a loaded :class:`SentimentModel`."""
+    """The classifier's stream loop around the loaded models, one per language (:class:`LanguageModels`)."""
 
     def __init__(
         self,
-        model: SentimentModel,
+        models: LanguageModels,
         consumer: KafkaConsumer,
         producer: AckedProducer,
         topics: Topics,
@@ -71,7 +74,7 @@ class ClassifierService:
         lag: ConsumerLag | None = None,
         health: Health | None = None,
     ) -> None:
-        self.model = model
+        self.models = models
         self.health = health or Health()
         self.consumer = consumer
         self.producer = producer
@@ -80,6 +83,7 @@ class ClassifierService:
         self.lag = lag
         self._stopping: StopSignal | None = None
         self._delivery: _Delivery | None = None
+        self._unscored_named: set[str] = set()
 
     def run(self, stop: StopSignal) -> None:
         """Loop until ``stop`` is set; the batch in hand is finished and committed before returning."""
@@ -129,18 +133,30 @@ class ClassifierService:
                 outgoing.append(self._dead_letter(record.value or b"", reason))
                 rejected += 1
                 metrics.ERRORS.labels("decode").inc()
-        started = time.perf_counter()
-        scores = self._score([m.text for m in mentions])
-        elapsed = time.perf_counter() - started
-        if mentions:
-            metrics.BATCH_SIZE.observe(len(mentions))
-            metrics.INFERENCE_SECONDS.observe(elapsed)
+        groups, unscored = group_by_scorer([m.lang for m in mentions], self.models)
+        scores: dict[int, SentimentScores | None] = {}
+        names: dict[int, str] = {}
+        elapsed = 0.0
+        for name, positions in groups.items():
+            scorer = self.models.scorer_named(name)
+            started = time.perf_counter()
+            group_scores = self._score(scorer, [mentions[i].text for i in positions])
+            took = time.perf_counter() - started
+            elapsed += took
+            metrics.BATCH_SIZE.observe(len(positions))
+            metrics.INFERENCE_SECONDS.observe(took)
+            for position, score in zip(positions, group_scores, strict=True):
+                scores[position] = score
+                names[position] = name
         scored_at = utc_now()
         now = time.monotonic()
         for when in arrived:
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, now - when - elapsed))
         scored: list[ScoredMention] = []
-        for mention, score in zip(mentions, scores, strict=True):
+        for position, mention in enumerate(mentions):
+            if position not in scores:
+                continue
+            score = scores[position]
             if score is None:
                 outgoing.append(self._dead_letter(mention.to_bytes(), "the model failed on this text"))
                 rejected += 1
@@ -149,15 +165,32 @@ class ClassifierService:
                 **mention.model_dump(exclude={"schema_version"}),
                 label=score.label,
                 scores=score,
-                model=self.model.name,
+                model=names[position],
                 scored_at=scored_at,
             )
             scored.append(result)
             outgoing.append(OutgoingRecord(self.topics.scored, mention.brand.encode(), result.to_bytes()))
+        unscored_languages = [self.models.language_label(mentions[i].lang) for i in unscored]
+        self._say_unscored({mentions[i].lang for i in unscored})
         self.finish_delivery()
         for record in outgoing:
             self.producer.send(record)
-        self._delivery = _Delivery(records, scored, rejected)
+        self._delivery = _Delivery(records, scored, rejected, unscored_languages)
+
+    def _say_unscored(self, languages: set[str]) -> None:
+        """Log each language left unscored the first time it is seen (the metric groups them as ``other``).
+
+        At most :data:`UNSCORED_LANGUAGES_NAMED` are named, so a producer
+        writing odd language tags cannot flood the log.
+        """
+        for language in sorted(languages - self._unscored_named):
+            if len(self._unscored_named) >= UNSCORED_LANGUAGES_NAMED:
+                return
+            self._unscored_named.add(language)
+            log.warning(
+                "mentions in this language have no model and are left unscored; map it in CLASSIFIER_MODELS",
+                extra={"language": language},
+            )
 
     def finish_delivery(self) -> None:
         """Wait until the broker has acknowledged the last pass sent, then count it and commit its offsets.
@@ -173,9 +206,13 @@ class ClassifierService:
             return
         self.health.broker_answered()
         metrics.SCORED.labels("rejected").inc(delivery.rejected)
+        metrics.SCORED.labels("unscored").inc(len(delivery.unscored_languages))
+        for language in delivery.unscored_languages:
+            metrics.LANGUAGE.labels(language, metrics.NO_MODEL).inc()
         for result in delivery.scored:
             metrics.SCORED.labels("scored").inc()
             metrics.SENTIMENT.labels(result.label.value).inc()
+            metrics.LANGUAGE.labels(self.models.language_label(result.lang), result.model).inc()
             metrics.END_TO_END.observe(max(0.0, (result.scored_at - result.created_at).total_seconds()))
         self._commit(delivery.records)
 
@@ -189,19 +226,19 @@ class ClassifierService:
         self.health.beat()
         return self._stopping.is_set() if self._stopping else False
 
-    def _score(self, texts: Sequence[str]) -> list[SentimentScores | None]:
-        """Score the batch; when it fails, score texts one by one so a single bad text cannot stall the stream."""
+    def _score(self, scorer: Scorer, texts: Sequence[str]) -> list[SentimentScores | None]:
+        """Score one model's texts; if that fails, score them one by one so one bad text cannot stall the stream."""
         if not texts:
             return []
         try:
-            return list(self.model.predict(texts, self.policy.max_batch_size))
+            return list(scorer.predict(texts, self.policy.max_batch_size))
         except Exception:
             metrics.ERRORS.labels("inference").inc()
-            log.exception("batch inference failed; retrying texts one by one")
+            log.exception("batch inference failed; retrying texts one by one", extra={"model": scorer.name})
         results: list[SentimentScores | None] = []
         for text in texts:
             try:
-                results.append(self.model.predict([text])[0])
+                results.append(scorer.predict([text])[0])
             except Exception:  # noqa: BLE001
                 results.append(None)
         return results

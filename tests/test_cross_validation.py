@@ -1,0 +1,59 @@
+"""Choosing the English recipe by k-fold cross-validation: folds that cover the pool once, and a real tiny run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment
+from crisiswatch.modeling.labelled import LabelledText
+from crisiswatch.modeling.training import RECIPES, TrainConfig, cross_validate, held_out_split, recipe, stratified_folds
+
+ROWS = [
+    LabelledText(f"text {i} " + ("awful" if i % 3 == 0 else "fine" if i % 3 == 1 else "great"), SENTIMENT_ORDER[i % 3])
+    for i in range(60)
+]
+
+
+def test_folds_hold_out_every_text_once_and_keep_each_class_share() -> None:
+    assignment = stratified_folds(ROWS, 5, seed=2026)
+    assert Counter(assignment) == {fold: 12 for fold in range(5)}
+    for fold in range(5):
+        labels = Counter(row.label for row, f in zip(ROWS, assignment, strict=True) if f == fold)
+        assert labels == {Sentiment.NEGATIVE: 4, Sentiment.NEUTRAL: 4, Sentiment.POSITIVE: 4}
+    assert assignment == stratified_folds(ROWS, 5, seed=2026), "the same folds on every machine"
+    config = TrainConfig(data=Path("unused"), output=Path("unused"), fold=2)
+    train, held_out = held_out_split(config, ROWS)
+    assert len(held_out) == 12 and len(train) == 48
+    assert not {r.text for r in held_out} & {r.text for r in train}
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        stratified_folds(ROWS, 1, seed=1)
+
+
+def test_a_recipe_changes_only_its_own_settings() -> None:
+    base = TrainConfig(data=Path("d"), output=Path("o"))
+    plain = recipe(base, "plain")
+    assert plain.learning_rate == 5e-5 and plain.epochs == 2 and plain.class_balance == 0.0
+    assert recipe(base, "tuned") == base
+    assert replace(plain, **{k: getattr(base, k) for k in RECIPES["plain"]}) == base
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe(base, "magic")
+
+
+@pytest.mark.slow
+def test_cross_validation_trains_a_run_per_recipe_and_fold_and_reports_mean_and_spread(tmp_path: Path) -> None:
+    data = tmp_path / "pool.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{r.text}\t{SENTIMENT_ORDER.index(r.label)}\n" for r in ROWS[:30]))
+    config = TrainConfig(data=data, output=tmp_path / "cv", folds=2, epochs=1, batch_size=8, bf16=False)
+    summary = cross_validate(config, ["tuned", "plain"], torch.device("cpu"))
+    for name in ("tuned", "plain"):
+        result = summary[name]
+        assert len(result["folds"]) == 2 and all(0 <= score <= 100 for score in result["folds"])
+        assert (tmp_path / "cv" / name / "fold-1" / "seed-13" / "final.safetensors").is_file()
+    assert summary["best"] in ("tuned", "plain")
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["best"] == summary["best"]
