@@ -111,7 +111,7 @@ def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> i
     }
     console.print(
         f"[bold]crisiswatch demo[/]: broker on {broker.bootstrap_servers}, replaying {expected} mentions "
-        f"(3 brands, 10 h of scenario time at {speed:.0f}×), the alerter seeded with {seeded}. Logs in {DEMO_DIR}/."
+        f"(4 brands, 10 h of scenario time at {speed:.0f}×), the alerter seeded with {seeded}. Logs in {DEMO_DIR}/."
     )
     topics = Topics()
     watcher = KafkaConsumer(

@@ -76,6 +76,20 @@ def test_hebrew_posts_get_hebrew_drafts_with_a_right_to_left_mark_and_intact_tex
     assert "הודעה פרטית" in text
 
 
+def test_a_quoted_right_to_left_post_is_set_apart_so_a_leading_handle_cannot_flip_it() -> None:
+    hebrew = _with_posts(["@NimbusBank האפליקציה לא עובדת, בושה!"], lang="he")
+    english = _with_posts(["@NimbusBank the app is down"], lang="en")
+    [hebrew_posts] = [t for t in _section_texts(hebrew) if t.startswith("*Top posts*")]
+    [english_posts] = [t for t in _section_texts(english) if t.startswith("*Top posts*")]
+    assert "• \u2067@NimbusBank האפליקציה לא עובדת, בושה!\u2069 — @" in hebrew_posts
+    assert "• _@NimbusBank the app is down_ — @" in english_posts
+
+
+def _section_texts(incident: Incident) -> list[str]:
+    blocks = [b.to_dict() for b in compose_blocks(incident)]
+    return [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+
+
 def test_a_language_without_templates_and_an_unknown_theme_fall_back_to_english_other() -> None:
     incident = _with_posts(["Nimbus Bank, quelle honte"], lang="fr", severity=Severity.WARNING)
     drafts = draft(incident, load_templates())

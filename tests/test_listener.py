@@ -165,6 +165,17 @@ def test_the_scenario_is_deterministic_and_its_crisis_is_negative() -> None:
     assert min(datetime.fromisoformat(r["created_at"]) for r in during) >= crisis.onset
 
 
+def test_the_demo_hebrew_brand_is_found_by_its_hebrew_name_and_its_posts_read_as_hebrew() -> None:
+    records = [r for r in generate(demo_scenario()) if r["brand"] == "galil-mobile"]
+    storm = [r for r in records if r["truth"].get("crisis")]
+    assert len(storm) > 100
+    for record in records[:200]:
+        unnamed = {k: v for k, v in record.items() if k not in ("brand", "lang")}
+        [mention] = to_mentions(unnamed, CATALOG, source="scenario")
+        assert (mention.brand, mention.lang) == ("galil-mobile", "he"), record["text"]
+    assert CATALOG.display_name("galil-mobile") == "גליל מובייל", "public replies name the brand as customers do"
+
+
 def test_token_buckets_grant_bursts_refuse_whole_batches_and_forget_old_clients() -> None:
     now = [0.0]
     buckets = TokenBuckets(rate=10, burst=20, clock=lambda: now[0], max_clients=2)

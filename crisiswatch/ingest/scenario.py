@@ -92,9 +92,67 @@ VIRAL_POSITIVE_TEXTS: tuple[str, ...] = (
 )
 
 
+HEBREW_THEMES: dict[str, tuple[str, ...]] = {
+    "outage": (
+        "האפליקציה של {brand} לא עובדת שוב, אני לא מצליח להתחבר בכלל. בושה וחרפה.",
+        "{handle} האתר קרס ואף אחד לא עונה. נמאס כבר מהזלזול הזה!",
+        "תקלה אצל {brand} כבר שעתיים ואין שום הודעה. שירות מחפיר.",
+        "{brand} נפל שוב, איך אפשר לעבוד ככה?? #{tag}",
+        "{handle} השירות שלכם לא עובד כבר שעה, זה פשוט לא מקובל ומבזה",
+        "שוב אין קליטה ושוב {brand} שותקים. גרוע ביותר, עוזב אותם.",
+    ),
+}
+"""Crisis texts in Hebrew, for brands whose customers write Hebrew (themes without them fall back to English)."""
+HEBREW_NEUTRAL_TEXTS: tuple[str, ...] = (
+    "מישהו יודע אם {brand} פתוחים בשבת?",
+    "{handle} באיזו שעה נפתח הסניף החדש מחר?",
+    "{brand} פרסמו שעות פתיחה חדשות לחגים",
+    "{handle} יש הנחה לסטודנטים?",
+    "ראיתי פרסומת של {brand} באוטובוס הבוקר",
+)
+HEBREW_POSITIVE_TEXTS: tuple[str, ...] = (
+    "כל הכבוד {brand}, השירות היה מעולה היום!",
+    "תודה רבה {handle}! פתרו לי את הבעיה תוך דקות, אלופים",
+    "{brand} הכי טובים שיש, ממליץ בחום #{tag}",
+    "האפליקציה החדשה של {brand} פשוט מדהימה, כל הכבוד",
+)
+HEBREW_NEGATIVE_TEXTS: tuple[str, ...] = (
+    "{brand} מאכזבים לאחרונה, רק הולך ומחמיר",
+    "{handle} עדיין מחכה לתשובה על התלונה שלי. מאוכזב.",
+)
+HEBREW_VIRAL_POSITIVE_TEXTS: tuple[str, ...] = (
+    "הפרסומת החדשה של {brand} הכי טובה שראיתי השנה 😂❤️ #{tag}",
+    "{handle} ההפתעה ללקוחות שימחה אותי מאוד, תודה!",
+)
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The text pools one language's posts are drawn from."""
+
+    neutral: tuple[str, ...]
+    positive: tuple[str, ...]
+    negative: tuple[str, ...]
+    viral: tuple[str, ...]
+    themes: dict[str, tuple[str, ...]]
+
+    def crisis(self, theme: str) -> tuple[str, ...]:
+        """The crisis texts of ``theme`` in this language, or in English when this language has none."""
+        return self.themes.get(theme) or THEMES[theme]
+
+
+TEXTS: dict[str, Texts] = {
+    "en": Texts(NEUTRAL_TEXTS, POSITIVE_TEXTS, NEGATIVE_TEXTS, VIRAL_POSITIVE_TEXTS, THEMES),
+    "he": Texts(
+        HEBREW_NEUTRAL_TEXTS, HEBREW_POSITIVE_TEXTS, HEBREW_NEGATIVE_TEXTS, HEBREW_VIRAL_POSITIVE_TEXTS, HEBREW_THEMES
+    ),
+}
+"""Text pools by language (ISO 639-1), for :attr:`BrandTraffic.language`."""
+
+
 @dataclass(frozen=True)
 class BrandTraffic:
-    """A brand's normal chatter: mean mentions per hour over the day and its sentiment mix."""
+    """A brand's normal chatter: mean mentions per hour over the day, its sentiment mix and its customers' language."""
 
     brand: str
     display_name: str
@@ -102,6 +160,16 @@ class BrandTraffic:
     mentions_per_hour: float
     negative_share: float = 0.15
     positive_share: float = 0.30
+    language: str = "en"
+
+    def __post_init__(self) -> None:
+        if self.language not in TEXTS:
+            raise ValueError(f"no texts in language {self.language!r}; known: {', '.join(TEXTS)}")
+
+    @property
+    def texts(self) -> Texts:
+        """The pools this brand's posts are drawn from."""
+        return TEXTS[self.language]
 
 
 @dataclass(frozen=True)
@@ -255,14 +323,15 @@ def generate(scenario: Scenario) -> Iterator[dict[str, Any]]:
         batch: list[tuple[float, dict[str, Any]]] = []
         for index, traffic in enumerate(scenario.brands):
             base = traffic.mentions_per_hour * scenario.rhythm(moment, today[index]) / 60
+            pools = traffic.texts
             for _ in range(rng.poisson(base)):
                 roll = rng.random()
                 if roll < traffic.negative_share:
-                    sentiment, text = "negative", NEGATIVE_TEXTS[rng.integers(len(NEGATIVE_TEXTS))]
+                    sentiment, text = "negative", pools.negative[rng.integers(len(pools.negative))]
                 elif roll < traffic.negative_share + traffic.positive_share:
-                    sentiment, text = "positive", POSITIVE_TEXTS[rng.integers(len(POSITIVE_TEXTS))]
+                    sentiment, text = "positive", pools.positive[rng.integers(len(pools.positive))]
                 else:
-                    sentiment, text = "neutral", NEUTRAL_TEXTS[rng.integers(len(NEUTRAL_TEXTS))]
+                    sentiment, text = "neutral", pools.neutral[rng.integers(len(pools.neutral))]
                 batch.append(
                     (
                         rng.random(),
@@ -270,7 +339,7 @@ def generate(scenario: Scenario) -> Iterator[dict[str, Any]]:
                     )
                 )
         for crisis in scenario.crises:
-            templates = THEMES[crisis.theme]
+            templates = by_brand[crisis.brand].texts.crisis(crisis.theme)
             rate = crisis.rate_at(moment)
             if crisis.follows_rhythm:
                 rate *= scenario.rhythm(moment, today[column[crisis.brand]])
@@ -282,8 +351,9 @@ def generate(scenario: Scenario) -> Iterator[dict[str, Any]]:
                 )
         for burst in scenario.viral:
             active = burst.onset <= moment < burst.onset + burst.duration
+            viral_texts = by_brand[burst.brand].texts.viral
             for _ in range(rng.poisson(burst.positive_per_hour / 60) if active else 0):
-                text = VIRAL_POSITIVE_TEXTS[rng.integers(len(VIRAL_POSITIVE_TEXTS))]
+                text = viral_texts[rng.integers(len(viral_texts))]
                 truth = {"sentiment": "positive", "viral": True}
                 batch.append(
                     (rng.random(), {"brand": burst.brand, "text": _fill(text, by_brand[burst.brand]), "truth": truth})
@@ -297,7 +367,7 @@ def generate(scenario: Scenario) -> Iterator[dict[str, Any]]:
                 "id": f"{scenario.name}-{sequence}",
                 "source": f"scenario:{scenario.name}",
                 "created_at": created.isoformat(),
-                "lang": "en",
+                "lang": by_brand[record["brand"]].language,
                 "author_handle": f"user{int(rng.integers(1, 10**6))}",
                 "author_followers": followers,
                 "url": f"https://social.example/{scenario.name}/{sequence}",
@@ -379,7 +449,11 @@ DEMO_START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 
 def demo_scenario(start: datetime = DEMO_START) -> Scenario:
-    """The built-in demo: three brands over ten hours, an outage storm for Nimbus Bank after five."""
+    """The built-in demo: four brands over ten hours, an outage storm for Nimbus Bank after five.
+
+    Galil Mobile's customers write Hebrew; its network goes down after two
+    hours, and the storm of Hebrew complaints is scored by the Hebrew model.
+    """
     return Scenario(
         name="demo",
         start=start,
@@ -388,9 +462,11 @@ def demo_scenario(start: datetime = DEMO_START) -> Scenario:
             BrandTraffic("acme-air", "Acme Air", "AcmeAir", mentions_per_hour=90),
             BrandTraffic("nimbus-bank", "Nimbus Bank", "NimbusBank", mentions_per_hour=60),
             BrandTraffic("voltcell", "Voltcell", "Voltcell", mentions_per_hour=40),
+            BrandTraffic("galil-mobile", "גליל מובייל", "GalilMobile", mentions_per_hour=40, language="he"),
         ),
         crises=(
             Crisis("nimbus-bank", start + timedelta(hours=5), timedelta(hours=2), "outage", negative_per_hour=240),
+            Crisis("galil-mobile", start + timedelta(hours=2), timedelta(minutes=90), "outage", negative_per_hour=160),
         ),
         viral=(ViralPositive("voltcell", start + timedelta(hours=3), timedelta(minutes=40), positive_per_hour=200),),
     )

@@ -28,7 +28,7 @@ from slack_sdk.models.blocks import (
 
 from crisiswatch.contracts.schemas import ActionKind, Incident, IncidentEventType, Severity
 
-from .responses import Drafts, Templates, draft, drivers, load_templates
+from .responses import Drafts, Templates, draft, drivers, isolated, load_templates, right_to_left
 
 ACTION_PREFIX = "crisiswatch:"
 COPY_REPLY = "copy-reply"
@@ -285,10 +285,10 @@ def compose_blocks(
         lines = []
         for sample in incident.sample_mentions[:5]:
             link = slack_link(sample.url, "link")
-            lines.append(
-                f"• _{escaped(sample.text[:280])}_ — @{escaped(sample.author_handle)} "
-                f"({sample.author_followers:,} followers){link}"
-            )
+            text = escaped(sample.text[:280])
+            # Slack's italics need the underscore beside the text, which the isolate's mark would break.
+            quoted = isolated(text) if right_to_left(sample.lang) else f"_{text}_"
+            lines.append(f"• {quoted} — @{escaped(sample.author_handle)} ({sample.author_followers:,} followers){link}")
         blocks.append(SectionBlock(text=MarkdownTextObject(text=("*Top posts*\n" + "\n".join(lines))[:3000])))
     blocks.append(DividerBlock())
     drafts = drafts or draft(incident, templates)

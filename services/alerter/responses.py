@@ -29,6 +29,8 @@ PLACEHOLDERS = {"brand", "next_update", "theme"}
 STATUS_PHASES = ("investigating", "identified", "monitoring", "resolved")
 UPDATE_EVERY = {Severity.CRITICAL: timedelta(minutes=30), Severity.WARNING: timedelta(hours=1)}
 RIGHT_TO_LEFT = {"he", "ar", "fa", "ur", "yi"}
+RIGHT_TO_LEFT_ISOLATE = "\u2067"
+POP_DIRECTIONAL_ISOLATE = "\u2069"
 RLM = "\u200f"
 _WORD = re.compile(r"[^\W\d_][\w'’-]*", re.UNICODE)
 _STOPWORD_TEXT = """
@@ -191,3 +193,18 @@ def draft(incident: Incident, templates: Templates, display_name: str | None = N
 def directional(text: str, language: str) -> str:
     """Start right-to-left text with a right-to-left mark so clients lay out its punctuation correctly."""
     return RLM + text if language in RIGHT_TO_LEFT else text
+
+
+def right_to_left(language: str) -> bool:
+    """Whether ``language`` (``he``, ``ar-EG``…) is written right to left."""
+    return language.split("-", 1)[0].lower() in RIGHT_TO_LEFT
+
+
+def isolated(text: str) -> str:
+    """Right-to-left text set apart (a Unicode isolate) inside a left-to-right line, such as a quoted post.
+
+    Without it a Hebrew post that opens with an @handle is laid out left to
+    right, and its words and punctuation run in the wrong order; the isolate
+    also keeps the post's direction from reordering the line around it.
+    """
+    return f"{RIGHT_TO_LEFT_ISOLATE}{text}{POP_DIRECTIONAL_ISOLATE}"

@@ -112,7 +112,7 @@ def scenario(
         int, typer.Option(min=0, help="play the brands' calm DAYS before the scenario instead (history to seed from)")
     ] = 0,
 ) -> None:
-    """Play the built-in demo scenario (three brands, one outage storm) into ``mentions.raw``.
+    """Play the built-in demo scenario (four brands, an English and a Hebrew outage storm) into ``mentions.raw``.
 
     A scenario is history by construction (it starts on a fixed date), so it
     is taken within the ``--history`` bounds.
