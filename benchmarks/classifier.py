@@ -42,7 +42,8 @@ from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
 from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.sentiment.batching import BatchPolicy, plan_batches
-from crisiswatch.sentiment.model import Runtime, SentimentModel, choose_runtime, freeze_loaded_objects
+from crisiswatch.sentiment.loading import freeze_loaded_objects
+from crisiswatch.sentiment.model import Runtime, SentimentModel, choose_runtime
 from crisiswatch.sentiment.routing import LanguageModels
 
 SEMEVAL = Path(__file__).resolve().parents[2] / "shared/data/sentiment/english/semeval_2013_2016_train.tsv"

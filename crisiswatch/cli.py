@@ -135,11 +135,11 @@ def _load_classify() -> Command:
     return typer.main.get_command(single)
 
 
-_MODEL_STACK = ("torch", "transformers")
+_MODEL_STACK = ("torch", "transformers", "sklearn")
 DEFERRED: tuple[Deferred, ...] = (
     Deferred(
         "classify",
-        "Score texts (plain lines, JSONL with ``text``, or CSV) and write JSONL with label, scores and model.",
+        "Score texts (plain lines, JSONL with ``text``, or CSV), each with its language's model, as JSONL.",
         _load_classify,
         _MODEL_STACK,
         "classifier",
@@ -165,7 +165,7 @@ DEFERRED: tuple[Deferred, ...] = (
         _MODEL_STACK,
         "classifier",
     ),
-    Deferred("model", "Train and evaluate the sentiment model.", _load_model_tools, _MODEL_STACK, "classifier"),
+    Deferred("model", "Train and evaluate the sentiment models.", _load_model_tools, _MODEL_STACK, "classifier"),
 )
 """The commands mounted by name; each help must read as the loaded command's (``tests/test_layout.py`` checks)."""
 

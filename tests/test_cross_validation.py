@@ -1,16 +1,19 @@
-"""Choosing the English recipe by k-fold cross-validation: folds that cover the pool once, and a real tiny run."""
+"""Choosing the English recipe by k-fold cross-validation: folds that cover the pool once, a tiny real run, the CLI."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment
+from crisiswatch.modeling.cli import model_cli
 from crisiswatch.modeling.labelled import LabelledText
 from crisiswatch.modeling.training import RECIPES, TrainConfig, cross_validate, held_out_split, recipe, stratified_folds
 
@@ -57,3 +60,23 @@ def test_cross_validation_trains_a_run_per_recipe_and_fold_and_reports_mean_and_
         assert (tmp_path / "cv" / name / "fold-1" / "seed-13" / "final.safetensors").is_file()
     assert summary["best"] in ("tuned", "plain")
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["best"] == summary["best"]
+
+
+def test_the_training_commands_run_on_their_defaults_and_name_missing_data(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for command in ("train", "cv"):
+        result = runner.invoke(model_cli, [command, "--data", str(tmp_path / "none.tsv")])
+        assert result.exit_code == 2 and "not found" in _plain(result.output), result.output
+
+
+def test_eval_names_a_model_that_cannot_be_loaded_instead_of_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    labelled = tmp_path / "he.tsv"
+    labelled.write_text("comment\tlabel\nשלום\t0\n")
+    monkeypatch.setenv("CLASSIFIER_MODELS", json.dumps({"he": str(tmp_path / "no-such-model")}))
+    result = CliRunner().invoke(model_cli, ["eval", str(labelled), "--language", "he", "--labels", "hebrew"])
+    assert result.exit_code == 2 and "cannot load the models" in _plain(result.output), result.output
+
+
+def _plain(output: str) -> str:
+    """Rich's error box as one line of words."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", output).split())

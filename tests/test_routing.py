@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from crisiswatch.contracts.schemas import Mention, Sentiment, SentimentScores
 from crisiswatch.sentiment.loading import DEFAULT_ROUTES, ModelSettings, load_models
 from crisiswatch.sentiment.ngram import HEBREW_MODEL_DIR, NgramSentimentModel
-from crisiswatch.sentiment.routing import LanguageModels, group_by_scorer, parse_routes, read_routes_file
+from crisiswatch.sentiment.routing import LanguageModels, parse_routes, read_routes_file, score_routed
 
 from .conftest import Pipeline, metric_value, produce
 
@@ -32,9 +32,10 @@ class FixedScorer:
 
 
 def test_a_mapping_takes_language_codes_and_a_fallback_and_refuses_the_rest() -> None:
-    assert parse_routes({"EN": "default", "pt-BR": "x", "*": "y"}) == {"en": "default", "pt-br": "x", "*": "y"}
+    assert parse_routes({"EN": "default", "pt": "x", "*": "y"}) == {"en": "default", "pt": "x", "*": "y"}
     for bad, says in (
-        ({"english": "default"}, "not a language code"),
+        ({"english": "default"}, "not a primary language code"),
+        ({"pt-BR": "x"}, "regional tags are read as their language"),
         ({"en": "  "}, "names no model"),
         ({"en": "a", "EN": "b"}, "mapped twice"),
         ({}, "empty"),
@@ -47,7 +48,7 @@ def test_the_mapping_comes_from_json_in_the_environment_or_a_toml_file(monkeypat
     monkeypatch.setenv("CLASSIFIER_MODELS", '{"en": "default", "*": "hebrew"}')
     assert ModelSettings().routes() == {"en": "default", "*": "hebrew"}
     monkeypatch.setenv("CLASSIFIER_MODELS", '{"english": "default"}')
-    with pytest.raises(ValidationError, match="not a language code"):
+    with pytest.raises(ValidationError, match="not a primary language code"):
         ModelSettings()
     monkeypatch.delenv("CLASSIFIER_MODELS")
     assert ModelSettings().routes() == DEFAULT_ROUTES
@@ -63,17 +64,30 @@ def test_the_mapping_comes_from_json_in_the_environment_or_a_toml_file(monkeypat
 def test_each_language_goes_to_its_model_a_region_to_its_language_and_the_rest_to_the_fallback() -> None:
     english, hebrew, anything = FixedScorer("en-model"), FixedScorer("he-model"), FixedScorer("any-model")
     routed = LanguageModels({"en": english, "und": english, "he": hebrew}, fallback=anything)
-    assert routed.scorer_for("he") is hebrew
+    for tag in ("he", "he-IL", "iw", " HE_il "):
+        assert routed.scorer_for(tag) is hebrew, tag
     assert routed.scorer_for("en-GB") is english
     assert routed.scorer_for("fr") is anything
     assert routed.language_label("en-gb") == "en" and routed.language_label("fr") == "other"
-    assert {s.name for s in routed.scorers} == {"en-model", "he-model", "any-model"}
+    for odd in ("", "-", "\u202e", "x" * 16, "12", "ע"):
+        assert routed.language_label(odd) in {"und", "other"}, "odd tags never become a new metric label"
     with pytest.raises(ValueError, match="both called 'en-model'"):
         LanguageModels({"en": english, "fr": FixedScorer("en-model")})
-    without_fallback = LanguageModels({"en": english, "he": hebrew})
-    groups, unscored = group_by_scorer(["en", "he", "fr", "en", "und"], without_fallback)
-    assert groups == {"en-model": [0, 3], "he-model": [1]}
-    assert unscored == [2, 4]
+
+
+def test_a_pass_is_scored_one_model_at_a_time_and_unmapped_languages_stay_unscored() -> None:
+    calls: list[tuple[str, list[str]]] = []
+
+    class Recording(FixedScorer):
+        def predict(self, texts: Sequence[str], max_batch_size: int = 64) -> list[SentimentScores]:
+            calls.append((self.name, list(texts)))
+            return super().predict(texts, max_batch_size)
+
+    models = LanguageModels({"en": Recording("en-model"), "und": Recording("en-model2"), "he": Recording("he-model")})
+    routed = score_routed(["a", "ב", "c", "d", "e"], ["en", "he", "fr", "en-US", "und"], models, 64)
+    assert routed.models == ["en-model", "he-model", None, "en-model", "en-model2"]
+    assert [s is None for s in routed.scores] == [False, False, True, False, False]
+    assert sorted(calls) == [("en-model", ["a", "d"]), ("en-model2", ["e"]), ("he-model", ["ב"])]
 
 
 def test_the_default_mapping_loads_the_english_and_the_hebrew_model_offline() -> None:

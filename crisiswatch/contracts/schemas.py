@@ -8,6 +8,7 @@ producer with a clear reason instead of misreading it.
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -16,6 +17,23 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 SCHEMA_VERSION = 1
 MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 128
+UNDETERMINED_LANGUAGE = "und"
+_LEGACY_LANGUAGE_CODES = {"iw": "he", "in": "id", "ji": "yi"}
+"""Codes some sources still send (X/Twitter's ``iw`` for Hebrew) for the ISO 639-1 code of today."""
+
+
+def primary_language(tag: str) -> str:
+    """The primary language of a tag, as every stage reads ``Mention.lang``: ``he-IL``, ``iw``, `` HE_il`` → ``he``.
+
+    Lower-cased, region and script dropped, legacy codes replaced; a tag
+    that is not a language (empty, digits, punctuation) is ``und``.
+    """
+    primary = re.split(r"[-_]", tag.strip().lower(), maxsplit=1)[0][:8]
+    if not primary.isascii() or not primary.isalpha():
+        return UNDETERMINED_LANGUAGE
+    return _LEGACY_LANGUAGE_CODES.get(primary, primary)
+
+
 """The longest mention id a stage accepts: ids key deduplication and travel in every downstream message."""
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from crisiswatch.contracts.schemas import (
     Engagement,
     Mention,
     RejectionCode,
+    primary_language,
     validation_problems,
 )
 
@@ -284,10 +284,6 @@ def _span(delta: timedelta) -> str:
     return f"{seconds:.3g} s"
 
 
-_LEGACY_LANGUAGE_CODES = {"iw": "he", "in": "id", "ji": "yi"}
-"""Codes some sources still send (X/Twitter's ``iw`` for Hebrew) for the ISO 639-1 code of today."""
-
-
 def language_of(text: str, claimed: Any) -> str:
     """The mention's language: detected from its text; the source's own tag only when the text cannot tell.
 
@@ -297,8 +293,7 @@ def language_of(text: str, claimed: Any) -> str:
     detected = detect_language(text)
     if detected != UNDETERMINED or not isinstance(claimed, str) or not claimed.strip():
         return detected
-    primary = re.split(r"[-_]", claimed.strip().lower(), maxsplit=1)[0][:8]
-    return _LEGACY_LANGUAGE_CODES.get(primary, primary) if primary.isalpha() else UNDETERMINED
+    return primary_language(claimed)
 
 
 def to_mentions(

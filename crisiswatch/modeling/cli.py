@@ -1,9 +1,9 @@
 """The model tools on the command line: ``crisiswatch classify`` for files, ``crisiswatch model train|eval``.
 
 They load the models the classifier service would (``CLASSIFIER_*``, see
-:mod:`crisiswatch.sentiment.loading`), one per language, but never touch Kafka. torch,
-transformers and numpy are imported inside the commands, so mounting these
-commands costs the ``crisiswatch`` command nothing.
+:mod:`crisiswatch.sentiment.loading`), one per language, but never touch Kafka.
+torch, transformers and scikit-learn are imported inside the commands, so
+mounting them costs the ``crisiswatch`` command little.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from crisiswatch.runtime.logs import configure_logging
+from crisiswatch.sentiment.loading import ModelSettings, load_models
 from crisiswatch.sentiment.routing import LanguageModels
 
 from .ngram_training import train_ngram
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from rich.progress import Progress, TaskID
-from crisiswatch.sentiment.loading import ModelSettings, load_models
 
 model_cli = typer.Typer(help="Train and evaluate the sentiment models.", no_args_is_help=True)
 model_cli.command("train-ngram")(train_ngram)
@@ -62,13 +64,9 @@ def classify(
     ] = "auto",
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
 ) -> None:
-    """Score texts (plain lines, JSONL with ``text``, or CSV) and write JSONL with language, label, scores and model.
-
-    Each text goes to its language's model (``CLASSIFIER_MODELS``); a text in
-    a language no model covers is written with ``label`` and ``model`` null.
-    """
+    """Score texts (plain lines, JSONL with ``text``, or CSV), each with its language's model, as JSONL."""
     from crisiswatch.ingest.language import detect_language
-    from crisiswatch.sentiment.routing import group_by_scorer
+    from crisiswatch.sentiment.routing import score_routed
 
     settings = ModelSettings()
     configure_logging("WARNING")
@@ -81,25 +79,24 @@ def classify(
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         languages = [detect_language(text) if language == "auto" else language for text in chunk]
-        rows: list[dict[str, object]] = [
-            {"text": text, "language": lang, "label": None, "scores": None, "model": None}
-            for text, lang in zip(chunk, languages, strict=True)
-        ]
-        groups, _ = group_by_scorer(languages, models)
-        for name, positions in groups.items():
-            scores = models.scorer_named(name).predict([chunk[i] for i in positions], settings.max_batch_size)
-            for position, score in zip(positions, scores, strict=True):
-                rows[position] |= {"label": score.label.value, "scores": score.model_dump(), "model": name}
-        for row in rows:
+        routed = score_routed(chunk, languages, models, settings.max_batch_size)
+        for text, lang, model, score in zip(chunk, languages, routed.models, routed.scores, strict=True):
+            row: dict[str, object] = {"text": text, "language": lang, "model": model}
+            if score is not None:
+                row |= {"label": score.label.value, "scores": score.model_dump()}
+            else:
+                row |= {"label": None, "scores": None}
+                if model is not None:
+                    row["error"] = "the model failed on this text"
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _loaded(settings: ModelSettings) -> LanguageModels:
-    """Every model of the language mapping, or a clear command-line error when one cannot be loaded."""
+def _loaded(settings: ModelSettings, languages: Collection[str] | None = None) -> LanguageModels:
+    """The models of the language mapping (only ``languages``' when given), or a clear command-line error."""
     try:
-        return load_models(settings)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        return load_models(settings, languages)
+    except (ValueError, OSError) as error:
+        raise typer.BadParameter(f"cannot load the models of CLASSIFIER_MODELS: {error}") from None
 
 
 @model_cli.command("eval")
@@ -132,7 +129,7 @@ def evaluate(
         rows = read_labelled(path, labels)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    scorer = _loaded(settings).scorer_for(language)
+    scorer = _loaded(settings, [language]).scorer_for(language)
     if scorer is None:
         raise typer.BadParameter(f"no model is mapped to {language!r} and there is no '*' fallback (CLASSIFIER_MODELS)")
     started = time.perf_counter()
@@ -197,7 +194,7 @@ def train_command(
         str, typer.Option(help="comma-separated run seeds; the runs are weight-averaged greedily")
     ] = "13,14,15,16,17,18,19,20",
     recipe: Annotated[str, typer.Option(help="tuned (the shipped recipe) or plain; see `model cv`")] = "tuned",
-    epochs: Annotated[int, typer.Option(min=1, help="override the recipe's epochs")] = 0,
+    epochs: Annotated[int, typer.Option(min=0, help="override the recipe's epochs (0 keeps them)")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda; default: cuda when present")] = "",
 ) -> None:
     """Fine-tune the default model from the shared SemEval data (seeded, resumable) and write its artifact."""

@@ -1,22 +1,23 @@
 """Which models to load and how (``CLASSIFIER_*`` variables), and loading them.
 
 Shared by the classifier service and the model tools (``crisiswatch classify``,
-``crisiswatch model eval``), so a file is scored with exactly the model, device
-and precision the service would use. torch and transformers are imported only
-by :func:`load_model`, so reading the settings stays cheap.
+``crisiswatch model eval``), so a file is scored with exactly the models, device
+and precision the service would use. torch, transformers and scikit-learn are
+imported only when a model is loaded, so reading the settings stays cheap.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from crisiswatch.contracts.schemas import SentimentScores
+from crisiswatch.contracts.schemas import SentimentScores, primary_language
 
 from .labels import as_scores
 from .routing import ANY_LANGUAGE, LanguageModels, Scorer, parse_routes, read_routes_file
@@ -28,11 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("crisiswatch.classifier")
 
 
-ENGLISH_MODEL = "default"
+CONFIGURED_MODEL = "default"
 """In a mapping, the model ``CLASSIFIER_MODEL`` names (by default the shipped English MiniLM)."""
 HEBREW_MODEL = "hebrew"
 """In a mapping, the shipped Hebrew n-gram model."""
-DEFAULT_ROUTES = {"en": ENGLISH_MODEL, "und": ENGLISH_MODEL, "he": HEBREW_MODEL}
+DEFAULT_ROUTES = {"en": CONFIGURED_MODEL, "und": CONFIGURED_MODEL, "he": HEBREW_MODEL}
 """English, and text too short to tell (mostly English here), to the English model; Hebrew to its own."""
 
 
@@ -73,41 +74,37 @@ class ModelSettings(BaseSettings):
 
 
 def load_model(settings: ModelSettings) -> SentimentModel:
-    """Load the configured model on the chosen device and precision, and say what was chosen.
-
-    What is loaded now lives as long as the process, so it is frozen out of
-    the cyclic garbage collector (``freeze_loaded_objects``).
-    """
-    from .model import SentimentModel, choose_runtime, freeze_loaded_objects
+    """Load ``CLASSIFIER_MODEL`` on the chosen device and precision, and say what was chosen."""
+    from .model import SentimentModel, choose_runtime
 
     runtime = choose_runtime(settings.device, settings.dtype, settings.threads, settings.engine)
     model = SentimentModel.load(settings.model, runtime, settings.max_length)
-    freeze_loaded_objects()
-    log.info(
-        "model loaded",
-        extra={
-            "model": model.name,
-            "device": runtime.device,
-            "dtype": runtime.dtype,
-            "engine": runtime.engine,
-            "threads": runtime.threads,
-        },
-    )
+    log.info("model loaded", extra=model.describe())
     return model
 
 
-def load_models(settings: ModelSettings) -> LanguageModels:
+def load_models(settings: ModelSettings, languages: Collection[str] | None = None) -> LanguageModels:
     """Load every model the language mapping names, each once, and say which language goes where.
 
-    Raises ``ValueError`` for a mapping that cannot be read and whatever the
-    model loaders raise for a model that cannot be loaded: a classifier that
-    cannot score a configured language must not start.
+    With ``languages``, only the models those languages are routed to (a
+    tool scoring one language need not load the others). What is loaded
+    lives as long as the process, so it is frozen out of the cyclic garbage
+    collector (``freeze_loaded_objects``). Raises ``ValueError`` for a
+    mapping that cannot be read, and whatever a loader raises for a model
+    that cannot be loaded: a classifier that cannot score a configured
+    language must not start.
     """
     routes = settings.routes()
+    if languages is not None:
+        wanted = {primary_language(language) for language in languages}
+        mapped = {language: ref for language, ref in routes.items() if language in wanted}
+        if ANY_LANGUAGE in routes and not wanted <= mapped.keys():
+            mapped[ANY_LANGUAGE] = routes[ANY_LANGUAGE]
+        routes = mapped
     loaded: dict[str, Scorer] = {}
     runtime: Runtime | None = None
     for reference in dict.fromkeys(routes.values()):
-        if reference == ENGLISH_MODEL:
+        if reference == CONFIGURED_MODEL:
             loaded[reference] = load_model(settings)
             continue
         scorer = _load_ngram(reference)
@@ -116,16 +113,27 @@ def load_models(settings: ModelSettings) -> LanguageModels:
 
             runtime = runtime or choose_runtime(settings.device, settings.dtype, settings.threads, settings.engine)
             scorer = SentimentModel.load(reference, runtime, settings.max_length)
+            log.info("model loaded", extra=scorer.describe())
         loaded[reference] = scorer
     models = LanguageModels(
         {language: loaded[ref] for language, ref in routes.items() if language != ANY_LANGUAGE},
         loaded.get(routes.get(ANY_LANGUAGE, "")),
     )
-    log.info(
-        "language routes",
-        extra={"routes": {language: loaded[ref].name for language, ref in routes.items()}},
-    )
+    freeze_loaded_objects()
+    log.info("language routes", extra={"routes": {language: loaded[ref].name for language, ref in routes.items()}})
     return models
+
+
+def freeze_loaded_objects() -> None:
+    """Exempt every object alive now (libraries, the models) from future garbage-collector scans.
+
+    After torch and transformers are imported some 400k objects are tracked,
+    and each full collection walks them all again; scoring creates enough
+    short-lived objects per mention that those walks took about a third of a
+    GPU classifier's time. Call once, after loading, in a long-running process.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _load_ngram(reference: str) -> Scorer | None:
@@ -147,8 +155,11 @@ class NgramScorer:
         self.name = model.name
 
     def predict(self, texts: Sequence[str], max_batch_size: int = 64) -> list[SentimentScores]:
-        """Scores for each text, in input order; the whole list is one vectorised pass."""
-        return as_scores(self.model.predict_probabilities(texts))
+        """Scores for each text, in input order, ``max_batch_size`` texts per vectorised call."""
+        scores: list[SentimentScores] = []
+        for start in range(0, len(texts), max_batch_size):
+            scores.extend(as_scores(self.model.predict_probabilities(texts[start : start + max_batch_size])))
+        return scores
 
     def describe(self) -> dict[str, str]:
         """Where it runs, in the terms of the transformer models' info."""

@@ -8,7 +8,6 @@ path, whose labels are mapped onto negative/neutral/positive.
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import itertools
 import logging
@@ -108,18 +107,6 @@ def choose_runtime(device: str = "auto", dtype: str = "auto", threads: int = 0, 
     if threads > 0:
         torch.set_num_threads(threads)
     return Runtime(device=device, dtype=dtype, threads=torch.get_num_threads(), engine=engine)
-
-
-def freeze_loaded_objects() -> None:
-    """Exempt every object alive now (libraries, the model) from future garbage-collector scans.
-
-    After torch and transformers are imported some 400k objects are tracked,
-    and each full collection walks them all again; scoring creates enough
-    short-lived objects per mention that those walks took about a third of a
-    GPU classifier's time. Call once, after loading, in a long-running process.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 class LogitsEngine(Protocol):
@@ -293,7 +280,7 @@ class SentimentModel:
 
     def predict(self, texts: Sequence[str], max_batch_size: int = 64, chunk: int = 4096) -> list[SentimentScores]:
         """Scores for each text, in input order (see ``scored_batches``)."""
-        scores: list[SentimentScores] = [_UNSCORED] * len(texts)
+        scores: list[SentimentScores] = [_NOT_YET_SCORED] * len(texts)
         for rows, batch in self.scored_batches(texts, max_batch_size, chunk):
             for row, row_scores in zip(rows.tolist(), as_scores(batch), strict=True):
                 scores[row] = row_scores
@@ -323,4 +310,4 @@ class _InFlight:
         return self.probabilities.numpy()
 
 
-_UNSCORED = SentimentScores(negative=0.0, neutral=1.0, positive=0.0)
+_NOT_YET_SCORED = SentimentScores(negative=0.0, neutral=1.0, positive=0.0)

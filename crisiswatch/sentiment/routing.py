@@ -14,19 +14,20 @@ models a mapping names.
 from __future__ import annotations
 
 import re
+import time
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from crisiswatch.contracts.schemas import SentimentScores
+from crisiswatch.contracts.schemas import SentimentScores, primary_language
 
 ANY_LANGUAGE = "*"
 """The mapping key of the fallback model, for every language not named."""
 OTHER_LANGUAGE = "other"
 """The metric label for a language the mapping does not name (keeps the label set bounded)."""
-_LANGUAGE_KEY = re.compile(r"^(?:[a-z]{2,3}(?:-[a-z0-9]{2,8})?|\*)$")
+_LANGUAGE_KEY = re.compile(r"^(?:[a-z]{2,3}|\*)$")
 
 
 class Scorer(Protocol):
@@ -44,16 +45,20 @@ class Scorer(Protocol):
 
 
 def parse_routes(value: Mapping[str, str]) -> dict[str, str]:
-    """Check a language → model-reference mapping: keys are language codes (``he``, ``pt-br``) or ``*``.
+    """Check a language → model-reference mapping: keys are primary language codes (``en``, ``he``) or ``*``.
 
-    Keys are lower-cased (``HE`` is ``he``); a reference must not be blank.
-    Raises ``ValueError`` naming the offending entry.
+    Mentions are routed by their primary language (``he-IL`` and ``iw`` read
+    as ``he``), so a regional key could never match and is refused, as is a
+    blank reference. Raises ``ValueError`` naming the offending entry.
     """
     routes: dict[str, str] = {}
     for key, reference in value.items():
         language = str(key).strip().lower()
         if not _LANGUAGE_KEY.match(language):
-            raise ValueError(f"language {key!r} is not a language code such as 'en', 'he', 'pt-br', or '*'")
+            raise ValueError(
+                f"language {key!r} is not a primary language code such as 'en' or 'he', or '*' "
+                "(regional tags are read as their language)"
+            )
         if not isinstance(reference, str) or not reference.strip():
             raise ValueError(f"language {language!r} names no model")
         if language in routes:
@@ -81,58 +86,96 @@ def read_routes_file(path: Path) -> dict[str, str]:
 
 @dataclass
 class LanguageModels:
-    """The loaded models, each under every language it is mapped to."""
+    """The loaded models, each under every primary language it is mapped to, and the fallback for the rest."""
 
     by_language: dict[str, Scorer]
     fallback: Scorer | None = None
-    _names: dict[str, Scorer] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        scorers = [*self.by_language.values(), *([self.fallback] if self.fallback else [])]
-        self._names = {}
-        for scorer in scorers:
-            known = self._names.setdefault(scorer.name, scorer)
-            if known is not scorer:
+        named: dict[str, Scorer] = {}
+        for scorer in [*self.by_language.values(), *([self.fallback] if self.fallback else [])]:
+            if named.setdefault(scorer.name, scorer) is not scorer:
                 raise ValueError(
                     f"two different models are both called {scorer.name!r}; results could not tell them apart"
                 )
 
+    def _mapped(self, language: str) -> str | None:
+        """The mapping key that serves ``language`` (its primary language), if the mapping names it."""
+        primary = primary_language(language)
+        return primary if primary in self.by_language else None
+
     def scorer_for(self, language: str) -> Scorer | None:
-        """The model for ``language`` (its base language when only that is mapped), the fallback, or ``None``."""
-        language = language.lower()
-        scorer = self.by_language.get(language) or self.by_language.get(language.split("-", 1)[0])
-        return scorer or self.fallback
+        """The model for ``language``: its primary language's, else the fallback, else ``None`` (unscored)."""
+        key = self._mapped(language)
+        return self.by_language[key] if key else self.fallback
 
     def language_label(self, language: str) -> str:
-        """``language`` as a metric label: mapped languages by name, every other one as ``other``."""
-        language = language.lower()
-        if language in self.by_language:
-            return language
-        base = language.split("-", 1)[0]
-        return base if base in self.by_language else OTHER_LANGUAGE
-
-    def scorer_named(self, name: str) -> Scorer:
-        """The loaded model called ``name`` (as :func:`group_by_scorer` groups them)."""
-        return self._names[name]
-
-    @property
-    def scorers(self) -> list[Scorer]:
-        """Each distinct loaded model once."""
-        return list(self._names.values())
+        """``language`` as a metric label: a mapped primary language by name, every other one as ``other``."""
+        return self._mapped(language) or OTHER_LANGUAGE
 
 
-def group_by_scorer(languages: Sequence[str], models: LanguageModels) -> tuple[dict[str, list[int]], list[int]]:
-    """Positions of a pass's mentions per model name, and the positions no model scores.
+BatchFailure = Callable[[Scorer, Exception], None]
+"""Told when a model fails on a whole batch (before its texts are retried one by one)."""
+GroupScored = Callable[[Scorer, int, float], None]
+"""Told, after each model's group, how many texts it scored and in how many seconds."""
 
-    Each group becomes its own model batches, so a batch never mixes
-    languages that go to different models.
+
+def score_each(
+    scorer: Scorer, texts: Sequence[str], max_batch_size: int, on_batch_failure: BatchFailure | None = None
+) -> list[SentimentScores | None]:
+    """Score ``texts`` in one call; if that fails, text by text, so one bad text cannot sink the rest (``None``)."""
+    if not texts:
+        return []
+    try:
+        return list(scorer.predict(texts, max_batch_size))
+    except Exception as error:  # noqa: BLE001 - any model failure: retried text by text below
+        if on_batch_failure:
+            on_batch_failure(scorer, error)
+    results: list[SentimentScores | None] = []
+    for text in texts:
+        try:
+            results.append(scorer.predict([text])[0])
+        except Exception:  # noqa: BLE001 - that text alone fails; the caller dead-letters it
+            results.append(None)
+    return results
+
+
+@dataclass(frozen=True)
+class RoutedScores:
+    """Per text, in input order: the model that scored it (``None``: no model reads its language) and its scores.
+
+    A text with a model but no scores is one the model failed on.
     """
-    groups: dict[str, list[int]] = {}
-    unscored: list[int] = []
+
+    models: list[str | None]
+    scores: list[SentimentScores | None]
+
+
+def score_routed(
+    texts: Sequence[str],
+    languages: Sequence[str],
+    models: LanguageModels,
+    max_batch_size: int,
+    on_group: GroupScored | None = None,
+    on_batch_failure: BatchFailure | None = None,
+) -> RoutedScores:
+    """Score each text with its language's model, one call per model, so a batch never mixes models.
+
+    Used alike by the classifier service and ``crisiswatch classify``.
+    """
+    groups: dict[str, tuple[Scorer, list[int]]] = {}
     for position, language in enumerate(languages):
         scorer = models.scorer_for(language)
-        if scorer is None:
-            unscored.append(position)
-        else:
-            groups.setdefault(scorer.name, []).append(position)
-    return groups, unscored
+        if scorer is not None:
+            groups.setdefault(scorer.name, (scorer, []))[1].append(position)
+    names: list[str | None] = [None] * len(texts)
+    scores: list[SentimentScores | None] = [None] * len(texts)
+    for scorer, positions in groups.values():
+        started = time.perf_counter()
+        group_scores = score_each(scorer, [texts[i] for i in positions], max_batch_size, on_batch_failure)
+        if on_group:
+            on_group(scorer, len(positions), time.perf_counter() - started)
+        for position, score in zip(positions, group_scores, strict=True):
+            names[position] = scorer.name
+            scores[position] = score
+    return RoutedScores(names, scores)

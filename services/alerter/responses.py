@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from crisiswatch.contracts.schemas import Incident, SampleMention, Severity
+from crisiswatch.contracts.schemas import UNDETERMINED_LANGUAGE, Incident, SampleMention, Severity, primary_language
 
 DEFAULT_TEMPLATES_FILE = Path(__file__).resolve().parent / "templates.toml"
 FALLBACK_LANGUAGE = "en"
@@ -140,8 +140,9 @@ def top_terms(texts: Sequence[str], exclude: Sequence[str] = (), limit: int = 5)
 
 def dominant_language(samples: Sequence[SampleMention]) -> str:
     """The most common known language among the posts (``und`` when none is known)."""
-    counts = Counter(s.lang.split("-")[0].lower() for s in samples if s.lang and s.lang != "und")
-    return counts.most_common(1)[0][0] if counts else "und"
+    counts = Counter(primary_language(s.lang) for s in samples)
+    del counts[UNDETERMINED_LANGUAGE]
+    return counts.most_common(1)[0][0] if counts else UNDETERMINED_LANGUAGE
 
 
 def drivers(incident: Incident, templates: Templates, display_name: str | None = None) -> Drivers:
@@ -192,12 +193,12 @@ def draft(incident: Incident, templates: Templates, display_name: str | None = N
 
 def directional(text: str, language: str) -> str:
     """Start right-to-left text with a right-to-left mark so clients lay out its punctuation correctly."""
-    return RLM + text if language in RIGHT_TO_LEFT else text
+    return RLM + text if right_to_left(language) else text
 
 
 def right_to_left(language: str) -> bool:
     """Whether ``language`` (``he``, ``ar-EG``…) is written right to left."""
-    return language.split("-", 1)[0].lower() in RIGHT_TO_LEFT
+    return primary_language(language) in RIGHT_TO_LEFT
 
 
 def isolated(text: str) -> str:

@@ -26,7 +26,6 @@ from crisiswatch.contracts.schemas import (
     DeadLetter,
     Mention,
     ScoredMention,
-    SentimentScores,
     utc_now,
     validation_problems,
 )
@@ -36,13 +35,13 @@ from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
 from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.metrics import ConsumerLag
 from crisiswatch.sentiment.batching import BatchPolicy
-from crisiswatch.sentiment.routing import LanguageModels, Scorer, group_by_scorer
+from crisiswatch.sentiment.routing import LanguageModels, Scorer, score_routed
 
 from . import metrics
 
 log = logging.getLogger(__name__)
-UNSCORED_LANGUAGES_NAMED = 50
-"""Languages left unscored that the log names, each once; later ones only count."""
+MAX_UNSCORED_LANGUAGES_LOGGED = 50
+"""Languages left unscored that the log names, each once; later ones are only counted."""
 
 
 @dataclass
@@ -58,7 +57,8 @@ class _Delivery:
     records: Sequence[ConsumerRecord]
     scored: list[ScoredMention]
     rejected: int
-    unscored_languages: list[str]
+    unscored_labels: list[str]
+    """The language label (``language_label``) of each mention left unscored."""
 
 
 class ClassifierService:
@@ -83,7 +83,7 @@ class ClassifierService:
         self.lag = lag
         self._stopping: StopSignal | None = None
         self._delivery: _Delivery | None = None
-        self._unscored_named: set[str] = set()
+        self._unscored_logged: set[str] = set()
 
     def run(self, stop: StopSignal) -> None:
         """Loop until ``stop`` is set; the batch in hand is finished and committed before returning."""
@@ -133,30 +133,26 @@ class ClassifierService:
                 outgoing.append(self._dead_letter(record.value or b"", reason))
                 rejected += 1
                 metrics.ERRORS.labels("decode").inc()
-        groups, unscored = group_by_scorer([m.lang for m in mentions], self.models)
-        scores: dict[int, SentimentScores | None] = {}
-        names: dict[int, str] = {}
-        elapsed = 0.0
-        for name, positions in groups.items():
-            scorer = self.models.scorer_named(name)
-            started = time.perf_counter()
-            group_scores = self._score(scorer, [mentions[i].text for i in positions])
-            took = time.perf_counter() - started
-            elapsed += took
-            metrics.BATCH_SIZE.observe(len(positions))
-            metrics.INFERENCE_SECONDS.observe(took)
-            for position, score in zip(positions, group_scores, strict=True):
-                scores[position] = score
-                names[position] = name
+        started = time.perf_counter()
+        routed = score_routed(
+            [m.text for m in mentions],
+            [m.lang for m in mentions],
+            self.models,
+            self.policy.max_batch_size,
+            on_group=_observe_group,
+            on_batch_failure=_batch_failed,
+        )
+        elapsed = time.perf_counter() - started
         scored_at = utc_now()
         now = time.monotonic()
         for when in arrived:
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, now - when - elapsed))
         scored: list[ScoredMention] = []
-        for position, mention in enumerate(mentions):
-            if position not in scores:
+        unscored: list[Mention] = []
+        for mention, model, score in zip(mentions, routed.models, routed.scores, strict=True):
+            if model is None:
+                unscored.append(mention)
                 continue
-            score = scores[position]
             if score is None:
                 outgoing.append(self._dead_letter(mention.to_bytes(), "the model failed on this text"))
                 rejected += 1
@@ -165,28 +161,28 @@ class ClassifierService:
                 **mention.model_dump(exclude={"schema_version"}),
                 label=score.label,
                 scores=score,
-                model=names[position],
+                model=model,
                 scored_at=scored_at,
             )
             scored.append(result)
             outgoing.append(OutgoingRecord(self.topics.scored, mention.brand.encode(), result.to_bytes()))
-        unscored_languages = [self.models.language_label(mentions[i].lang) for i in unscored]
-        self._say_unscored({mentions[i].lang for i in unscored})
+        self._log_unscored({m.lang for m in unscored})
+        unscored_labels = [self.models.language_label(m.lang) for m in unscored]
         self.finish_delivery()
         for record in outgoing:
             self.producer.send(record)
-        self._delivery = _Delivery(records, scored, rejected, unscored_languages)
+        self._delivery = _Delivery(records, scored, rejected, unscored_labels)
 
-    def _say_unscored(self, languages: set[str]) -> None:
+    def _log_unscored(self, languages: set[str]) -> None:
         """Log each language left unscored the first time it is seen (the metric groups them as ``other``).
 
-        At most :data:`UNSCORED_LANGUAGES_NAMED` are named, so a producer
+        At most :data:`MAX_UNSCORED_LANGUAGES_LOGGED` are named, so a producer
         writing odd language tags cannot flood the log.
         """
-        for language in sorted(languages - self._unscored_named):
-            if len(self._unscored_named) >= UNSCORED_LANGUAGES_NAMED:
+        for language in sorted(languages - self._unscored_logged):
+            if len(self._unscored_logged) >= MAX_UNSCORED_LANGUAGES_LOGGED:
                 return
-            self._unscored_named.add(language)
+            self._unscored_logged.add(language)
             log.warning(
                 "mentions in this language have no model and are left unscored; map it in CLASSIFIER_MODELS",
                 extra={"language": language},
@@ -206,9 +202,9 @@ class ClassifierService:
             return
         self.health.broker_answered()
         metrics.SCORED.labels("rejected").inc(delivery.rejected)
-        metrics.SCORED.labels("unscored").inc(len(delivery.unscored_languages))
-        for language in delivery.unscored_languages:
-            metrics.LANGUAGE.labels(language, metrics.NO_MODEL).inc()
+        metrics.SCORED.labels("unscored").inc(len(delivery.unscored_labels))
+        for label in delivery.unscored_labels:
+            metrics.LANGUAGE.labels(label, metrics.NO_MODEL).inc()
         for result in delivery.scored:
             metrics.SCORED.labels("scored").inc()
             metrics.SENTIMENT.labels(result.label.value).inc()
@@ -226,23 +222,6 @@ class ClassifierService:
         self.health.beat()
         return self._stopping.is_set() if self._stopping else False
 
-    def _score(self, scorer: Scorer, texts: Sequence[str]) -> list[SentimentScores | None]:
-        """Score one model's texts; if that fails, score them one by one so one bad text cannot stall the stream."""
-        if not texts:
-            return []
-        try:
-            return list(scorer.predict(texts, self.policy.max_batch_size))
-        except Exception:
-            metrics.ERRORS.labels("inference").inc()
-            log.exception("batch inference failed; retrying texts one by one", extra={"model": scorer.name})
-        results: list[SentimentScores | None] = []
-        for text in texts:
-            try:
-                results.append(scorer.predict([text])[0])
-            except Exception:  # noqa: BLE001
-                results.append(None)
-        return results
-
     def _dead_letter(self, payload: bytes, reason: str) -> OutgoingRecord:
         letter = DeadLetter.for_payload("classifier", self.topics.raw, reason, payload)
         return OutgoingRecord(self.topics.dlq, None, letter.to_bytes())
@@ -259,6 +238,17 @@ class ClassifierService:
         except Exception as error:  # noqa: BLE001 - a failed commit means re-delivery, which dedup absorbs
             metrics.ERRORS.labels("commit").inc()
             log.warning("offset commit failed; the batch may be re-delivered", extra={"error": str(error)})
+
+
+def _observe_group(scorer: Scorer, count: int, seconds: float) -> None:
+    """One model's share of a pass: its batch size and the time it took."""
+    metrics.BATCH_SIZE.observe(count)
+    metrics.INFERENCE_SECONDS.observe(seconds)
+
+
+def _batch_failed(scorer: Scorer, error: Exception) -> None:
+    metrics.ERRORS.labels("inference").inc()
+    log.error("batch inference failed; retrying texts one by one", extra={"model": scorer.name}, exc_info=error)
 
 
 def _first_error(error: Exception) -> str:
