@@ -220,6 +220,13 @@ class SampleMention(BaseModel):
     created_at: UtcDatetime
     negative_score: float
     lang: str = "und"
+    copies: int = Field(default=1, ge=1, description="the posts it stands for: itself and its near-duplicates")
+    copies_followers: int = Field(default=0, ge=0, description="followers of its near-duplicates' authors")
+
+    @property
+    def reach(self) -> int:
+        """The audience of this post and its near-duplicates: their authors' followers plus one per post."""
+        return self.author_followers + self.copies_followers + self.copies
 
 
 class HistoryPoint(BaseModel):

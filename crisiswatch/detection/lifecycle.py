@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention
+from crisiswatch.themes.folding import fold_samples
 
 from .alarms import Alarm, alarm, describe_window, learning_alarm, severity_for
 from .baseline import effective_dispersion, expected_counts, updated_baseline, window_dispersions
@@ -26,16 +27,16 @@ from .horizons import horizon_scores, still_rising
 from .memory import derived, remember
 from .scoring import most_surprising, scan, score, window_reach, window_scores
 from .state import BucketVerdict, DetectorState, OpenIncident, RecentBucket, WindowScore
-from .windows import Bucket, sample_rank
+from .windows import Bucket, top_samples
 
 
 def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:
+    """The incident's samples from several buckets': each post once, near-duplicates folded, the top few kept."""
     seen: dict[str, SampleMention] = {}
     for group in groups:
         for sample in group:
             seen.setdefault(sample.id, sample)
-    ranked = sorted(seen.values(), key=lambda s: sample_rank(s.negative_score, s.author_followers), reverse=True)
-    return ranked[:5]
+    return top_samples(fold_samples(seen.values()))
 
 
 def _size(window: WindowScore) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from crisiswatch.contracts.schemas import SampleMention, ScoredMention, Sentiment
+from crisiswatch.themes.folding import fold_key
 
 MAX_SAMPLES = 5
 MAX_GAP_BUCKETS = 2016
@@ -52,6 +53,14 @@ class Bucket:
     reach_negative: int = 0
     samples: list[SampleMention] = field(default_factory=list)
     seen: set[int] = field(default_factory=set, repr=False)
+    sample_keys: list[str] = field(default_factory=list, repr=False, compare=False)
+    """The samples' :func:`fold_key`, kept beside them so a mention is compared without re-keying them all."""
+
+    def keys_of_samples(self) -> list[str]:
+        """:attr:`sample_keys`, computed again when the samples changed without them (a bucket read back from state)."""
+        if len(self.sample_keys) != len(self.samples):
+            self.sample_keys = [fold_key(sample.text) for sample in self.samples]
+        return self.sample_keys
 
     def remember(self, mention_id: str, digest: int | None = None) -> int | None:
         """Record ``mention_id`` (``digest``: its :func:`id_digest`, if known); None when already counted here."""
@@ -65,6 +74,54 @@ class Bucket:
 def sample_rank(negative_score: float, author_followers: int) -> float:
     """How influential a negative post is for an alert: confidence weighted by the log of the audience."""
     return negative_score * math.log10(10 + author_followers)
+
+
+def _rank_inputs(sample: SampleMention) -> tuple[float, int]:
+    """A sample's confidence and audience: its own author's followers and its near-duplicates'."""
+    return sample.negative_score, sample.author_followers + sample.copies_followers
+
+
+def _keep_sample(bucket: Bucket, mention: ScoredMention, negative_score: float) -> None:
+    """Keep ``mention`` among the bucket's samples if it ranks there; a near-duplicate of one adds to its count.
+
+    A copy never takes a slot of its own: its sample counts one more post
+    and its author's followers, and may move up the ranking.
+    """
+    text = mention.text[:500]
+    key = fold_key(text)
+    samples, keys = bucket.samples, bucket.keys_of_samples()
+    if key in keys:
+        at = keys.index(key)
+        twin = samples[at]
+        samples[at] = twin.model_copy(
+            update={"copies": twin.copies + 1, "copies_followers": twin.copies_followers + mention.author_followers}
+        )
+    elif len(samples) < MAX_SAMPLES or sample_rank(negative_score, mention.author_followers) > sample_rank(
+        *_rank_inputs(samples[-1])
+    ):
+        samples.append(
+            SampleMention(
+                id=mention.id,
+                text=text,
+                author_handle=mention.author_handle,
+                author_followers=mention.author_followers,
+                url=mention.url,
+                created_at=mention.created_at,
+                negative_score=negative_score,
+                lang=mention.lang,
+            )
+        )
+        keys.append(key)
+    else:
+        return
+    order = sorted(range(len(samples)), key=lambda i: sample_rank(*_rank_inputs(samples[i])), reverse=True)
+    bucket.samples = [samples[i] for i in order[:MAX_SAMPLES]]
+    bucket.sample_keys = [keys[i] for i in order[:MAX_SAMPLES]]
+
+
+def top_samples(samples: list[SampleMention]) -> list[SampleMention]:
+    """The ``MAX_SAMPLES`` most influential samples (see :func:`sample_rank`), most influential first."""
+    return sorted(samples, key=lambda s: sample_rank(*_rank_inputs(s)), reverse=True)[:MAX_SAMPLES]
 
 
 @dataclass(slots=True)
@@ -125,22 +182,7 @@ def add_mention(
         bucket.negative += 1
         bucket.reach_negative += mention.reach
         negative_score = round(mention.scores.negative, 4)
-        rank = sample_rank(negative_score, mention.author_followers)
-        samples = bucket.samples
-        if len(samples) < MAX_SAMPLES or rank > sample_rank(samples[-1].negative_score, samples[-1].author_followers):
-            sample = SampleMention(
-                id=mention.id,
-                text=mention.text[:500],
-                author_handle=mention.author_handle,
-                author_followers=mention.author_followers,
-                url=mention.url,
-                created_at=mention.created_at,
-                negative_score=negative_score,
-                lang=mention.lang,
-            )
-            samples.append(sample)
-            samples.sort(key=lambda s: sample_rank(s.negative_score, s.author_followers), reverse=True)
-            del samples[MAX_SAMPLES:]
+        _keep_sample(bucket, mention, negative_score)
     reached = created_at if now is None or created_at <= now else now
     if state.watermark is None or reached > state.watermark:
         state.watermark = reached

@@ -288,7 +288,10 @@ def compose_blocks(
             text = escaped(sample.text[:280])
             # Slack's italics need the underscore beside the text, which the isolate's mark would break.
             quoted = isolated(text) if right_to_left(sample.lang) else f"_{text}_"
-            lines.append(f"• {quoted} — @{escaped(sample.author_handle)} ({sample.author_followers:,} followers){link}")
+            copies = f" · ×{sample.copies} similar posts, reach {sample.reach:,}" if sample.copies > 1 else ""
+            lines.append(
+                f"• {quoted} — @{escaped(sample.author_handle)} ({sample.author_followers:,} followers){copies}{link}"
+            )
         blocks.append(SectionBlock(text=MarkdownTextObject(text=("*Top posts*\n" + "\n".join(lines))[:3000])))
     blocks.append(DividerBlock())
     drafts = drafts or draft(incident, templates)
