@@ -126,6 +126,17 @@ def _load_model_tools() -> Command:
     return typer.main.get_group(model_cli)
 
 
+def _single(module: str, function: str, name: str) -> Callable[[], Command]:
+    """A loader for one command function of ``module``, built as ``app.command`` would build it."""
+
+    def load() -> Command:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(getattr(importlib.import_module(module), function))
+        return typer.main.get_command(single)
+
+    return load
+
+
 def _load_classify() -> Command:
     """``classify``, a single command, built as ``app.command`` would build it."""
     from crisiswatch.modeling.cli import classify
@@ -155,7 +166,7 @@ DEFERRED: tuple[Deferred, ...] = (
         "alerter",
         "Detect crises in scored mentions and alert the service team.",
         _load_alerter,
-        ("faust", "slack_sdk", "scipy", "matplotlib"),
+        ("faust", "slack_sdk", "scipy", "matplotlib", "sklearn"),
         "alerter",
     ),
     Deferred(
@@ -166,6 +177,20 @@ DEFERRED: tuple[Deferred, ...] = (
         "classifier",
     ),
     Deferred("model", "Train and evaluate the sentiment models.", _load_model_tools, _MODEL_STACK, "classifier"),
+    Deferred(
+        "themes",
+        "Group posts into themes by meaning; one JSON line per input line: id, theme, theme_id, duplicate_of.",
+        _single("crisiswatch.analysis.themes", "themes_command", "themes"),
+        ("sklearn",),
+        "analysis",
+    ),
+    Deferred(
+        "eval-themes",
+        "Score themes by meaning and the baselines on a dev set and a test set (other phrasings, other seed).",
+        _single("crisiswatch.analysis.themes", "eval_themes_command", "eval-themes"),
+        ("sklearn",),
+        "analysis",
+    ),
 )
 """The commands mounted by name; each help must read as the loaded command's (``tests/test_layout.py`` checks)."""
 

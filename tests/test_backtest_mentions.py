@@ -68,6 +68,8 @@ def test_a_labelled_file_yields_one_incident_for_the_crisis_and_a_report(tmp_pat
     assert len(images) == 2
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     assert f"{rows} rows" in report and "0 classified" in report
+    assert "<td>Mostly product defect (100%); volume" in report, "each incident says what it is about"
+    assert "(×" in report, "copies of a post are shown once, with their count"
 
     with (tmp_path / "out" / "buckets.csv").open() as handle:
         buckets = list(csv.DictReader(handle))

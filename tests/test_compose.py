@@ -8,7 +8,9 @@ from slack_sdk.models.blocks import Block
 
 from crisiswatch.alerter.compose import ButtonValue, action_note, compose_blocks, headline, slack_link
 from crisiswatch.alerter.responses import draft, drivers, load_templates, top_terms
+from crisiswatch.alerter.themes import anchors
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
+from crisiswatch.themes.incidents import incident_themes
 
 from .factories import incident, sample_mentions
 
@@ -192,3 +194,53 @@ def test_a_crafted_post_url_cannot_ping_the_channel() -> None:
     text = json.dumps([block.to_dict() for block in compose_blocks(hostile)])
     assert "app down again" in text
     assert "<!channel>" not in text
+
+
+LOST_BAGS = [
+    "@AcmeAir lost my bag on the flight to Denver",
+    "still no sign of my suitcase, Acme Air baggage claim is a joke",
+    "my luggage never arrived, third day without clothes",
+    "bag lost AGAIN by @AcmeAir, baggage desk useless",
+    "where is my suitcase @AcmeAir? lost baggage report filed 2 days ago",
+    "Acme Air lost both our bags, no update from baggage services",
+    "lost luggage and nobody at the claim desk answers",
+    "they lost my bag with my medication inside",
+    "baggage missing, no tracking, no answers",
+    "our suitcases went to Miami instead of Boston",
+]
+CANCELLED = [
+    "@AcmeAir cancelled my flight last minute, no rebooking offered",
+    "flight cancelled again and the app shows nothing",
+    "Acme Air cancelled our 7am flight, stuck at the airport",
+    "third cancellation this month, never flying Acme Air again",
+    "they cancelled the flight and want me to wait 2 days",
+    "cancelled without notice, rebooked on a flight tomorrow night",
+    "my flight got cancelled and the hotel voucher is a joke",
+    "another cancelled flight, another missed meeting",
+    "cancelled flight, 4 hour queue to rebook",
+    "Acme Air cancels flights and hides from customers",
+]
+
+
+def test_an_alert_opens_with_a_summary_line_and_lists_the_storms_themes() -> None:
+    posts = sample_mentions(LOST_BAGS + CANCELLED)
+    alert = _incident().model_copy(
+        update={
+            "brand": "acme-air",
+            "brand_name": "Acme Air",
+            "theme_posts": posts,
+            "sample_mentions": posts[:5],
+            "observed_negative": 60,
+            "expected_negative": 5.0,
+        }
+    )
+    themes = incident_themes(alert, anchors(load_templates()))
+    assert themes is not None and len(themes.themes) == 2
+    texts = [b["text"]["text"] for b in (x.to_dict() for x in compose_blocks(alert, themes=themes)) if "text" in b]
+    summary = texts[1]
+    assert summary.startswith("*Mostly ") and "delay (" in summary and "12.0× normal for a Monday" in summary
+    about = next(t for t in texts if "*What it is about*" in t)
+    assert about.count("• ") == 2 and "delay (cancelled" in about
+    assert "acme" not in about.lower(), "the brand's own name names no theme"
+    too_few = alert.model_copy(update={"theme_posts": posts[:3], "sample_mentions": posts[:3]})
+    assert incident_themes(too_few, anchors(load_templates())) is None

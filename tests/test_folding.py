@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from crisiswatch.alerter.compose import compose_blocks
-from crisiswatch.detection.lifecycle import _merge_samples
+from crisiswatch.contracts.schemas import THEME_POSTS_MAX
+from crisiswatch.detection.lifecycle import _merge_samples, _theme_posts
 from crisiswatch.detection.windows import MAX_SAMPLES, AddResult, BrandBuckets, add_mention
 from crisiswatch.themes.folding import fold_key, fold_samples
 
@@ -76,3 +77,16 @@ def test_an_incident_folds_copies_across_buckets_and_the_alert_says_how_many() -
     alert = incident().model_copy(update={"sample_mentions": [merged]})
     rendered = str([block.to_dict() for block in compose_blocks(alert)])
     assert "×2 similar posts, reach 2,002" in rendered
+
+
+def test_an_incident_keeps_every_sampled_story_for_its_themes_most_copied_first_up_to_a_cap() -> None:
+    buckets = [
+        sample_mentions([f"story {minute} {n}" for n in range(5)], author_followers=minute) for minute in range(40)
+    ]
+    for minute, bucket in enumerate(buckets):
+        buckets[minute] = [s.model_copy(update={"id": f"{minute}-{s.id}"}) for s in bucket]
+    copied = [s.model_copy(update={"id": f"copy-{i}", "text": "RT @a: story 0 0"}) for i, s in enumerate(buckets[1])]
+    posts = _theme_posts(*buckets, copied)
+    assert len(posts) == THEME_POSTS_MAX
+    assert posts[0].text == "story 0 0" and posts[0].copies == 6
+    assert len({fold_key(p.text) for p in posts}) == THEME_POSTS_MAX

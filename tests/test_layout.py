@@ -37,12 +37,22 @@ from tools.import_contract import build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "faust", "scipy", "matplotlib", "aiohttp", "slack_sdk", "kafka", "fasttext")
-TOP_LEVEL = ("broker", "demo", "backtest", "replay", "eval-detector", "eval-language", "metrics-catalogue")
+TOP_LEVEL = (
+    "broker",
+    "demo",
+    "backtest",
+    "replay",
+    "eval-detector",
+    "eval-language",
+    "metrics-catalogue",
+    "themes",
+    "eval-themes",
+)
 SUB_APPS = {
     "listener": ("replay", "scenario", "serve"),
     "alerter": ("run", "seed"),
     "classifier": ("run",),
-    "model": ("eval", "train"),
+    "model": ("eval", "train", "cv", "train-ngram"),
 }
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 

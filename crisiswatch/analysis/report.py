@@ -179,12 +179,29 @@ def _draw_runs(axis: Axes, overlays: Mapping[str, Sequence[Incident]], known: Se
     axis.invert_yaxis()
 
 
+def themes_line(incident: IncidentSummary) -> str:
+    """The line the incident's opening alert starts with, from the themes of all its posts ("" when too few).
+
+    Anchored on the installed reply templates' keyword themes, as the live alert is.
+    """
+    from crisiswatch.themes.clustering import anchors_from_templates
+    from crisiswatch.themes.incidents import incident_summary, incident_themes
+
+    from .themes import default_templates
+
+    found = incident_themes(incident.last, anchors_from_templates(default_templates()))
+    return incident_summary(incident.opened, found) if found else ""
+
+
 def _incident_rows(replay: BrandReplay) -> str:
     rows = []
     for incident in summarise(replay.incidents):
         opened = incident.opened
         minutes = round((incident.end - opened.window_start).total_seconds() / 60)
-        samples = "".join(f"<li>{html.escape(s.text[:200])}</li>" for s in incident.last.sample_mentions[:3])
+        samples = "".join(
+            f"<li>{html.escape(s.text[:200])}{f' (×{s.copies})' if s.copies > 1 else ''}</li>"
+            for s in incident.last.sample_mentions[:3]
+        )
         rows.append(
             "<tr>"
             f"<td>{opened.opened_at:%Y-%m-%d %H:%M} UTC</td>"
@@ -193,6 +210,7 @@ def _incident_rows(replay: BrandReplay) -> str:
             f"<td>{opened.observed_negative} vs {opened.expected_negative:.1f}</td>"
             f"<td>{incident.last.peak_negative}</td>"
             f"<td>{html.escape(opened.rule)}</td>"
+            f"<td>{html.escape(themes_line(incident))}</td>"
             f"<td><ul>{samples}</ul></td>"
             "</tr>"
         )
@@ -200,7 +218,7 @@ def _incident_rows(replay: BrandReplay) -> str:
         return "<p>No incident.</p>"
     header = (
         "<tr><th>alerted</th><th>severity</th><th>duration</th><th>negative at alert (observed vs expected)</th>"
-        "<th>peak per bucket</th><th>rule</th><th>sample posts</th></tr>"
+        "<th>peak per bucket</th><th>rule</th><th>what it is about</th><th>sample posts</th></tr>"
     )
     return f"<table>{header}{''.join(rows)}</table>"
 

@@ -17,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 SCHEMA_VERSION = 1
 MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 128
+THEME_POSTS_MAX = 150
+"""Sampled posts an incident keeps for its themes: a few per minute of the storm, copies folded."""
 UNDETERMINED_LANGUAGE = "und"
 _LEGACY_LANGUAGE_CODES = {"iw": "he", "in": "id", "ji": "yi"}
 """Codes some sources still send (X/Twitter's ``iw`` for Hebrew) for the ISO 639-1 code of today."""
@@ -264,6 +266,11 @@ class Incident(WireModel):
     reach: int = Field(default=0, ge=0)
     rule: str = Field(description="which detector rule produced this event")
     sample_mentions: list[SampleMention] = Field(default_factory=list)
+    theme_posts: list[SampleMention] = Field(
+        default_factory=list,
+        max_length=THEME_POSTS_MAX,
+        description="the incident's sampled negative posts (copies folded), from which its themes are found",
+    )
     peak_negative: int = Field(default=0, ge=0)
     total_negative: int = Field(default=0, ge=0)
     history: list[HistoryPoint] = Field(

@@ -55,6 +55,7 @@ def incident_event(
         reach=sum(b.reach for b in buckets),
         rule=rule,
         sample_mentions=list(incident.samples),
+        theme_posts=list(incident.theme_posts),
         peak_negative=incident.peak_negative,
         total_negative=incident.total_negative,
         history=list(history_points(state.recent, effective_dispersion(state.baseline, config), config)),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from crisiswatch.contracts.schemas import Incident, IncidentEventType, SampleMention
+from crisiswatch.contracts.schemas import THEME_POSTS_MAX, Incident, IncidentEventType, SampleMention
 from crisiswatch.themes.folding import fold_samples
 
 from .alarms import Alarm, alarm, describe_window, learning_alarm, severity_for
@@ -28,6 +28,21 @@ from .memory import derived, remember
 from .scoring import most_surprising, scan, score, window_reach, window_scores
 from .state import BucketVerdict, DetectorState, OpenIncident, RecentBucket, WindowScore
 from .windows import Bucket, top_samples
+
+
+def _theme_posts(*groups: list[SampleMention]) -> list[SampleMention]:
+    """The posts an incident's themes are read from: every sample once, copies folded, the most copied first.
+
+    Capped at ``THEME_POSTS_MAX``; beyond it the posts with fewest copies
+    and least reach give way, so a long storm keeps its main stories.
+    """
+    seen: dict[str, SampleMention] = {}
+    for group in groups:
+        for sample in group:
+            seen.setdefault(sample.id, sample)
+    folded = fold_samples(seen.values())
+    folded.sort(key=lambda s: (s.copies, s.reach), reverse=True)
+    return folded[:THEME_POSTS_MAX]
 
 
 def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:
@@ -64,6 +79,7 @@ def _open(
         peak_negative=max(b.negative for b in window),
         total_negative=best.observed,
         samples=_merge_samples(*(b.samples for b in window)),
+        theme_posts=_theme_posts(*(b.samples for b in window)),
         horizon_hours=best.hours,
         peak_size={w.key: _size(w) for w in [*windows, best]},
     )
@@ -131,6 +147,7 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
     incident.total_negative += bucket.negative
     incident.peak_negative = max(incident.peak_negative, bucket.negative)
     incident.samples = _merge_samples(incident.samples, bucket.samples)
+    incident.theme_posts = _theme_posts(incident.theme_posts, bucket.samples)
     peaks = incident.peak_size
     larger = {w.key: size for w in windows if (size := _size(w)) > peaks.get(w.key, 0.0)}
     if larger:

@@ -92,6 +92,10 @@ class OpenIncident(BaseModel):
     quiet_buckets: int = 0
     alerted_at: datetime | None = None
     samples: list[SampleMention] = Field(default_factory=list)
+    theme_posts: list[SampleMention] = Field(
+        default_factory=list,
+        description="every bucket's samples since the opening window, copies folded: what themes read",
+    )
     acknowledged_by: str | None = None
     assignee: str | None = None
     snoozed_until: datetime | None = None

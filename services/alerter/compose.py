@@ -27,6 +27,8 @@ from slack_sdk.models.blocks import (
 )
 
 from crisiswatch.contracts.schemas import ActionKind, Incident, IncidentEventType, Severity
+from crisiswatch.themes.clustering import Themes
+from crisiswatch.themes.incidents import incident_summary
 
 from .responses import Drafts, Templates, draft, drivers, isolated, load_templates, right_to_left
 
@@ -34,6 +36,8 @@ ACTION_PREFIX = "crisiswatch:"
 COPY_REPLY = "copy-reply"
 ACTIONS_BLOCK_ID = "crisiswatch-incident-actions"
 BUTTON_VALUE_CHARS = 2000
+SHOWN_THEMES = 4
+"""Themes listed in an alert, largest first (the summary line names at most three)."""
 
 _SEVERITY_ICON = {Severity.WATCH: ":eyes:", Severity.WARNING: ":warning:", Severity.CRITICAL: ":rotating_light:"}
 _STATE = {
@@ -204,9 +208,12 @@ def compose_blocks(
     *,
     interactive: bool = False,
     drafts: Drafts | None = None,
+    themes: Themes | None = None,
 ) -> list[Block]:
-    """Block Kit blocks for the alert: what, how bad, why we think so, what drives it, evidence, drafted replies.
+    """Block Kit blocks for the alert: what, how bad, why we think so, what it is about, evidence, drafted replies.
 
+    ``themes`` (found from the incident's posts, see :mod:`.themes`) adds the
+    one-line summary and the themes with their shares;
     ``drafts`` replaces the template drafts (e.g. refined by a language model);
     ``interactive`` adds the lifecycle buttons (bot mode with Socket Mode only:
     elsewhere nobody would receive the presses).
@@ -243,6 +250,8 @@ def compose_blocks(
         )
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Rule: {escaped(incident.rule)}")]))
         return blocks
+    if themes is not None and themes.themes:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*{escaped(incident_summary(incident, themes))}*")))
     blocks.append(
         SectionBlock(
             text=MarkdownTextObject(
@@ -278,9 +287,13 @@ def compose_blocks(
         theme = found.theme.replace("_", " ")
         because = f" (posts mention {', '.join(f'“{escaped(k)}”' for k in found.matched[:4])})" if found.matched else ""
         terms = ", ".join(escaped(t) for t in found.top_terms) or "—"
-        blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=f"*What drives it*: {theme}{because}\n*Frequent terms*: {terms}"))
-        )
+        about = f"*Frequent terms*: {terms}"
+        if themes is not None and themes.themes:
+            listed = sorted(themes.themes, key=lambda t: -t.share)[:SHOWN_THEMES]
+            about = "*What it is about* (sampled negative posts)\n" + "\n".join(
+                f"• {escaped(t.label)} · {t.share:.0%}" for t in listed
+            )
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*What drives it*: {theme}{because}\n{about}")))
         blocks.append(DividerBlock())
         lines = []
         for sample in incident.sample_mentions[:5]:

@@ -37,6 +37,7 @@ from .charts import incident_chart
 from .compose import action_note, compose_blocks, headline
 from .responses import Drafts, Templates
 from .settings import SlackSettings
+from .themes import themes_for
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ class ConsoleNotifier:
         """Print and record the alert."""
         print(f"ALERT {headline(incident)}", file=sys.stdout, flush=True)
         drafts = await _drafts(incident, self.drafter)
-        blocks = _blocks_json(compose_blocks(incident, self.templates, drafts=drafts))
+        themes = await themes_for(incident, self.templates)
+        blocks = _blocks_json(compose_blocks(incident, self.templates, drafts=drafts, themes=themes))
         record = {"incident": incident.model_dump(mode="json"), "blocks": blocks}
         try:
             self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
@@ -264,8 +266,11 @@ class SlackBotNotifier:
         Raises :class:`DeliveryError` when worth retrying, :class:`UndeliverableError` when Slack refused for good.
         """
         drafts = await _drafts(incident, self.drafter)
-        blocks: list[Block] = compose_blocks(incident, self.templates, drafts=drafts)
-        parent_blocks = compose_blocks(incident, self.templates, interactive=self.interactive, drafts=drafts)
+        themes = await themes_for(incident, self.templates)
+        blocks: list[Block] = compose_blocks(incident, self.templates, drafts=drafts, themes=themes)
+        parent_blocks = compose_blocks(
+            incident, self.templates, interactive=self.interactive, drafts=drafts, themes=themes
+        )
         text = headline(incident)
         mention = self.routes.mention_for(incident)
         if mention:
@@ -343,7 +348,9 @@ class SlackWebhookNotifier:
         A webhook answers its error code as the body (``channel_not_found``,
         ``invalid_token``, ``no_service``...).
         """
-        blocks = compose_blocks(incident, self.templates, drafts=await _drafts(incident, self.drafter))
+        drafts = await _drafts(incident, self.drafter)
+        themes = await themes_for(incident, self.templates)
+        blocks = compose_blocks(incident, self.templates, drafts=drafts, themes=themes)
         action = f"posting {incident.incident_id} r{incident.revision} to the webhook"
         try:
             response = await self.client.send(text=headline(incident), blocks=blocks)

@@ -1,0 +1,50 @@
+"""An incident's themes and its one-line summary, alike in the live alert and in backtest reports.
+
+The incident carries its sampled negative posts (a few per minute of the
+storm, copies folded: ``Incident.theme_posts``). They are grouped by meaning
+(:func:`.clustering.find_themes`), each copy counting up to
+:data:`COPIES_WEIGHT_CAP` times, with the brand's own names taken out first:
+they are in nearly every post, so they would name every theme.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from crisiswatch.contracts.schemas import Incident
+
+from .clustering import Anchor, Themes, find_themes
+from .summary import summary_line
+
+COPIES_WEIGHT_CAP = 20
+"""A post's copies count towards its theme's share up to this many, so one viral text cannot be the whole storm."""
+MIN_THEME_POSTS = 6
+"""Fewer sampled posts (distinct stories) than this say too little to group: no themes are shown."""
+
+
+def incident_themes(incident: Incident, anchors: Sequence[Anchor]) -> Themes | None:
+    """The themes of an incident's sampled posts so far, named by ``anchors``; None when there are too few."""
+    posts = incident.theme_posts or incident.sample_mentions
+    if len(posts) < MIN_THEME_POSTS:
+        return None
+    brand = brand_words(incident)
+    texts = [brand.sub(" ", post.text) for post in posts for _ in range(min(post.copies, COPIES_WEIGHT_CAP))]
+    found = find_themes(texts, anchors)
+    return found if found.themes else None
+
+
+def incident_summary(incident: Incident, themes: Themes) -> str:
+    """The line an alert opens with: the main themes, and negative mentions against normal for that weekday."""
+    ratio = incident.observed_negative / incident.expected_negative if incident.expected_negative else None
+    return summary_line(themes, ratio, f"a {incident.window_end:%A}")
+
+
+def brand_words(incident: Incident) -> re.Pattern[str]:
+    """The brand's names: its words whole (``Acme``, not ``airport``) and run together (``@AcmeAirHelp``)."""
+    names = f"{incident.brand} {incident.brand_name}"
+    words = {w for w in re.split(r"[\s\-_]+", names) if len(w) > 1}
+    joined = {"".join(incident.brand.split("-")), "".join(incident.brand_name.split())} - {""}
+    whole = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    prefix = "|".join(re.escape(w) for w in sorted(joined, key=len, reverse=True))
+    return re.compile(rf"[@#]?(?:{prefix})\w*|(?<!\w)(?:{whole})(?!\w)", re.IGNORECASE)
