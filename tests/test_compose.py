@@ -10,7 +10,8 @@ from crisiswatch.alerter.compose import ButtonValue, action_note, compose_blocks
 from crisiswatch.alerter.responses import draft, drivers, load_templates, top_terms
 from crisiswatch.alerter.themes import anchors
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
-from crisiswatch.themes.incidents import incident_themes
+from crisiswatch.themes.clustering import Theme, Themes
+from crisiswatch.themes.incidents import brand_words, incident_themes
 
 from .factories import incident, sample_mentions
 
@@ -244,3 +245,38 @@ def test_an_alert_opens_with_a_summary_line_and_lists_the_storms_themes() -> Non
     assert "acme" not in about.lower(), "the brand's own name names no theme"
     too_few = alert.model_copy(update={"theme_posts": posts[:3], "sample_mentions": posts[:3]})
     assert incident_themes(too_few, anchors(load_templates())) is None
+
+
+def test_theme_names_made_of_one_long_run_of_letters_cannot_make_the_alert_invalid() -> None:
+    huge = "故障" * 400
+    themes = Themes(
+        themes=[Theme(i, f"{huge} ({huge}, {huge})", None, (huge, huge), 10, 0.25) for i in range(4)],
+        assignment=[0] * 40,
+        duplicate_of=[None] * 40,
+    )
+    blocks = [block.to_dict() for block in compose_blocks(_incident(), themes=themes)]
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section" and "text" in b)
+
+
+def test_the_brand_s_names_leave_the_posts_but_words_that_merely_start_with_them_stay() -> None:
+    short = _incident().model_copy(update={"brand": "ba", "brand_name": "BA"})
+    assert brand_words(short).sub("_", "lost baggage again @BA_help, bad service #ba, flyba").split() == [
+        "lost",
+        "baggage",
+        "again",
+        "_,",
+        "bad",
+        "service",
+        "_,",
+        "flyba",
+    ]
+    acme = _incident().model_copy(update={"brand": "acme-air", "brand_name": "Acme Air"})
+    assert brand_words(acme).sub("_", "@AcmeAirHelp Acme Air at the airport, acmeair").split() == [
+        "_",
+        "_",
+        "_",
+        "at",
+        "the",
+        "airport,",
+        "_",
+    ]

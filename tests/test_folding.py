@@ -76,7 +76,7 @@ def test_an_incident_folds_copies_across_buckets_and_the_alert_says_how_many() -
     assert merged.copies == 2, "the same post seen twice is not a copy"
     alert = incident().model_copy(update={"sample_mentions": [merged]})
     rendered = str([block.to_dict() for block in compose_blocks(alert)])
-    assert "×2 similar posts, reach 2,002" in rendered
+    assert "and 1 similar post, reach 2,002" in rendered
 
 
 def test_an_incident_keeps_every_sampled_story_for_its_themes_most_copied_first_up_to_a_cap() -> None:

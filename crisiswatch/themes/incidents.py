@@ -25,7 +25,7 @@ MIN_THEME_POSTS = 6
 
 def incident_themes(incident: Incident, anchors: Sequence[Anchor]) -> Themes | None:
     """The themes of an incident's sampled posts so far, named by ``anchors``; None when there are too few."""
-    posts = incident.theme_posts or incident.sample_mentions
+    posts = incident.theme_posts
     if len(posts) < MIN_THEME_POSTS:
         return None
     brand = brand_words(incident)
@@ -41,10 +41,15 @@ def incident_summary(incident: Incident, themes: Themes) -> str:
 
 
 def brand_words(incident: Incident) -> re.Pattern[str]:
-    """The brand's names: its words whole (``Acme``, not ``airport``) and run together (``@AcmeAirHelp``)."""
+    """The brand's names: its words whole (``Acme``, not ``airport``), its handles and tags (``@AcmeAirHelp``).
+
+    The run-together name counts bare only when it is a whole word of four
+    letters or more, so a short brand id (``ba``) never eats ``baggage``.
+    """
     names = f"{incident.brand} {incident.brand_name}"
     words = {w for w in re.split(r"[\s\-_]+", names) if len(w) > 1}
     joined = {"".join(incident.brand.split("-")), "".join(incident.brand_name.split())} - {""}
+    words |= {w for w in joined if len(w) >= 4}
     whole = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    prefix = "|".join(re.escape(w) for w in sorted(joined, key=len, reverse=True))
-    return re.compile(rf"[@#]?(?:{prefix})\w*|(?<!\w)(?:{whole})(?!\w)", re.IGNORECASE)
+    tags = "|".join(re.escape(w) for w in sorted(joined, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)[@#](?:{tags})\w*|(?<!\w)(?:{whole})(?!\w)", re.IGNORECASE)

@@ -38,6 +38,11 @@ ACTIONS_BLOCK_ID = "crisiswatch-incident-actions"
 BUTTON_VALUE_CHARS = 2000
 SHOWN_THEMES = 4
 """Themes listed in an alert, largest first (the summary line names at most three)."""
+SECTION_CHARS = 3000
+"""Slack's limit on a section's text: a longer one makes the whole message invalid."""
+SUMMARY_CHARS = 300
+LABEL_CHARS = 120
+"""Theme names are made of the posts' own words, which can be one 500-letter run (Chinese has no spaces)."""
 
 _SEVERITY_ICON = {Severity.WATCH: ":eyes:", Severity.WARNING: ":warning:", Severity.CRITICAL: ":rotating_light:"}
 _STATE = {
@@ -202,6 +207,10 @@ def lifecycle_buttons(incident: Incident, replies: tuple[str, ...]) -> ActionsBl
     return ActionsBlock(block_id=ACTIONS_BLOCK_ID, elements=elements)
 
 
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def compose_blocks(
     incident: Incident,
     templates: Templates | None = None,
@@ -251,7 +260,8 @@ def compose_blocks(
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Rule: {escaped(incident.rule)}")]))
         return blocks
     if themes is not None and themes.themes:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*{escaped(incident_summary(incident, themes))}*")))
+        summary = escaped(_shortened(incident_summary(incident, themes), SUMMARY_CHARS))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*{summary}*")))
     blocks.append(
         SectionBlock(
             text=MarkdownTextObject(
@@ -291,9 +301,10 @@ def compose_blocks(
         if themes is not None and themes.themes:
             listed = sorted(themes.themes, key=lambda t: -t.share)[:SHOWN_THEMES]
             about = "*What it is about* (sampled negative posts)\n" + "\n".join(
-                f"• {escaped(t.label)} · {t.share:.0%}" for t in listed
+                f"• {escaped(_shortened(t.label, LABEL_CHARS))} · {t.share:.0%}" for t in listed
             )
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*What drives it*: {theme}{because}\n{about}")))
+        drives = f"*What drives it*: {theme}{because}\n{about}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=drives[:SECTION_CHARS])))
         blocks.append(DividerBlock())
         lines = []
         for sample in incident.sample_mentions[:5]:
@@ -301,11 +312,12 @@ def compose_blocks(
             text = escaped(sample.text[:280])
             # Slack's italics need the underscore beside the text, which the isolate's mark would break.
             quoted = isolated(text) if right_to_left(sample.lang) else f"_{text}_"
-            copies = f" · ×{sample.copies} similar posts, reach {sample.reach:,}" if sample.copies > 1 else ""
+            similar = sample.copies - 1
+            copies = f" · and {similar} similar post{'s' * (similar > 1)}, reach {sample.reach:,}" if similar else ""
             lines.append(
                 f"• {quoted} — @{escaped(sample.author_handle)} ({sample.author_followers:,} followers){copies}{link}"
             )
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=("*Top posts*\n" + "\n".join(lines))[:3000])))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=("*Top posts*\n" + "\n".join(lines))[:SECTION_CHARS])))
     blocks.append(DividerBlock())
     drafts = drafts or draft(incident, templates)
     for number, reply in enumerate(drafts.replies, start=1):
