@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from crisiswatch.alerter.compose import compose_blocks
-from crisiswatch.contracts.schemas import THEME_POSTS_MAX
+from crisiswatch.contracts.schemas import THEME_POSTS_MAX, THEME_TEXT_CHARS
 from crisiswatch.detection.lifecycle import _merge_samples, _theme_posts
 from crisiswatch.detection.windows import MAX_SAMPLES, AddResult, BrandBuckets, add_mention
 from crisiswatch.themes.folding import fold_key, fold_samples
@@ -90,3 +90,5 @@ def test_an_incident_keeps_every_sampled_story_for_its_themes_most_copied_first_
     assert len(posts) == THEME_POSTS_MAX
     assert posts[0].text == "story 0 0" and posts[0].copies == 6
     assert len({fold_key(p.text) for p in posts}) == THEME_POSTS_MAX
+    [long] = _theme_posts(sample_mentions(["x" * 500], url="https://social.example/1"))
+    assert (len(long.text), long.url) == (THEME_TEXT_CHARS, None), "150 theme posts ride every incident event"

@@ -19,6 +19,8 @@ MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 128
 THEME_POSTS_MAX = 150
 """Sampled posts an incident keeps for its themes: a few per minute of the storm, copies folded."""
+THEME_TEXT_CHARS = 280
+"""What of a theme post is kept (no link): enough to group it, small enough for 150 to ride every event."""
 UNDETERMINED_LANGUAGE = "und"
 _LEGACY_LANGUAGE_CODES = {"iw": "he", "in": "id", "ji": "yi"}
 """Codes some sources still send (X/Twitter's ``iw`` for Hebrew) for the ISO 639-1 code of today."""

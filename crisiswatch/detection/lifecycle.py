@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from crisiswatch.contracts.schemas import THEME_POSTS_MAX, Incident, IncidentEventType, SampleMention
+from crisiswatch.contracts.schemas import THEME_POSTS_MAX, THEME_TEXT_CHARS, Incident, IncidentEventType, SampleMention
 from crisiswatch.themes.folding import fold_samples
 
 from .alarms import Alarm, alarm, describe_window, learning_alarm, severity_for
@@ -42,7 +42,16 @@ def _theme_posts(*groups: list[SampleMention]) -> list[SampleMention]:
             seen.setdefault(sample.id, sample)
     folded = fold_samples(seen.values())
     folded.sort(key=lambda s: (s.copies, s.reach), reverse=True)
-    return folded[:THEME_POSTS_MAX]
+    return [_lean(post) for post in folded[:THEME_POSTS_MAX]]
+
+
+def _lean(post: SampleMention) -> SampleMention:
+    """A theme post as small as grouping needs (its first 280 characters, no link): 150 of them ride every event."""
+    return (
+        post
+        if len(post.text) <= THEME_TEXT_CHARS and post.url is None
+        else post.model_copy(update={"text": post.text[:THEME_TEXT_CHARS], "url": None})
+    )
 
 
 def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:

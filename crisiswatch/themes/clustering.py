@@ -66,7 +66,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from .folding import fold_key
+from .folding import HANDLE, LINK, RETWEET, fold_key
 
 MIN_SHARE = 0.03
 """A theme holds at least this share of the posts (and at least :data:`MIN_POSTS`)."""
@@ -130,9 +130,6 @@ HEBREW_STOP_WORDS = _words(
 """Hebrew function words and filler (their prefixed forms are left to the character n-grams)."""
 STOP_WORDS = ENGLISH_STOP_WORDS | HEBREW_STOP_WORDS
 
-_RETWEET = re.compile(r"^\s*(?:rt|via)\s+@\w+:?\s*", re.IGNORECASE)
-_HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
-_LINK = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 _WORD_TOKEN = r"(?u)\b[^\W\d_][\w'’]+\b"
 _HEBREW = re.compile(r"[\u0590-\u05ff]")
 _HEBREW_PREFIXES = "[והבלמשכ]{0,2}"
@@ -179,10 +176,18 @@ class Themes:
 
 def anchors_from_templates(path: Path) -> list[Anchor]:
     """The ``[themes.<name>]`` tables of a templates TOML file as anchors, in file order (no keywords: skipped)."""
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return anchors_from_themes(tomllib.loads(path.read_text(encoding="utf-8")).get("themes", {}))
+
+
+def anchors_from_themes(themes: Mapping[str, Mapping[str, object]]) -> list[Anchor]:
+    """Anchors from the templates' ``themes`` tables (name → ``{"keywords": [...]}``); no keywords: skipped.
+
+    The one way anchors are built, for the live alert and for reports alike.
+    """
     anchors = []
-    for name, spec in data.get("themes", {}).items():
-        keywords = tuple(str(k) for k in (spec.get("keywords") or []) if str(k).strip())
+    for name, spec in themes.items():
+        listed = spec.get("keywords") or []
+        keywords = tuple(str(k) for k in listed if str(k).strip()) if isinstance(listed, list | tuple) else ()
         if keywords:
             anchors.append(Anchor(name=name, keywords=keywords))
     return anchors
@@ -190,7 +195,7 @@ def anchors_from_templates(path: Path) -> list[Anchor]:
 
 def clean(text: str) -> str:
     """A post as the features see it: no retweet prefix, handles or links, hashtags as words, case folded."""
-    stripped = _LINK.sub(" ", _HANDLE.sub(" ", _RETWEET.sub("", text)))
+    stripped = LINK.sub(" ", HANDLE.sub(" ", RETWEET.sub("", text)))
     return stripped.replace("#", " ").casefold()
 
 

@@ -19,9 +19,9 @@ from collections.abc import Iterable
 
 from crisiswatch.contracts.schemas import SampleMention
 
-_RETWEET = re.compile(r"^\s*(?:rt|via)\s+@\w+:?\s*", re.IGNORECASE)
-_HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
-_LINK = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
+RETWEET = re.compile(r"^\s*(?:rt|via)\s+@\w+:?\s*", re.IGNORECASE)
+HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
+LINK = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -32,7 +32,7 @@ def fold_key(text: str) -> str:
     words left (only a link or a handle) keys on its whole text instead, so
     unrelated link-only posts do not fold together.
     """
-    folded = _LINK.sub(" ", _HANDLE.sub(" ", _RETWEET.sub("", text))).casefold()
+    folded = LINK.sub(" ", HANDLE.sub(" ", RETWEET.sub("", text))).casefold()
     if not folded.isascii():
         folded = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
     key = _NOT_WORD.sub(" ", folded).strip()

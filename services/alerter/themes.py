@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
-from crisiswatch.themes.clustering import Anchor, Themes
+from crisiswatch.themes.clustering import Anchor, Themes, anchors_from_themes
 from crisiswatch.themes.incidents import incident_themes
 
 from .responses import Templates, load_templates
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def anchors(templates: Templates) -> list[Anchor]:
     """The templates' keyword themes, as the anchors that name the themes found."""
-    return [Anchor(name, tuple(spec.get("keywords", []))) for name, spec in templates.themes.items()]
+    return anchors_from_themes(templates.themes)
 
 
 async def themes_for(incident: Incident, templates: Templates | None) -> Themes | None:
