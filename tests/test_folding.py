@@ -92,3 +92,6 @@ def test_an_incident_keeps_every_sampled_story_for_its_themes_most_copied_first_
     assert len({fold_key(p.text) for p in posts}) == THEME_POSTS_MAX
     [long] = _theme_posts(sample_mentions(["x" * 500], url="https://social.example/1"))
     assert (len(long.text), long.url) == (THEME_TEXT_CHARS, None), "150 theme posts ride every incident event"
+    later = long.model_copy(update={"id": "later", "text": "RT @a: " + "x" * 500})
+    [both] = _theme_posts([long], [later])
+    assert both.copies == 2, "a long post kept cut still folds with its full-length copy from a later minute"

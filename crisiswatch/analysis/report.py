@@ -7,12 +7,14 @@ PNG, so the report is one file an analyst can mail.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import matplotlib.dates as mdates
 from matplotlib.axes import Axes
@@ -24,6 +26,9 @@ from crisiswatch.detection.history import expected_bands
 from crisiswatch.detection.state import BucketVerdict
 
 from .backtest import BrandReplay
+
+if TYPE_CHECKING:
+    from crisiswatch.themes.clustering import Anchor
 from .compare import KnownIncident, RunResult, incident_spans
 
 Span = tuple[datetime, datetime]
@@ -184,13 +189,20 @@ def themes_line(incident: IncidentSummary) -> str:
 
     Anchored on the installed reply templates' keyword themes, as the live alert is.
     """
-    from crisiswatch.themes.clustering import anchors_from_templates
     from crisiswatch.themes.incidents import incident_summary, incident_themes
+
+    found = incident_themes(incident.last, _installed_anchors())
+    return incident_summary(incident.opened, found) if found else ""
+
+
+@functools.cache
+def _installed_anchors() -> tuple[Anchor, ...]:
+    """The installed templates' keyword themes, read once per process rather than once per incident row."""
+    from crisiswatch.themes.clustering import anchors_from_templates
 
     from .themes import default_templates
 
-    found = incident_themes(incident.last, anchors_from_templates(default_templates()))
-    return incident_summary(incident.opened, found) if found else ""
+    return tuple(anchors_from_templates(default_templates()))
 
 
 def _incident_rows(replay: BrandReplay) -> str:

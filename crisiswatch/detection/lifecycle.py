@@ -12,7 +12,7 @@ code runs in the live alerter and in offline backtests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from crisiswatch.contracts.schemas import THEME_POSTS_MAX, THEME_TEXT_CHARS, Incident, IncidentEventType, SampleMention
@@ -36,17 +36,16 @@ def _theme_posts(*groups: list[SampleMention]) -> list[SampleMention]:
     Capped at ``THEME_POSTS_MAX``; beyond it the posts with fewest copies
     and least reach give way, so a long storm keeps its main stories.
     """
-    seen: dict[str, SampleMention] = {}
-    for group in groups:
-        for sample in group:
-            seen.setdefault(sample.id, sample)
-    folded = fold_samples(seen.values())
+    folded = fold_samples(_lean(sample) for sample in _distinct(groups))
     folded.sort(key=lambda s: (s.copies, s.reach), reverse=True)
-    return [_lean(post) for post in folded[:THEME_POSTS_MAX]]
+    return folded[:THEME_POSTS_MAX]
 
 
 def _lean(post: SampleMention) -> SampleMention:
-    """A theme post as small as grouping needs (its first 280 characters, no link): 150 of them ride every event."""
+    """A theme post as small as grouping needs (its first 280 characters, no link): 150 of them ride every event.
+
+    Cut before folding, so a long post and its copy in a later bucket key alike.
+    """
     return (
         post
         if len(post.text) <= THEME_TEXT_CHARS and post.url is None
@@ -56,11 +55,16 @@ def _lean(post: SampleMention) -> SampleMention:
 
 def _merge_samples(*groups: list[SampleMention]) -> list[SampleMention]:
     """The incident's samples from several buckets': each post once, near-duplicates folded, the top few kept."""
+    return top_samples(fold_samples(_distinct(groups)))
+
+
+def _distinct(groups: Iterable[list[SampleMention]]) -> list[SampleMention]:
+    """Each sample once, by id: an incident's samples and a bucket's may hold the same post."""
     seen: dict[str, SampleMention] = {}
     for group in groups:
         for sample in group:
             seen.setdefault(sample.id, sample)
-    return top_samples(fold_samples(seen.values()))
+    return list(seen.values())
 
 
 def _size(window: WindowScore) -> float:

@@ -22,13 +22,17 @@ from crisiswatch.contracts.schemas import SampleMention
 RETWEET = re.compile(r"^\s*(?:rt|via)\s+@\w+:?\s*", re.IGNORECASE)
 HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
 LINK = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
+KEY_CHARS = 200
+"""How much of a key two posts must share: stored posts are cut (500, 280 characters) after prefixes of any length."""
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
 def fold_key(text: str) -> str:
     """What is left of a post once retweet prefixes, handles, links, case, accents, punctuation and spacing go.
 
-    Two posts with the same key are copies of one another. A post with no
+    Two posts with the same key are copies of one another; only the key's
+    first :data:`KEY_CHARS` count, so a long post and a copy cut at another
+    place (a retweet prefix shifts the cut) still match. A post with no
     words left (only a link or a handle) keys on its whole text instead, so
     unrelated link-only posts do not fold together.
     """
@@ -36,7 +40,7 @@ def fold_key(text: str) -> str:
     if not folded.isascii():
         folded = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
     key = _NOT_WORD.sub(" ", folded).strip()
-    return key or text.strip()
+    return key[:KEY_CHARS] if key else text.strip()
 
 
 def fold_samples(samples: Iterable[SampleMention]) -> list[SampleMention]:
