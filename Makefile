@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 setup: $(STAMP)
 
 # torch goes in first, pinned, so no resolver ever pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0

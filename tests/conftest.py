@@ -129,12 +129,14 @@ class Pipeline:
     env: dict[str, str]
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    python: str = sys.executable
+    """The interpreter the services run under: this one, or one that has only the built wheel installed."""
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("ab")
         module = f"crisiswatch.{name.split('-')[0]}"
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [self.python, "-m", module, *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -145,7 +147,7 @@ class Pipeline:
 
     def run_listener(self, *args: str, timeout: float = 120) -> None:
         subprocess.run(
-            [sys.executable, "-m", "crisiswatch.listener", *args],
+            [self.python, "-m", "crisiswatch.listener", *args],
             env=self.env,
             cwd=self.workdir,
             check=True,

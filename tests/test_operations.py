@@ -253,6 +253,21 @@ def test_the_brands_and_templates_the_manifests_ship_load_with_the_services_own_
     assert load_templates(base / "templates.toml").replies["en"]
 
 
+def test_the_manifests_ship_the_alerters_own_templates_byte_for_byte() -> None:
+    # kustomize reads no file above its own folder, so the base carries a copy; this keeps it the one source's copy.
+    shipped = (DEPLOY / "k8s" / "base" / "templates.toml").read_bytes()
+    assert shipped == (ROOT / "services" / "alerter" / "templates.toml").read_bytes(), (
+        "deploy/k8s/base/templates.toml differs from services/alerter/templates.toml: copy the service's file over"
+    )
+
+
+@pytest.mark.parametrize("dockerfile", sorted((DEPLOY / "docker").glob("*.Dockerfile")), ids=lambda p: p.stem)
+def test_each_image_builds_its_wheel_from_every_file_the_build_reads(dockerfile: Path) -> None:
+    copied = set(re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile.read_text(), flags=re.MULTILINE))
+    sources = {name for line in copied for name in line.split()}
+    assert {"pyproject.toml", "setup.py", "README.md", "crisiswatch", "services"} <= sources
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_alerters_state_is_replicated_like_the_clusters_topics(overlay: str) -> None:
     resources = built_overlay(overlay)

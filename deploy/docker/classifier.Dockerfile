@@ -9,7 +9,7 @@
 # FROM of the four Dockerfiles; tests/test_operations.py checks they agree.
 FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY crisiswatch ./crisiswatch
 COPY services ./services
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
