@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from crisiswatch.alerter.interactivity import read_presses
 from crisiswatch.alerter.settings import SlackSettings
-from crisiswatch.contracts.schemas import Incident, IncidentAction, Mention, ScoredMention
+from crisiswatch.contracts.schemas import ActionKind, Incident, IncidentAction, Mention, ScoredMention
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_object, parse_timestamp, to_mentions
 from crisiswatch.listener.settings import CLIENT_NAME, MIN_TOKEN_CHARS, ListenerSettings
 from crisiswatch.runtime.kafka import KafkaSettings
 
+from . import factories
 from .conftest import examples
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
@@ -112,14 +113,47 @@ def test_any_field_mapping_spec_parses_or_says_what_is_wrong(spec: str) -> None:
         assert str(error)
 
 
+WIRE_RECORDS = [
+    json.loads(record.to_bytes())
+    for record in (
+        factories.mention("wire-1"),
+        factories.scored_mention("wire-2", "acme-air", datetime(2026, 3, 2, tzinfo=UTC), negative=True),
+        factories.incident(),
+        factories.incident_action("nimbus-bank-20260302T0600", "nimbus-bank", ActionKind.ACKNOWLEDGE),
+    )
+]
+
+
+@st.composite
+def tampered_wire_records(draw: st.DrawFn) -> bytes:
+    """A record one stage really writes, with one field replaced by something hostile, dropped, or left alone."""
+    record = dict(draw(st.sampled_from(WIRE_RECORDS)))
+    field = draw(st.sampled_from(sorted(record)))
+    change = draw(st.sampled_from(["replace", "drop", "keep"]))
+    if change == "replace":
+        record[field] = draw(json_values)
+    elif change == "drop":
+        del record[field]
+    return json.dumps(record, default=str).encode()
+
+
 @MANY
-@given(st.one_of(st.binary(max_size=2000), records.map(lambda r: json.dumps(r, default=str).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=2000), records.map(lambda r: json.dumps(r, default=str).encode()), tampered_wire_records()
+    )
+)
 def test_downstream_stages_reject_any_bytes_with_a_validation_error(payload: bytes) -> None:
     for model in (Mention, ScoredMention, Incident, IncidentAction):
         try:
-            model.model_validate_json(payload)
-        except (ValidationError, ValueError):
+            parsed = model.model_validate_json(payload)
+        except ValidationError as error:
+            assert error.errors(), "a rejection says which field is wrong"
+            event(f"{model.__name__} rejected")
             continue
+        # What a stage accepts, it can write back and read again unchanged: nothing half-valid travels on.
+        event(f"{model.__name__} accepted")
+        assert model.model_validate_json(parsed.model_dump_json()) == parsed
 
 
 button_ids = st.one_of(

