@@ -46,7 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from crisiswatch.alerter.app import MAX_FETCH_BYTES
+from crisiswatch.alerter.consumer import MAX_FETCH_BYTES
 from crisiswatch.alerter.settings import AlerterSettings
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port

@@ -16,7 +16,7 @@ from typing import Annotated
 import faust
 import typer
 
-from crisiswatch.alerter.app import MAX_FETCH_BYTES
+from crisiswatch.alerter.consumer import MAX_FETCH_BYTES
 
 
 def main(

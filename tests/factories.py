@@ -6,9 +6,10 @@ only the fields its assertions are about and overrides them by keyword.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crisiswatch.contracts.schemas import (
     ActionKind,
@@ -22,6 +23,10 @@ from crisiswatch.contracts.schemas import (
     SentimentScores,
     Severity,
 )
+
+if TYPE_CHECKING:
+    from crisiswatch.alerter.drafter import Drafter
+    from crisiswatch.alerter.message import AlertMessage
 
 T0 = datetime(2026, 3, 2, 11, tzinfo=UTC)
 NEGATIVE = SentimentScores(negative=0.9, neutral=0.05, positive=0.05)
@@ -171,3 +176,10 @@ def storm_then_calm(brand: str, calm_minutes: int = 150, storm_minutes: int = 10
     storm = scored_traffic(brand, storm_start, storm_minutes, 20, 1, "storm")
     after = scored_traffic(brand, storm_end, after_minutes, 3, 5, "after")
     return [*before, *storm], after
+
+
+def composed(incident: Incident, drafter: Drafter | None = None) -> AlertMessage:
+    """The incident event composed for people with the built-in templates, as the notify stage does before sending."""
+    from crisiswatch.alerter.message import MessageComposer
+
+    return asyncio.run(MessageComposer(drafter=drafter).compose(incident))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crisiswatch.alerter.app import expired_deliveries
+from crisiswatch.alerter.delivery_policy import expired_deliveries
 from crisiswatch.alerter.processor import (
     SNAPSHOT_BUCKETS,
     BrandProcessor,

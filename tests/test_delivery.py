@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from crisiswatch.alerter.app import deliver_alert, deliver_with_retry
 from crisiswatch.alerter.charts import incident_chart
 from crisiswatch.alerter.delivery import (
     ConsoleNotifier,
@@ -23,10 +22,11 @@ from crisiswatch.alerter.delivery import (
     UndeliverableError,
     bot_client,
 )
+from crisiswatch.alerter.delivery_policy import deliver_alert, send_with_retry
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
 from .conftest import wait_until
-from .factories import history, incident
+from .factories import composed, history, incident
 from .slack_stub import SlackStub
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -55,7 +55,7 @@ def _incident(event: IncidentEventType = IncidentEventType.OPENED, revision: int
 
 def test_an_opening_alert_is_posted_and_its_chart_lands_in_its_thread(slack: SlackStub) -> None:
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
-    channel, _, thread = asyncio.run(notifier.deliver(_incident(), None)).partition(":")
+    channel, _, thread = asyncio.run(notifier.send(composed(_incident()), None)).partition(":")
     post = next(c for c in slack.messages() if c.ts == thread)
     assert channel == "C0ALERTS"
     assert post.payload["channel"] == "C0ALERTS" and "thread_ts" not in post.payload
@@ -69,7 +69,7 @@ def test_a_failed_chart_upload_neither_fails_nor_repeats_the_delivered_alert(sla
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
     slack.fail_next(400, method="files.getUploadURLExternal")
     posts_before = len(slack.messages())
-    thread = asyncio.run(notifier.deliver(_incident(), None)).partition(":")[2]
+    thread = asyncio.run(notifier.send(composed(_incident()), None)).partition(":")[2]
     assert thread
     assert len(slack.messages()) == posts_before + 1
     assert not [p for p, _ in slack.completed_uploads() if p.get("thread_ts") == thread]
@@ -83,9 +83,9 @@ def test_the_resolution_goes_to_the_thread_without_a_chart_and_events_without_hi
 
 def test_an_escalation_updates_the_parent_and_replies_in_the_thread(slack: SlackStub) -> None:
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
-    opened = asyncio.run(notifier.deliver(_incident(), None))
-    again = asyncio.run(notifier.deliver(_incident(IncidentEventType.ESCALATED, revision=2), opened))
-    resolved = asyncio.run(notifier.deliver(_incident(IncidentEventType.RESOLVED, revision=3), opened))
+    opened = asyncio.run(notifier.send(composed(_incident()), None))
+    again = asyncio.run(notifier.send(composed(_incident(IncidentEventType.ESCALATED, revision=2)), opened))
+    resolved = asyncio.run(notifier.send(composed(_incident(IncidentEventType.RESOLVED, revision=3)), opened))
     assert again == resolved == opened
     thread = opened.partition(":")[2]
     assert [c.payload["ts"] for c in slack.messages("chat.update")][-2:] == [thread, thread]
@@ -110,9 +110,9 @@ def test_routing_picks_the_brand_channel_then_severity_and_later_events_stay_in_
     assert routes.mention_for(_incident(IncidentEventType.RESOLVED)) is None
 
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), routes)
-    opened = asyncio.run(notifier.deliver(warning, None))
+    opened = asyncio.run(notifier.send(composed(warning), None))
     assert opened.startswith("C0ALL:")
-    escalated = asyncio.run(notifier.deliver(_incident(IncidentEventType.ESCALATED, revision=2), opened))
+    escalated = asyncio.run(notifier.send(composed(_incident(IncidentEventType.ESCALATED, revision=2)), opened))
     assert escalated == opened, "the escalation stays in the thread it started in"
     reply = [c for c in slack.messages() if c.payload.get("thread_ts") == opened.partition(":")[2]][-1]
     assert reply.payload["channel"] == "C0ALL"
@@ -124,7 +124,7 @@ def test_rate_limits_and_server_errors_are_retried_and_the_alert_posted_once(sla
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0RETRY")
     slack.fail_next(429, headers={"Retry-After": "1"}, method="chat.postMessage")
     slack.fail_next(503, method="chat.postMessage")
-    asyncio.run(notifier.deliver(_incident().model_copy(update={"incident_id": "retry-1"}), None))
+    asyncio.run(notifier.send(composed(_incident().model_copy(update={"incident_id": "retry-1"})), None))
     posts = [c for c in slack.messages() if c.payload.get("channel") == "C0RETRY" and "retry-1" in str(c.payload)]
     assert len(posts) == 1
 
@@ -135,7 +135,7 @@ def test_a_two_minute_slack_outage_delays_the_alert_and_it_is_then_posted_once(s
     incident = _incident().model_copy(update={"incident_id": "outage-1"})
     slack.outage(120)
     started = time.monotonic()
-    thread = asyncio.run(deliver_with_retry(notifier, incident, None, max_backoff_s=5))
+    thread = asyncio.run(send_with_retry(notifier, composed(incident), None, max_backoff_s=5))
     assert time.monotonic() - started >= 120
     assert thread is not None and thread.startswith("C0OUTAGE:")
     posts = [c for c in slack.messages() if c.payload.get("channel") == "C0OUTAGE"]
@@ -171,7 +171,7 @@ def test_a_permanent_slack_error_is_final_at_once(slack: SlackStub, error: str) 
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
     slack.fail_next(200, method="chat.postMessage", error=error)
     with pytest.raises(UndeliverableError) as refused:
-        asyncio.run(notifier.deliver(_incident().model_copy(update={"incident_id": f"final-{error}"}), None))
+        asyncio.run(notifier.send(composed(_incident().model_copy(update={"incident_id": f"final-{error}"})), None))
     assert refused.value.code == error and not refused.value.credentials
 
 
@@ -180,7 +180,7 @@ def test_slack_errors_that_may_pass_later_stay_retryable(slack: SlackStub, error
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0ALERTS")
     slack.fail_next(200, method="chat.postMessage", error=error)
     with pytest.raises(DeliveryError):
-        asyncio.run(notifier.deliver(_incident().model_copy(update={"incident_id": f"busy-{error}"}), None))
+        asyncio.run(notifier.send(composed(_incident().model_copy(update={"incident_id": f"busy-{error}"})), None))
 
 
 def test_an_alert_its_channel_refuses_is_dead_lettered_and_posted_to_the_fallback_channel(
@@ -192,7 +192,7 @@ def test_an_alert_its_channel_refuses_is_dead_lettered_and_posted_to_the_fallbac
     letters = DeadLetters()
     finals_before = _sample("crisiswatch_alerter_deliveries_total", channel="slack", outcome="failed_final")
 
-    thread = asyncio.run(deliver_alert(notifier, refused, None, letters))
+    thread = asyncio.run(deliver_alert(notifier, composed(refused), None, letters))
 
     assert len(letters) == 1 and "channel_not_found" in letters[0] and "C0GONE" in letters[0]
     (shown,) = _posts_to(slack, "C0FALLBACK", "gone-1")
@@ -201,7 +201,7 @@ def test_an_alert_its_channel_refuses_is_dead_lettered_and_posted_to_the_fallbac
     assert _sample("crisiswatch_alerter_deliveries_total", channel="slack-fallback", outcome="fallback") >= 1
 
     following = _incident().model_copy(update={"incident_id": "gone-2", "severity": Severity.WARNING})
-    assert asyncio.run(deliver_alert(notifier, following, None, letters)).startswith("C0ALERTS:")
+    assert asyncio.run(deliver_alert(notifier, composed(following), None, letters)).startswith("C0ALERTS:")
     assert len(_posts_to(slack, "C0ALERTS", "gone-2")) == 1 and len(letters) == 1
 
 
@@ -213,7 +213,7 @@ def test_when_the_fallback_channel_refuses_too_the_alert_goes_to_the_console_and
     letters = DeadLetters()
 
     thread = asyncio.run(
-        deliver_alert(notifier, _incident().model_copy(update={"incident_id": "lost-1"}), None, letters)
+        deliver_alert(notifier, composed(_incident().model_copy(update={"incident_id": "lost-1"})), None, letters)
     )
 
     assert thread is None, "the console makes no thread for later events to follow"
@@ -230,8 +230,12 @@ def test_a_revoked_token_is_reported_loudly_and_every_alert_still_moves_on(
     letters = DeadLetters()
     slack.fail_next(200, times=2, method="chat.postMessage", error="token_revoked")
 
-    with caplog.at_level(logging.CRITICAL, logger="crisiswatch.alerter.app"):
-        asyncio.run(deliver_alert(notifier, _incident().model_copy(update={"incident_id": "revoked-1"}), None, letters))
+    with caplog.at_level(logging.CRITICAL, logger="crisiswatch.alerter.delivery_policy"):
+        asyncio.run(
+            deliver_alert(
+                notifier, composed(_incident().model_copy(update={"incident_id": "revoked-1"})), None, letters
+            )
+        )
 
     assert "token_revoked" in letters[0]
     assert any(r.levelno == logging.CRITICAL and "EVERY alert" in r.getMessage() for r in caplog.records)
@@ -240,7 +244,7 @@ def test_a_revoked_token_is_reported_loudly_and_every_alert_still_moves_on(
     assert "revoked-1" in (tmp_path / "alerts.jsonl").read_text(), "the console showed what Slack would not"
 
     warning = _incident().model_copy(update={"incident_id": "revoked-2", "severity": Severity.WARNING})
-    assert asyncio.run(deliver_alert(notifier, warning, None, letters)).startswith("C0ALERTS:")
+    assert asyncio.run(deliver_alert(notifier, composed(warning), None, letters)).startswith("C0ALERTS:")
     assert _sample("crisiswatch_alerter_slack_credentials_rejected", channel="slack") == 0, "cleared by a delivery"
 
 
@@ -252,7 +256,7 @@ def test_an_error_slack_may_lift_is_retried_until_the_alert_is_posted_once(slack
     slack.fail_next(503, times=4, method="chat.postMessage")  # one more than slack_sdk's own server-error retries
 
     thread = asyncio.run(
-        deliver_alert(notifier, _incident().model_copy(update={"incident_id": "busy-1"}), None, letters, 1)
+        deliver_alert(notifier, composed(_incident().model_copy(update={"incident_id": "busy-1"})), None, letters, 1)
     )
 
     assert thread is not None and thread.startswith("C0BUSY:")
@@ -274,7 +278,7 @@ def test_the_oldest_undelivered_alert_ages_while_slack_is_down_and_clears_once_i
     slack.outage(600)
 
     def deliver() -> None:
-        threads.append(asyncio.run(deliver_alert(notifier, stuck, None, letters, max_backoff_s=1)))
+        threads.append(asyncio.run(deliver_alert(notifier, composed(stuck), None, letters, max_backoff_s=1)))
 
     worker = threading.Thread(target=deliver)
     try:
@@ -292,4 +296,4 @@ def test_an_alerts_file_that_cannot_be_written_is_a_final_refusal_not_a_dead_age
     blocked.write_text("")
     console = ConsoleNotifier(blocked / "alerts.jsonl")
     with pytest.raises(UndeliverableError, match="alerts_file"):
-        asyncio.run(console.deliver(incident(), None))
+        asyncio.run(console.send(composed(incident()), None))

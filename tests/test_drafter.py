@@ -19,7 +19,7 @@ from crisiswatch.alerter.settings import LlmSettings
 from crisiswatch.contracts.schemas import Incident, Severity
 from crisiswatch.runtime.broker import free_port
 
-from .factories import incident, sample_mentions
+from .factories import composed, incident, sample_mentions
 
 REFINED = [
     "We're sorry: card payments in the Nimbus Bank app are failing for some of you. Our engineers are on it.",
@@ -87,8 +87,8 @@ def _incident(text: str = "Nimbus Bank app: card payment failed twice", lang: st
 def _deliver(server: ChatServer, tmp_path: Path, incident: Incident | None = None) -> list[str]:
     settings = LlmSettings(url=server.url, model="local-model", api_key="sk-local-secret", timeout_s=1.0)
     alerts = tmp_path / "alerts.jsonl"
-    notifier = ConsoleNotifier(alerts, drafter=LlmDrafter(settings, load_templates()))
-    asyncio.run(notifier.deliver(incident or _incident(), None))
+    message = composed(incident or _incident(), LlmDrafter(settings, load_templates()))
+    asyncio.run(ConsoleNotifier(alerts).send(message, None))
     blocks = json.loads(alerts.read_text().splitlines()[-1])["blocks"]
     return [b["text"]["text"] for b in blocks if b["type"] == "section" and "Suggested reply" in b["text"]["text"]]
 

@@ -42,7 +42,7 @@ from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket
 
 from .conftest import Pipeline, metric_value, produce, wait_until
-from .factories import incident_action, storm_then_calm
+from .factories import composed, incident_action, storm_then_calm
 from .slack_stub import SlackStub
 
 PAYLOAD = json.loads((Path(__file__).parent / "fixtures" / "slack" / "block_actions.json").read_text())
@@ -256,9 +256,9 @@ def test_person_actions_update_the_alert_and_note_the_thread_and_a_snoozed_escal
         notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), routes, interactive=True)
         state = _open_incident()
         opened = _opened_incident(state)
-        thread = asyncio.run(notifier.deliver(opened, None))
+        thread = asyncio.run(notifier.send(composed(opened), None))
         state, _, (acked,) = apply_action(state, _action(state, ActionKind.ACKNOWLEDGE), CONFIG)
-        asyncio.run(notifier.deliver(acked, thread))
+        asyncio.run(notifier.send(composed(acked), thread))
         update = slack.messages("chat.update")[-1]
         assert "Acknowledged by <@U0ANN0001>" in json.dumps(update.payload["blocks"])
         note = slack.messages()[-1]
@@ -267,12 +267,12 @@ def test_person_actions_update_the_alert_and_note_the_thread_and_a_snoozed_escal
 
         snooze = incident_action(opened.incident_id, "voltcell", ActionKind.SNOOZE)
         state, _, (snoozed,) = apply_action(state, snooze, CONFIG)
-        asyncio.run(notifier.deliver(snoozed, thread))
+        asyncio.run(notifier.send(composed(snoozed), thread))
         posts = len(slack.messages())
         escalated = snoozed.model_copy(
             update={"event": IncidentEventType.ESCALATED, "severity": Severity.CRITICAL, "acted_by": None}
         )
-        asyncio.run(notifier.deliver(escalated, thread))
+        asyncio.run(notifier.send(composed(escalated), thread))
         assert len(slack.messages()) == posts, "a snoozed escalation posts nothing new"
         last_update = slack.messages("chat.update")[-1]
         assert "critical" in json.dumps(last_update.payload["blocks"]) and "subteam" not in last_update.payload["text"]

@@ -1,4 +1,7 @@
-"""Delivering composed alerts: Slack bot token, Slack incoming webhook, or console + JSONL file.
+"""Sending composed alerts (:class:`~.message.AlertMessage`): Slack bot token, incoming webhook, or console + file.
+
+A notifier only sends: the message was composed once before it arrived, and
+the retries and the fallback chain around it are :mod:`.delivery_policy`'s.
 
 Slack calls go through slack_sdk's async clients with its retry handlers
 (rate limits honour ``Retry-After``; server and connection errors back off).
@@ -34,10 +37,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
 from .charts import incident_chart
-from .compose import action_note, compose_blocks, headline
-from .responses import Drafts, Templates
+from .compose import action_note
+from .message import AlertMessage
 from .settings import SlackSettings
-from .themes import themes_for
 
 log = logging.getLogger(__name__)
 
@@ -143,22 +145,8 @@ class Notifier(Protocol):
     channel: str
     fallback: Notifier | None
 
-    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
-        """Deliver the event; return the thread id to use for later events of the incident, if any."""
-
-
-class Drafter(Protocol):
-    """Something that drafts the public replies for an alert (e.g. a language model over the templates)."""
-
-    async def drafts(self, incident: Incident) -> Drafts:
-        """The replies and status update to show with the incident."""
-
-
-async def _drafts(incident: Incident, drafter: Drafter | None) -> Drafts | None:
-    """The drafter's replies for an alert that shows replies; None means the templates' own."""
-    if drafter is None or incident.event is IncidentEventType.RESOLVED:
-        return None
-    return await drafter.drafts(incident)
+    async def send(self, message: AlertMessage, thread: str | None) -> str | None:
+        """Show the message; return the thread id to use for later events of the incident, if any."""
 
 
 def _retry_handlers() -> list[object]:
@@ -167,10 +155,6 @@ def _retry_handlers() -> list[object]:
         AsyncServerErrorRetryHandler(max_retry_count=3),
         AsyncConnectionErrorRetryHandler(max_retry_count=3),
     ]
-
-
-def _blocks_json(blocks: list[Block]) -> list[dict[str, object]]:
-    return [block.to_dict() for block in blocks]
 
 
 class ConsoleNotifier:
@@ -183,18 +167,13 @@ class ConsoleNotifier:
     channel = "console"
     fallback: Notifier | None = None
 
-    def __init__(self, alerts_file: Path, templates: Templates | None = None, drafter: Drafter | None = None) -> None:
+    def __init__(self, alerts_file: Path) -> None:
         self.alerts_file = alerts_file
-        self.templates = templates
-        self.drafter = drafter
 
-    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
+    async def send(self, message: AlertMessage, thread: str | None) -> str | None:
         """Print and record the alert."""
-        print(f"ALERT {headline(incident)}", file=sys.stdout, flush=True)
-        drafts = await _drafts(incident, self.drafter)
-        themes = await themes_for(incident, self.templates)
-        blocks = _blocks_json(compose_blocks(incident, self.templates, drafts=drafts, themes=themes))
-        record = {"incident": incident.model_dump(mode="json"), "blocks": blocks}
+        print(f"ALERT {message.text}", file=sys.stdout, flush=True)
+        record = {"incident": message.incident.model_dump(mode="json"), "blocks": message.blocks_json()}
         try:
             self.alerts_file.parent.mkdir(parents=True, exist_ok=True)
             with self.alerts_file.open("a", encoding="utf-8") as handle:
@@ -246,32 +225,24 @@ class SlackBotNotifier:
         self,
         client: AsyncWebClient,
         routes: Routes | str,
-        templates: Templates | None = None,
         interactive: bool = False,
-        drafter: Drafter | None = None,
         fallback: Notifier | None = None,
         channel: str = "slack",
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(default=routes)
-        self.templates = templates
         self.client = client
         self.interactive = interactive
-        self.drafter = drafter
         self.fallback = fallback
         self.channel = channel
 
-    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
+    async def send(self, message: AlertMessage, thread: str | None) -> str | None:
         """``chat.postMessage`` for a new incident; ``chat.update`` of the parent plus a thread reply afterwards.
 
         Raises :class:`DeliveryError` when worth retrying, :class:`UndeliverableError` when Slack refused for good.
         """
-        drafts = await _drafts(incident, self.drafter)
-        themes = await themes_for(incident, self.templates)
-        blocks: list[Block] = compose_blocks(incident, self.templates, drafts=drafts, themes=themes)
-        parent_blocks = compose_blocks(
-            incident, self.templates, interactive=self.interactive, drafts=drafts, themes=themes
-        )
-        text = headline(incident)
+        incident, text = message.incident, message.text
+        blocks: list[Block] = list(message.blocks)
+        parent_blocks = list(message.interactive_blocks if self.interactive else message.blocks)
         mention = self.routes.mention_for(incident)
         if mention:
             text = f"{mention} {text}"
@@ -333,27 +304,21 @@ class SlackWebhookNotifier:
     def __init__(
         self,
         url: str,
-        templates: Templates | None = None,
-        drafter: Drafter | None = None,
         fallback: Notifier | None = None,
     ) -> None:
-        self.templates = templates
-        self.drafter = drafter
         self.fallback = fallback
         self.client = AsyncWebhookClient(url=url, retry_handlers=_retry_handlers(), timeout=10)
 
-    async def deliver(self, incident: Incident, thread: str | None) -> str | None:
+    async def send(self, message: AlertMessage, thread: str | None) -> str | None:
         """Send the alert; 429 and 5xx raise :class:`DeliveryError`, other refusals :class:`UndeliverableError`.
 
         A webhook answers its error code as the body (``channel_not_found``,
         ``invalid_token``, ``no_service``...).
         """
-        drafts = await _drafts(incident, self.drafter)
-        themes = await themes_for(incident, self.templates)
-        blocks = compose_blocks(incident, self.templates, drafts=drafts, themes=themes)
+        incident = message.incident
         action = f"posting {incident.incident_id} r{incident.revision} to the webhook"
         try:
-            response = await self.client.send(text=headline(incident), blocks=blocks)
+            response = await self.client.send(text=message.text, blocks=list(message.blocks))
         except NO_ANSWER as error:  # the URL is the secret and errors may quote it: only the type is kept
             raise DeliveryError(f"no answer from the webhook to {action}: {type(error).__name__}") from None
         except Exception as error:  # noqa: BLE001 - a request the client refuses is refused the same way next time
@@ -367,22 +332,15 @@ class SlackWebhookNotifier:
         return thread
 
 
-def make_notifier(
-    slack: SlackSettings,
-    alerts_file: Path,
-    templates: Templates | None = None,
-    client: AsyncWebClient | None = None,
-    drafter: Drafter | None = None,
-) -> Notifier:
-    """The notifier the settings ask for, drafting replies from ``templates`` (the built-in file when None).
+def make_notifier(slack: SlackSettings, alerts_file: Path, client: AsyncWebClient | None = None) -> Notifier:
+    """The notifier the settings ask for.
 
     Bot mode uses ``client`` when given (the one Socket Mode shares) and shows
-    the lifecycle buttons when an app-level token enables Socket Mode; a
-    ``drafter`` refines the template drafts. Its fallback chain ends on the
-    console and ``alerts_file``: in bot mode through ``fallback_channel``
-    first, when one is set.
+    the lifecycle buttons when an app-level token enables Socket Mode. Its
+    fallback chain ends on the console and ``alerts_file``: in bot mode
+    through ``fallback_channel`` first, when one is set.
     """
-    console = ConsoleNotifier(alerts_file, templates, drafter)
+    console = ConsoleNotifier(alerts_file)
     if slack.mode == "bot" and slack.bot_token and slack.channel:
         routes = Routes(slack.channel, slack.channel_by_brand, slack.channel_by_severity, slack.critical_mention)
         client = client or bot_client(slack.bot_token.get_secret_value(), slack.api_url)
@@ -391,13 +349,11 @@ def make_notifier(
             fallback = SlackBotNotifier(
                 client,
                 Routes(slack.fallback_channel, critical_mention=slack.critical_mention),
-                templates,
                 interactive=slack.interactive,
-                drafter=drafter,
                 fallback=console,
                 channel="slack-fallback",
             )
-        return SlackBotNotifier(client, routes, templates, slack.interactive, drafter, fallback)
+        return SlackBotNotifier(client, routes, slack.interactive, fallback)
     if slack.mode == "webhook" and slack.webhook_url:
-        return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), templates, drafter, fallback=console)
+        return SlackWebhookNotifier(slack.webhook_url.get_secret_value(), fallback=console)
     return console

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 from dataclasses import replace
+from typing import Protocol
 
 import aiohttp
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
@@ -29,6 +30,14 @@ from .responses import Drafts, Templates, directional, draft, drivers
 from .settings import LlmSettings
 
 log = logging.getLogger(__name__)
+
+
+class Drafter(Protocol):
+    """Something that drafts the public replies for an alert (e.g. a language model over the templates)."""
+
+    async def drafts(self, incident: Incident) -> Drafts:
+        """The replies and status update to show with the incident."""
+
 
 TONE_RULES = (
     "Acknowledge the problem plainly. No ego and no defensiveness. Never dismiss or blame the customer. "

@@ -15,9 +15,10 @@ from crisiswatch.runtime.metrics import serve_metrics
 
 from .access import PressGate
 from .app import Interactivity, build_app
-from .delivery import Drafter, bot_client, make_notifier
-from .drafter import LlmDrafter
+from .delivery import bot_client, make_notifier
+from .drafter import Drafter, LlmDrafter
 from .interactivity import Publish, Reject, SlackInteractivity
+from .message import MessageComposer
 from .responses import load_templates
 from .settings import AlerterSettings, LlmSettings, SlackSettings
 
@@ -58,7 +59,7 @@ def run() -> None:
 
     llm = LlmSettings()
     drafter: Drafter | None = LlmDrafter(llm, templates) if llm.url else None
-    notifier = make_notifier(slack, settings.alerts_file, templates, client, drafter)
+    notifier = make_notifier(slack, settings.alerts_file, client)
     topics = Topics(kafka.topic_prefix)
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     partitions = partition_count(kafka, topics.scored)
@@ -69,7 +70,7 @@ def run() -> None:
             extra={"scored": partitions, "actions": actions_partitions},
         )
         raise typer.Exit(2)
-    app = build_app(settings, kafka, notifier, partitions, interactivity, health)
+    app = build_app(settings, kafka, notifier, partitions, interactivity, health, MessageComposer(templates, drafter))
     BrokerWatch(health, MetadataQuestion(kafka, "crisiswatch-alerter-health"), probes.broker_check_s).start()
     log.info(
         "alerter starting",
