@@ -40,7 +40,7 @@ from crisiswatch.modeling.labelled import LabelledText, read_labelled
 from crisiswatch.modeling.training import stratified_split
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, make_consumer, make_producer
-from crisiswatch.runtime.lifecycle import StopSignal
+from crisiswatch.runtime.stop_signal import StopSignal
 from crisiswatch.sentiment.batching import BatchPolicy, plan_batches
 from crisiswatch.sentiment.loading import freeze_loaded_objects
 from crisiswatch.sentiment.model import Runtime, SentimentModel, choose_runtime

@@ -180,14 +180,14 @@ DEFERRED: tuple[Deferred, ...] = (
     Deferred(
         "themes",
         "Group posts into themes by meaning; one JSON line per input line: id, theme, theme_id, duplicate_of.",
-        _single("crisiswatch.analysis.themes", "themes_command", "themes"),
+        _single("crisiswatch.analysis.theme_evaluation", "themes_command", "themes"),
         ("sklearn",),
         "analysis",
     ),
     Deferred(
         "eval-themes",
         "Score themes by meaning and the baselines on a dev set and a test set (other phrasings, other seed).",
-        _single("crisiswatch.analysis.themes", "eval_themes_command", "eval-themes"),
+        _single("crisiswatch.analysis.theme_evaluation", "eval_themes_command", "eval-themes"),
         ("sklearn",),
         "analysis",
     ),
@@ -465,7 +465,7 @@ def metrics_catalogue(
     write: Annotated[Path | None, typer.Option(help="write the Markdown here instead of printing it")] = None,
 ) -> None:
     """Print (or write) the catalogue of every Prometheus metric the services export."""
-    from crisiswatch.catalogue import render_markdown
+    from crisiswatch.metrics_catalogue import render_markdown
 
     text = render_markdown()
     if write is None:

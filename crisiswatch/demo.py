@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from crisiswatch.alerter.compose import headline
+from crisiswatch.alerter.alert_blocks import headline
 from crisiswatch.alerter.seeding import write_seeds
 from crisiswatch.alerter.settings import AlerterSettings
 from crisiswatch.analysis.backtest import seed_states, truth_labelled

@@ -136,7 +136,7 @@ def run_replay(
     from crisiswatch.listener.service import OUT_OF_RANGE, Listener, Outcome
     from crisiswatch.listener.settings import ListenerSettings
     from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics
-    from crisiswatch.runtime.lifecycle import StopSignal
+    from crisiswatch.runtime.stop_signal import StopSignal
 
     if not namespace:
         raise ValueError("a replay needs a namespace (e.g. 'replay.'): it never writes to the live topics")

@@ -25,8 +25,8 @@ from crisiswatch.contracts.schemas import (
 )
 
 if TYPE_CHECKING:
-    from crisiswatch.alerter.drafter import Drafter
     from crisiswatch.alerter.message import AlertMessage
+    from crisiswatch.alerter.replies import Drafter
 
 T0 = datetime(2026, 3, 2, 11, tzinfo=UTC)
 NEGATIVE = SentimentScores(negative=0.9, neutral=0.05, positive=0.05)

@@ -19,8 +19,8 @@ from crisiswatch.analysis.compare import load_settings
 from crisiswatch.cli import app
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMention, Sentiment
 from crisiswatch.detection.config import DetectorConfig, Sensitivity
+from crisiswatch.detection.count_laws import MAX_SURPRISE, tail_surprise
 from crisiswatch.detection.history import expected_band
-from crisiswatch.detection.laws import MAX_SURPRISE, tail_surprise
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
 from crisiswatch.ingest.scenario import BrandTraffic, Crisis, Scenario, generate
 

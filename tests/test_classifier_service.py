@@ -18,7 +18,7 @@ from crisiswatch.contracts.schemas import DeadLetter, Mention, SentimentScores
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.broker import EmbeddedBroker
 from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, ensure_topics, make_consumer
-from crisiswatch.runtime.lifecycle import StopSignal
+from crisiswatch.runtime.stop_signal import StopSignal
 from crisiswatch.sentiment.batching import BatchPolicy
 from crisiswatch.sentiment.routing import LanguageModels
 

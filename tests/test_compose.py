@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from slack_sdk.models.blocks import Block
 
-from crisiswatch.alerter.compose import ButtonValue, action_note, compose_blocks, headline, slack_link
-from crisiswatch.alerter.responses import draft, drivers, load_templates, top_terms
-from crisiswatch.alerter.themes import anchors
+from crisiswatch.alerter.alert_blocks import ButtonValue, action_note, compose_blocks, headline, slack_link
+from crisiswatch.alerter.alert_themes import anchors
+from crisiswatch.alerter.replies import draft, drivers, load_templates, top_terms
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 from crisiswatch.themes.clustering import Theme, Themes
 from crisiswatch.themes.incidents import brand_words, incident_themes

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from crisiswatch.alerter import themes as alerter_themes
+from crisiswatch.alerter import alert_themes
 from crisiswatch.alerter.delivery import ConsoleNotifier, Routes, SlackBotNotifier, bot_client
 from crisiswatch.alerter.delivery_policy import (
     already_delivered,
@@ -24,7 +24,7 @@ from crisiswatch.alerter.delivery_policy import (
     expired_deliveries,
 )
 from crisiswatch.alerter.message import AlertMessage, MessageComposer
-from crisiswatch.alerter.responses import Drafts, draft, load_templates
+from crisiswatch.alerter.replies import Drafts, draft, load_templates
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
 from .factories import incident, sample_mentions
@@ -88,13 +88,13 @@ def test_a_retry_after_slack_failed_sends_the_same_message_without_drafting_or_g
     slack: SlackStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     groupings: list[str] = []
-    real_grouping = alerter_themes.incident_themes
+    real_grouping = alert_themes.incident_themes
 
     def counted_grouping(event: Incident, *args: Any) -> Any:
         groupings.append(event.incident_id)
         return real_grouping(event, *args)
 
-    monkeypatch.setattr(alerter_themes, "incident_themes", counted_grouping)
+    monkeypatch.setattr(alert_themes, "incident_themes", counted_grouping)
     drafter = CountingDrafter()
     composer = CountingComposer(drafter)
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), Routes(default="C0RETRIED"))

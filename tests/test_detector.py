@@ -12,7 +12,7 @@ from scipy.stats import gumbel_r
 from crisiswatch.contracts.schemas import IncidentEventType, ScoredMention, SentimentScores, Severity
 from crisiswatch.detection.calibration import calibrated_threshold, open_thresholds
 from crisiswatch.detection.config import DetectorConfig, Sensitivity
-from crisiswatch.detection.laws import tail_surprise
+from crisiswatch.detection.count_laws import tail_surprise
 from crisiswatch.detection.lifecycle import step
 from crisiswatch.detection.memory import MemorySettings
 from crisiswatch.detection.state import DetectorState

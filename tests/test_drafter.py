@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from crisiswatch.alerter.delivery import ConsoleNotifier
-from crisiswatch.alerter.drafter import LlmDrafter, contact_details, parse_refinement
-from crisiswatch.alerter.responses import RLM, draft, load_templates
+from crisiswatch.alerter.replies import RLM, draft, load_templates
+from crisiswatch.alerter.reply_refinement import LlmDrafter, contact_details, parse_refinement
 from crisiswatch.alerter.settings import LlmSettings
 from crisiswatch.contracts.schemas import Incident, Severity
 from crisiswatch.runtime.broker import free_port

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from crisiswatch.alerter.compose import compose_blocks
+from crisiswatch.alerter.alert_blocks import compose_blocks
 from crisiswatch.contracts.schemas import THEME_POSTS_MAX, THEME_TEXT_CHARS
 from crisiswatch.detection.lifecycle import _merge_samples, _theme_posts
 from crisiswatch.detection.windows import MAX_SAMPLES, AddResult, BrandBuckets, add_mention

@@ -16,13 +16,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from crisiswatch.alerter.responses import load_templates
+from crisiswatch.alerter.replies import load_templates
 from crisiswatch.alerter.settings import AlerterSettings, SlackSettings
-from crisiswatch.catalogue import known_series, render_markdown
 from crisiswatch.classifier.settings import ClassifierSettings
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.listener.settings import MIN_TOKEN_CHARS, ListenerSettings
+from crisiswatch.metrics_catalogue import known_series, render_markdown
 from crisiswatch.runtime.health import HealthSettings
 from crisiswatch.runtime.kafka import KafkaSettings
 

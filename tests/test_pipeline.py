@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kafka import KafkaProducer
 
-from crisiswatch.catalogue import metric_entries
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
 from crisiswatch.ingest.scenario import HEBREW_THEMES, BrandTraffic, Crisis, Scenario, ViralPositive, generate
+from crisiswatch.metrics_catalogue import metric_entries
 from crisiswatch.sentiment.ngram import HEBREW_MODEL_DIR, NgramSentimentModel
 
 from .conftest import Pipeline, metric_value, wait_until

@@ -21,7 +21,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from crisiswatch.alerter.access import PressGate, PressPolicy, UsergroupMembers
-from crisiswatch.alerter.compose import ButtonValue
+from crisiswatch.alerter.alert_blocks import ButtonValue
 from crisiswatch.alerter.delivery import bot_client
 from crisiswatch.alerter.interactivity import CopyRequest, SlackInteractivity, dead_letter_record
 from crisiswatch.alerter.settings import SlackSettings

@@ -24,7 +24,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from crisiswatch.alerter.access import PressGate, PressPolicy
-from crisiswatch.alerter.compose import ACTION_PREFIX, ButtonValue, compose_blocks
+from crisiswatch.alerter.alert_blocks import ACTION_PREFIX, ButtonValue, compose_blocks
 from crisiswatch.alerter.delivery import Routes, SlackBotNotifier, bot_client
 from crisiswatch.alerter.interactivity import SlackInteractivity, read_presses
 from crisiswatch.contracts.schemas import (

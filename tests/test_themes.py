@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from crisiswatch.analysis.theme_evaluation import default_templates, evaluate_themes, themes_command
 from crisiswatch.analysis.theme_set import REASONS, theme_rows
-from crisiswatch.analysis.themes import default_templates, evaluate_themes, themes_command
 from crisiswatch.themes.clustering import Anchor, Theme, Themes, anchors_from_templates, find_themes
 from crisiswatch.themes.summary import summary_line
 

@@ -200,7 +200,7 @@ def _installed_anchors() -> tuple[Anchor, ...]:
     """The installed templates' keyword themes, read once per process rather than once per incident row."""
     from crisiswatch.themes.clustering import anchors_from_templates
 
-    from .themes import default_templates
+    from .theme_evaluation import default_templates
 
     return tuple(anchors_from_templates(default_templates()))
 

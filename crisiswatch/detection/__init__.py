@@ -9,7 +9,7 @@ before it:
 
 - :mod:`.windows`: mentions into event-time buckets; :mod:`.memory`: the hourly memory of the last weeks;
 - :mod:`.config`: the settings; :mod:`.state`: what is kept per brand and the per-bucket scores;
-- :mod:`.laws`: count laws into surprises; :mod:`.baseline`: what is normal and how it learns;
+- :mod:`.count_laws`: count laws into surprises; :mod:`.baseline`: what is normal and how it learns;
 - :mod:`.scoring`: the look-back windows; :mod:`.calibration`: their thresholds;
   :mod:`.horizons`: the day-scale horizons; :mod:`.alarms`: when a window opens an incident;
 - :mod:`.history`: recent history for charts; :mod:`.events`: incident events;

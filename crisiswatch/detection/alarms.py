@@ -21,8 +21,8 @@ from crisiswatch.contracts.schemas import Severity
 from .baseline import window_dispersions
 from .calibration import open_thresholds
 from .config import HOUR, MINUTE, DetectorConfig
+from .count_laws import share_surprise, tail_surprise
 from .horizons import horizon_scores
-from .laws import share_surprise, tail_surprise
 from .memory import part_of_day
 from .scoring import window_scores, window_totals
 from .state import DetectorState, RecentBucket, WindowScore

@@ -4,7 +4,7 @@ The fast windows judge minutes to hours against the baseline's level, which
 follows a rise that builds over hours. The horizons judge the same rise
 against the brand's hourly memory (:mod:`.memory`) instead, so a day-long
 doubling is still seen; each is scored like a window, with the day-scale
-laws of :mod:`.laws`, and opens an incident only while its rise is still
+laws of :mod:`.count_laws`, and opens an incident only while its rise is still
 under way (:func:`still_rising`).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from .config import HOUR, DetectorConfig
-from .laws import day_count_surprise, day_share_surprise
+from .count_laws import day_count_surprise, day_share_surprise
 from .memory import HorizonCounts, HourlyMemory, horizon_counts
 from .state import WindowScore
 

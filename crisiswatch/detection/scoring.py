@@ -3,7 +3,7 @@
 Every closed bucket (one minute by default) ends several look-back windows,
 from two minutes to four hours: a sudden storm shows in a few buckets, a slow
 burn over hours. For each window the surprise is ``-log10 P(X >= observed)``
-of its summed count under the baseline (:mod:`.laws`), less the ``log10`` of
+of its summed count under the baseline (:mod:`.count_laws`), less the ``log10`` of
 the number of windows tried (a Bonferroni correction). The sums come from
 the running totals the recent buckets keep, one subtraction per window.
 """
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from .baseline import expected_counts
 from .config import DetectorConfig
-from .laws import tail_surprise
+from .count_laws import tail_surprise
 from .state import Baseline, BucketScore, RecentBucket, WindowScore
 from .windows import Bucket
 

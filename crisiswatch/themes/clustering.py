@@ -40,7 +40,7 @@ The steps of :func:`find_themes`:
 The knobs, and how they were chosen: the stated ones are fixed by reasoning;
 the four in :class:`Knobs` were chosen on a small grid (54 settings) scored on
 the "dev" half of the evaluation set's phrase pools only, by the rule in
-:data:`crisiswatch.analysis.themes.GRID_RULE` (best NMI averaged over large
+:data:`crisiswatch.analysis.theme_evaluation.GRID_RULE` (best NMI averaged over large
 dev sets and small two-reason dev incidents, among the settings that put at
 least 85% of the posts in a theme); the figures reported come from the
 "test" half, whose wordings no choice has seen (``crisiswatch eval-themes

@@ -36,8 +36,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
+from .alert_blocks import action_note
 from .charts import incident_chart
-from .compose import action_note
 from .message import AlertMessage
 from .settings import SlackSettings
 

@@ -41,7 +41,7 @@ from crisiswatch.contracts.schemas import ActionKind, IncidentAction, utc_now, v
 
 from . import metrics
 from .access import PressGate, Refusal
-from .compose import ACTION_PREFIX, COPY_REPLY, ButtonValue, escaped
+from .alert_blocks import ACTION_PREFIX, COPY_REPLY, ButtonValue, escaped
 from .settings import SlackSettings
 
 log = logging.getLogger(__name__)

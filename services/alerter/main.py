@@ -16,10 +16,10 @@ from crisiswatch.runtime.metrics import serve_metrics
 from .access import PressGate
 from .app import Interactivity, build_app
 from .delivery import bot_client, make_notifier
-from .drafter import Drafter, LlmDrafter
 from .interactivity import Publish, Reject, SlackInteractivity
 from .message import MessageComposer
-from .responses import load_templates
+from .replies import Drafter, load_templates
+from .reply_refinement import LlmDrafter
 from .settings import AlerterSettings, LlmSettings, SlackSettings
 
 log = logging.getLogger("crisiswatch.alerter")

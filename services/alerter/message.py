@@ -16,10 +16,9 @@ from slack_sdk.models.blocks import Block
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
-from .compose import compose_blocks, headline
-from .drafter import Drafter
-from .responses import Drafts, Templates, load_templates
-from .themes import themes_for
+from .alert_blocks import compose_blocks, headline
+from .alert_themes import themes_for
+from .replies import Drafter, Drafts, Templates, load_templates
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from crisiswatch.contracts.schemas import Severity
 from crisiswatch.detection.config import Sensitivity
 
-from .responses import DEFAULT_TEMPLATES_FILE
+from .replies import DEFAULT_TEMPLATES_FILE
 
 TeamId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^T[A-Z0-9]{2,}$")]
 """A Slack workspace id: ids, not names, are what a press carries, so a name would never match."""

@@ -13,9 +13,9 @@ import typer
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.health import BrokerWatch, HealthSettings
 from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, MetadataQuestion, ensure_topics, make_consumer
-from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.runtime.metrics import ConsumerLag, serve_metrics
+from crisiswatch.runtime.stop_signal import StopSignal
 from crisiswatch.sentiment.batching import BatchPolicy
 from crisiswatch.sentiment.loading import load_models
 from crisiswatch.sentiment.routing import ANY_LANGUAGE

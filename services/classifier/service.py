@@ -32,8 +32,8 @@ from crisiswatch.contracts.schemas import (
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.health import Health
 from crisiswatch.runtime.kafka import AckedProducer, OutgoingRecord
-from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.metrics import ConsumerLag
+from crisiswatch.runtime.stop_signal import StopSignal
 from crisiswatch.sentiment.batching import BatchPolicy
 from crisiswatch.sentiment.routing import LanguageModels, Scorer, score_routed
 

@@ -19,9 +19,9 @@ from crisiswatch.ingest.scenario import demo_history, demo_scenario, generate
 from crisiswatch.ingest.sources import RawRecord, paced, read_file
 from crisiswatch.runtime.health import BrokerWatch, Health, HealthSettings
 from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, MetadataQuestion, ensure_topics
-from crisiswatch.runtime.lifecycle import StopSignal
 from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.runtime.metrics import serve_metrics
+from crisiswatch.runtime.stop_signal import StopSignal
 
 from . import metrics
 from .dedup import RecentIds

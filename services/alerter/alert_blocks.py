@@ -30,7 +30,7 @@ from crisiswatch.contracts.schemas import ActionKind, Incident, IncidentEventTyp
 from crisiswatch.themes.clustering import Themes
 from crisiswatch.themes.incidents import incident_summary
 
-from .responses import Drafts, Templates, draft, drivers, isolated, load_templates, right_to_left
+from .replies import Drafts, Templates, draft, drivers, isolated, load_templates, right_to_left
 
 ACTION_PREFIX = "crisiswatch:"
 COPY_REPLY = "copy-reply"

@@ -16,7 +16,7 @@ from crisiswatch.contracts.schemas import Incident, IncidentEventType
 from crisiswatch.themes.clustering import Anchor, Themes, anchors_from_themes
 from crisiswatch.themes.incidents import incident_themes
 
-from .responses import Templates, load_templates
+from .replies import Templates, load_templates
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -105,6 +106,13 @@ class Drafts:
     replies: tuple[str, ...]
     status_update: str | None
     next_update: str
+
+
+class Drafter(Protocol):
+    """Something that drafts the public replies for an alert (e.g. a language model over the templates)."""
+
+    async def drafts(self, incident: Incident) -> Drafts:
+        """The replies and status update to show with the incident."""
 
 
 def _contains(text: str, phrase: str) -> bool:

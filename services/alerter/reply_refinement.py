@@ -18,7 +18,6 @@ import json
 import logging
 import re
 from dataclasses import replace
-from typing import Protocol
 
 import aiohttp
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
@@ -26,17 +25,10 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 from crisiswatch.contracts.schemas import Incident
 
 from . import metrics
-from .responses import Drafts, Templates, directional, draft, drivers
+from .replies import Drafts, Templates, directional, draft, drivers
 from .settings import LlmSettings
 
 log = logging.getLogger(__name__)
-
-
-class Drafter(Protocol):
-    """Something that drafts the public replies for an alert (e.g. a language model over the templates)."""
-
-    async def drafts(self, incident: Incident) -> Drafts:
-        """The replies and status update to show with the incident."""
 
 
 TONE_RULES = (
