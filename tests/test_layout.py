@@ -9,6 +9,7 @@ they are raised, and the ingest API publishes the input model's schema.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -203,3 +204,14 @@ def test_the_ingest_api_publishes_the_input_models_schema_with_the_configured_br
     assert Listener(_Producer(), Topics(), CATALOG).accept(valid, "layout-test")[0] is Outcome.ACCEPTED  # type: ignore[arg-type]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**valid, "id": "x" * (MAX_ID_CHARS + 1)}, schema)
+
+
+def test_the_readmes_layer_table_is_the_import_contract() -> None:
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    layers = [sorted(name.strip() for name in layer.split("|")) for layer in contract["layers"]]
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| layer | packages |") :].split("\n\n", 1)[0]
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    documented = [sorted(re.findall(r"`(crisiswatch[\w.]*)`", row.split("|")[2])) for row in rows]
+    assert [row.split("|")[1].strip() for row in rows] == [str(n) for n in range(1, len(rows) + 1)]
+    assert documented == layers, "README.md's layer table and [tool.importlinter] in pyproject.toml disagree"
