@@ -57,6 +57,7 @@ def test_predictions_come_back_in_input_order_whatever_the_batching(default_mode
     assert [s.label for s in default_model.predict(texts, max_batch_size=2)] == one_by_one
 
 
+@pytest.mark.slow
 def test_chunked_pipelined_scoring_matches_scoring_one_at_a_time(default_model: SentimentModel) -> None:
     """Several tokenised chunks in flight, several batches per chunk: every text keeps its own scores."""
     texts = [f"flight {i} was {'awful and late' if i % 3 == 0 else 'fine'} " + "really " * (i % 5) for i in range(11)]
@@ -78,6 +79,7 @@ def test_padding_to_a_hardware_multiple_changes_no_score(default_model: Sentimen
     np.testing.assert_allclose(padded, plain, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_onnxruntime_engine_scores_as_torch_does_whatever_the_padding(
     default_model: SentimentModel, exported_model: SentimentModel
 ) -> None:
@@ -118,6 +120,7 @@ def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path
     np.testing.assert_allclose(exported.predict_probabilities(texts), model.predict_probabilities(texts), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SEMEVAL.is_file(), reason="../shared/data is not present")
 def test_accuracy_floor_on_a_fixed_dev_sample(default_model: SentimentModel) -> None:
     _, dev = stratified_split(read_labelled(SEMEVAL), dev_fraction=0.1, seed=2026)

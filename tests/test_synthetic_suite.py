@@ -159,6 +159,7 @@ def test_rises_on_one_background_share_their_history() -> None:
     assert counts[0][0][before:].sum() < counts[-1][0][before:].sum()
 
 
+@pytest.mark.slow
 def test_the_quick_subset_runs_and_summarises() -> None:
     config = DetectorConfig()
     plan = SustainedPlan.quick()
