@@ -47,6 +47,7 @@ from crisiswatch.runtime.retry import Backoff, retry_async
 
 from . import metrics
 from .delivery import DeliveryError, Notifier, UndeliverableError
+from .group import mark_fetch_active
 from .interactivity import Publish, Reject, SlackInteractivity
 from .processor import BrandProcessor, BrandReport, StateTables, brand_of_key
 from .settings import AlerterSettings
@@ -288,6 +289,11 @@ def build_app(
         """Brands whose partitions moved away are reloaded from their tables if they ever come back."""
         moved = {tp.partition for tp in revoked if tp.topic == topics.scored}
         processor.forget([b for b in processor.brands() if partition_for(b, partitions) in moved])
+
+    @app.on_partitions_revoked.connect
+    async def let_the_group_rejoin(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        """The last step of faust's revoke: tell aiokafka the consumer is active, so it rejoins (see ``group.py``)."""
+        mark_fetch_active(app)
 
     @app.on_partitions_assigned.connect
     async def count_assignment(app: faust.App, assigned: set[Any], **_: Any) -> None:
