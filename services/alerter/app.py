@@ -40,14 +40,14 @@ from crisiswatch.contracts.schemas import (
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.detection.windows import AddResult
-from crisiswatch.runtime.health import HEARTBEAT_SECONDS, Health
+from crisiswatch.runtime.health import HEARTBEAT_SECONDS, Health, ReadProgress
 from crisiswatch.runtime.kafka import KafkaSettings, faust_credentials
 from crisiswatch.runtime.metrics import BoundedLabel, set_consumer_lag
 from crisiswatch.runtime.retry import Backoff, retry_async
 
 from . import metrics
 from .delivery import DeliveryError, Notifier, UndeliverableError
-from .group import mark_fetch_active
+from .group import mark_fetch_active, read_progress
 from .interactivity import Publish, Reject, SlackInteractivity
 from .processor import BrandProcessor, BrandReport, StateTables, brand_of_key
 from .settings import AlerterSettings
@@ -239,6 +239,31 @@ def build_app(
         completes) stops it, and ``/livez`` fails.
         """
         health.beat_unless_stuck(busy_since[0])
+        progress = detect_progress()
+        if progress is not None:
+            health.consumer_progress(*progress)
+
+    def detect_progress() -> ReadProgress | None:
+        """What the ``detect`` agent's consumer holds and has read (``notify`` waits on Slack, not on the group).
+
+        A table recovery counts as progress: the stream waits for it by
+        design. None while the consumer cannot say (not started yet).
+        """
+        watched = {topics.scored, topics.actions}
+        try:
+            assigned = {tp for tp in app.consumer.assignment() if tp.topic in watched}
+        except (RuntimeError, KeyError, AssertionError):
+            return None
+        if app.in_recovery and assigned:
+            return ReadProgress(len(assigned), 0, 0)
+        ends: dict[Any, int | None] = {}
+        for tp in assigned:
+            try:
+                ends[tp] = app.consumer.highwater(tp)
+            except (RuntimeError, KeyError, AssertionError):
+                ends[tp] = None
+        committed = getattr(app.consumer, "_committed_offset", {})
+        return read_progress(assigned, ends, app.monitor.tp_read_offsets, committed, watched)
 
     @app.agent(alerts_topic)
     async def notify(stream: faust.StreamT[bytes]) -> None:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from crisiswatch.runtime.health import ReadProgress
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,6 @@ def mark_fetch_active(app: Any) -> bool:
     # One attribute store: atomic under the GIL, safe from faust's thread while aiokafka's runs.
     subscription._last_fetch_ended = time.monotonic()
     return True
-
-
-@dataclass(frozen=True)
-class ReadProgress:
-    """What a group consumer holds and how far it has read, for its liveness."""
-
-    partitions: int
-    """Partitions of the watched topics assigned to this member."""
-    lag: int
-    """Records on those partitions not read yet (partitions without a known end count 0)."""
-    position: int
-    """A number that grows whenever the consumer reads: the sum of its read positions."""
 
 
 def read_progress(
