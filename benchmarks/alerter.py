@@ -60,9 +60,10 @@ ALERTER_KAFKA_TIMEOUTS = {
     "KAFKA_MAX_POLL_INTERVAL_MS": "300000",
     "KAFKA_REQUEST_TIMEOUT_MS": "30000",
 }
-"""The group timeouts of the production manifests (deploy/k8s/base/kustomization.yaml). With the local
-defaults (6 s session, 10 s poll interval) a worker writing state for 10,000 brands at once fell out of its
-group on the embedded broker and stalled."""
+"""The group timeouts of the production manifests (deploy/k8s/base/kustomization.yaml). With the old local
+defaults (6 s session, 10 s poll interval) a worker draining 10,000 brands fell out of its group on the embedded
+broker and, before the rejoin fix (docs/reliability.md), stalled; the local defaults now drain it too
+(tests/test_group_faults.py)."""
 POLL_S = 0.25
 
 

@@ -69,6 +69,66 @@ def test_a_timer_beats_for_a_loop_unless_one_item_is_stuck_while_the_broker_answ
     assert health.liveness()[0]
 
 
+def test_a_consumer_holding_no_partitions_past_the_limit_is_dead() -> None:
+    clock = Clock()
+    health = Health(stuck_after_s=60, unready_after_s=30, clock=clock, stalled_after_s=40)
+    health.beat()
+    health.broker_answered()
+    health.consumer_progress(partitions=2, lag=0, position=10)
+    for _ in range(8):
+        clock.now += 5
+        health.beat()
+        health.broker_answered()
+        health.consumer_progress(partitions=0, lag=0, position=10)
+    assert health.liveness()[0], "40 s without partitions is a rebalance, not yet a stall"
+    clock.now += 5
+    health.beat()
+    health.broker_answered()
+    health.consumer_progress(partitions=0, lag=0, position=10)
+    live, why = health.liveness()
+    assert not live and "stalled" in why and "holds no partitions" in why
+
+
+def test_lag_with_no_progress_past_the_limit_is_dead_but_an_idle_stream_or_a_reading_one_is_alive() -> None:
+    clock = Clock()
+    health = Health(stuck_after_s=600, unready_after_s=30, clock=clock, stalled_after_s=40)
+
+    def tick(lag: int, position: int) -> None:
+        clock.now += 5
+        health.beat()
+        health.broker_answered()
+        health.consumer_progress(partitions=1, lag=lag, position=position)
+
+    for _ in range(30):
+        tick(lag=0, position=100)
+    assert health.liveness()[0], "an idle stream with no lag stays healthy however long it is quiet"
+    for step in range(30):
+        tick(lag=5_000, position=100 + step)
+    assert health.liveness()[0], "a consumer with lag that reads on is alive"
+    for _ in range(9):
+        tick(lag=5_000, position=500)
+    assert health.liveness()[0], "the first of these read on; 40 s without reading since is within the limit"
+    tick(lag=5_000, position=500)
+    live, why = health.liveness()
+    assert not live and "5000 records to read" in why
+    tick(lag=4_000, position=1_500)
+    assert health.liveness()[0], "reading again: alive again"
+
+
+def test_a_consumer_waiting_for_a_silent_broker_is_not_stalled() -> None:
+    clock = Clock()
+    health = Health(stuck_after_s=600, unready_after_s=30, clock=clock, stalled_after_s=40)
+    health.broker_answered()
+    health.consumer_progress(partitions=1, lag=100, position=0)
+    for _ in range(40):
+        clock.now += 5
+        health.beat()
+        health.consumer_progress(partitions=0, lag=0, position=0)
+    assert health.liveness()[0], "the broker is away: a restart would not bring it back"
+    health.broker_answered()
+    assert health.liveness()[0], "the stall clock restarts when the broker answers again"
+
+
 def test_probes_are_served_beside_metrics_with_the_reason() -> None:
     clock = Clock()
     health = Health(stuck_after_s=60, unready_after_s=30, clock=clock)

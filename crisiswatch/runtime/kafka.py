@@ -1,8 +1,10 @@
 """Kafka connection settings and client factories shared by the services.
 
-Defaults keep consumer-group timeouts at or under ten seconds so a group forms
-quickly on any Kafka-protocol broker; production overrides them through the
-environment (``KAFKA_*``). Every client built here carries the same security
+The group defaults fit a 2-core laptop with the embedded broker: a dead
+member is noticed within the 10 s session, and a live one may spend up to
+60 s between fetches (the alerter drains 16 MiB fetches for 10,000 brands
+in one go) before the group drops it; ``docs/operations.md`` states the
+trade-off. Production overrides them through the environment (``KAFKA_*``). Every client built here carries the same security
 settings (:meth:`KafkaSettings.client_security`); the alerter's faust app gets
 them from :func:`faust_credentials`.
 """
@@ -48,9 +50,15 @@ class KafkaSettings(BaseSettings):
     ssl_cafile: FilePath | None = Field(
         default=None, description="PEM bundle that signs the brokers' certificates (the system store when unset)"
     )
-    session_timeout_ms: int = Field(default=6000, ge=1000)
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1000, description="a member silent this long is dropped and its partitions move"
+    )
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
-    max_poll_interval_ms: int = Field(default=10_000, ge=1000)
+    max_poll_interval_ms: int = Field(
+        default=60_000,
+        ge=1000,
+        description="a member that reads nothing this long is dropped; also how long a rebalance waits for members",
+    )
     request_timeout_ms: int = Field(default=15_000, ge=1000)
     connect_deadline_s: float = Field(
         default=60.0, gt=0, description="give up (and exit) when brokers stay unreachable"

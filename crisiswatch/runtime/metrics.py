@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram, Inf
 
 import crisiswatch
 
-from .health import Health
+from .health import Health, ReadProgress
 
 END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 BATCH_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -88,11 +88,11 @@ class ConsumerLag:
     def __init__(self, service: str) -> None:
         self.service = service
 
-    def refresh(self, consumer: KafkaConsumer) -> None:
-        """Set the gauge for every assigned partition (best effort)."""
+    def refresh(self, consumer: KafkaConsumer) -> ReadProgress:
+        """Set the gauge for every assigned partition (best effort); what the consumer holds and has read."""
         assigned = consumer.assignment()
         if not assigned:
-            return
+            return ReadProgress(0, 0, 0)
         ends: dict[TopicPartition, int] = {}
         for partition in assigned:
             highwater = consumer.highwater(partition)
@@ -101,7 +101,10 @@ class ConsumerLag:
         unknown = [partition for partition in assigned if partition not in ends]
         if unknown:
             ends.update(consumer.end_offsets(unknown))
-        set_consumer_lag(self.service, ends, {partition: consumer.position(partition) for partition in ends})
+        positions = {partition: consumer.position(partition) for partition in ends}
+        set_consumer_lag(self.service, ends, positions)
+        lag = sum(max(0, end - positions[partition]) for partition, end in ends.items())
+        return ReadProgress(len(assigned), lag, sum(positions.values()))
 
 
 class BoundedLabel:

@@ -25,16 +25,15 @@ from crisiswatch.runtime.health import HEARTBEAT_SECONDS, Health
 from crisiswatch.runtime.kafka import KafkaSettings
 from crisiswatch.runtime.metrics import BoundedLabel
 
-from . import metrics
-from .consumer import CHANGELOG_BUFFER_RECORDS, faust_app, forget_expired_deliveries, report_lag
+from . import metrics, tables
+from .consumer import CHANGELOG_BUFFER_RECORDS, detect_progress, faust_app, forget_expired_deliveries, report_lag
 from .delivery import Notifier
+from .group import mark_fetch_active
 from .interactivity import Publish, Reject, SlackInteractivity
 from .message import MessageComposer
 from .processor import BrandProcessor, StateTables, brand_of_key
 from .settings import AlerterSettings
 from .stages import DetectStage, NotifyStage, Record, dead_letter
-from .tables import BUCKETS_TABLE, DELIVERIES_TABLE, DETECTOR_TABLE, SEEN_TABLE, BrandTable, brand_of_incident
-from .tables import partition_for as partition_of_brand
 
 PUBLISH_TIMEOUT_S = 2.5
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -62,30 +61,25 @@ def build_app(
     topics, health = Topics(kafka.topic_prefix), health or Health()
     app = faust_app(settings, kafka, partitions)
     by_name = {name: app.topic(name, **RAW) for name in (topics.alerts, topics.dlq, topics.actions)}
-    schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
 
     async def send(topic: str, key: bytes | None, value: bytes) -> None:
         await by_name[topic].send(key=key, value=value)
 
-    def table(name: str, brand_of: Callable[[str], str], **options: Any) -> BrandTable:
-        made = BrandTable(
-            app, name=name, brand_of=brand_of, beacon=app.tables.beacon, partitions=partitions, schema=schema, **options
-        )
-        app.tables.add(made)
-        return made
+    def table(name: str, brand_of: Callable[[str], str], **options: Any) -> tables.BrandTable:
+        return tables.add_brand_table(app, name, brand_of, partitions, **options)
 
-    tables = StateTables(
-        buckets=table(BUCKETS_TABLE, brand_of_key, default=lambda: None),
-        seen=table(SEEN_TABLE, brand_of_key),
-        detector=table(DETECTOR_TABLE, brand_of_key, default=lambda: None),
+    state = StateTables(
+        buckets=table(tables.BUCKETS_TABLE, brand_of_key, default=lambda: None),
+        seen=table(tables.SEEN_TABLE, brand_of_key),
+        detector=table(tables.DETECTOR_TABLE, brand_of_key, default=lambda: None),
     )
     config = DetectorConfig(bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity)
     lateness, future = timedelta(minutes=settings.lateness_minutes), timedelta(minutes=settings.max_future_minutes)
-    processor = BrandProcessor(tables, config, lateness, future)
+    processor = BrandProcessor(state, config, lateness, future)
     detecting = DetectStage(
         processor, topics, send, BoundedLabel(settings.metric_brands_max), settings.max_future_minutes
     )
-    deliveries = table(DELIVERIES_TABLE, brand_of_incident, default=lambda: None)
+    deliveries = table(tables.DELIVERIES_TABLE, tables.brand_of_incident, default=lambda: None)
     notifying = NotifyStage(deliveries, (composer or MessageComposer()).compose, notifier, topics, send)
     busy_since: list[float | None] = [None]
 
@@ -105,8 +99,10 @@ def build_app(
 
     @app.timer(interval=HEARTBEAT_SECONDS)
     async def heartbeat() -> None:
-        """Beat unless a batch has been in hand too long while the broker answers (then ``/livez`` fails)."""
+        """Beat unless a batch has been in hand too long; report the group consumer's progress (for ``/livez``)."""
         health.beat_unless_stuck(busy_since[0])
+        if (progress := detect_progress(app, {topics.scored, topics.actions})) is not None:
+            health.consumer_progress(*progress)
 
     @app.timer(interval=settings.deliveries_sweep_seconds)
     async def sweep_deliveries() -> None:
@@ -125,10 +121,11 @@ def build_app(
         app.producer.buffer.max_messages = CHANGELOG_BUFFER_RECORDS
 
     @app.on_partitions_revoked.connect
-    async def drop_moved_brands(app: faust.App, revoked: set[Any], **_: Any) -> None:
-        """Brands whose partitions moved away are reloaded from their tables if they ever come back."""
+    async def on_revoke(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        """Forget brands whose partitions moved; mark the consumer active so aiokafka rejoins (``group.py``)."""
         moved = {tp.partition for tp in revoked if tp.topic == topics.scored}
-        processor.forget([b for b in processor.brands() if partition_of_brand(b, partitions) in moved])
+        processor.forget([b for b in processor.brands() if tables.partition_for(b, partitions) in moved])
+        mark_fetch_active(app)
 
     @app.on_partitions_assigned.connect
     async def count_assignment(app: faust.App, assigned: set[Any], **_: Any) -> None:

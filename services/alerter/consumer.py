@@ -10,10 +10,12 @@ from typing import Any
 import faust
 
 from crisiswatch.contracts.topics import Topics
+from crisiswatch.runtime.health import ReadProgress
 from crisiswatch.runtime.kafka import KafkaSettings, faust_credentials
 from crisiswatch.runtime.metrics import set_consumer_lag
 
 from .delivery_policy import expired_deliveries
+from .group import read_progress
 from .settings import AlerterSettings
 from .tables import brand_of_incident, partition_for
 
@@ -61,6 +63,28 @@ def report_lag(app: faust.App, watched: set[str]) -> None:
         return
     positions = {tp: offset + 1 for tp, offset in app.monitor.tp_read_offsets.items() if tp in ends}
     set_consumer_lag("alerter", {tp: end for tp, end in ends.items() if end is not None}, positions)
+
+
+def detect_progress(app: faust.App, watched: set[str]) -> ReadProgress | None:
+    """What the ``detect`` agent's consumer holds and has read (``notify`` waits on Slack, not on the group).
+
+    A table recovery counts as progress: the stream waits for it by design.
+    None while the consumer cannot say (not started yet).
+    """
+    try:
+        assigned = {tp for tp in app.consumer.assignment() if tp.topic in watched}
+    except (RuntimeError, KeyError, AssertionError):
+        return None
+    if app.in_recovery and assigned:
+        return ReadProgress(len(assigned), 0, 0)
+    ends: dict[Any, int | None] = {}
+    for tp in assigned:
+        try:
+            ends[tp] = app.consumer.highwater(tp)
+        except (RuntimeError, KeyError, AssertionError):
+            ends[tp] = None
+    committed = getattr(app.consumer, "_committed_offset", {})
+    return read_progress(assigned, ends, app.monitor.tp_read_offsets, committed, watched)
 
 
 def forget_expired_deliveries(

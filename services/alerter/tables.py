@@ -49,3 +49,15 @@ class BrandTable(faust.Table):
     def partition_for_key(self, key: Any) -> int | None:
         """The partition of the key's brand, whatever event (if any) is being processed."""
         return partition_for(self.brand_of(str(key)), self.partitions or 1)
+
+
+def add_brand_table(
+    app: faust.App, name: str, brand_of: Callable[[str], str], partitions: int, **options: Any
+) -> BrandTable:
+    """A changelogged JSON table of ``app`` keyed by strings, its records partitioned by the brand of their key."""
+    schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+    table = BrandTable(
+        app, name=name, brand_of=brand_of, beacon=app.tables.beacon, partitions=partitions, schema=schema, **options
+    )
+    app.tables.add(table)
+    return table

@@ -112,7 +112,7 @@ class ClassifierService:
                 self.finish_delivery()
             if self.lag and time.monotonic() - last_lag_refresh > 5:
                 last_lag_refresh = time.monotonic()
-                self.lag.refresh(self.consumer)
+                self.health.consumer_progress(*self.lag.refresh(self.consumer))
         self.consumer.close(autocommit=False)
         self.producer.close()
 
