@@ -25,9 +25,10 @@ demo: setup
 test: setup
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
 
-# The quick loop: no services, nothing slow, a few dozen examples per property test, on every core.
+# The quick loop: the unit tier (no broker, no services), nothing slow, a few dozen examples per property test,
+# on every core.
 test-fast: setup
-	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -m "not pipeline and not slow" -n auto
+	HYPOTHESIS_PROFILE=dev $(BIN)/pytest tests/unit -m "not slow" -n auto
 
 # Style, then the import layers ([tool.importlinter] in pyproject.toml).
 lint: setup

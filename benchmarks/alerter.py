@@ -63,7 +63,7 @@ ALERTER_KAFKA_TIMEOUTS = {
 """The group timeouts of the production manifests (deploy/k8s/base/kustomization.yaml). With the old local
 defaults (6 s session, 10 s poll interval) a worker draining 10,000 brands fell out of its group on the embedded
 broker and, before the rejoin fix (docs/reliability.md), stalled; the local defaults now drain it too
-(tests/test_group_faults.py)."""
+(tests/pipeline/test_group_faults.py)."""
 POLL_S = 0.25
 
 

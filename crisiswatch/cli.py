@@ -192,7 +192,7 @@ DEFERRED: tuple[Deferred, ...] = (
         "analysis",
     ),
 )
-"""The commands mounted by name; each help must read as the loaded command's (``tests/test_layout.py`` checks)."""
+"""The commands mounted by name; each help must read as the loaded command's (``tests/unit/test_layout.py`` checks)."""
 
 app = typer.Typer(
     help="crisiswatch: real-time social-listening crisis detection.", no_args_is_help=True, cls=_DeferringGroup

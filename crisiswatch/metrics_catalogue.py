@@ -75,7 +75,7 @@ def render_markdown() -> str:
         "# Metrics catalogue",
         "",
         "Generated from the code by `crisiswatch metrics-catalogue --write docs/metrics.md`;",
-        "`tests/test_operations.py` fails when this file and the code disagree.",
+        "`tests/unit/test_operations.py` fails when this file and the code disagree.",
         "Each service serves these on `/metrics` (ports 9101 listener, 9102 classifier, 9103 alerter),",
         "together with prometheus-client's process metrics (`process_resident_memory_bytes`,",
         "`process_cpu_seconds_total`, `process_open_fds`...). Per-brand series on the alerter are capped",

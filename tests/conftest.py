@@ -1,4 +1,10 @@
-"""Shared fixtures: a real broker for the session, a Slack stub, and running services; hypothesis profiles."""
+"""Shared fixtures: a real broker for the session, a Slack stub, and running services; hypothesis profiles.
+
+The tests come in two tiers, one folder each: ``unit/`` runs in-process (pure
+functions, components with local HTTP stubs) and ``pipeline/`` starts a real
+broker or the services as processes. Every test under ``pipeline/`` carries
+the ``pipeline`` marker, so ``-m "not pipeline"`` and the folder agree.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
 
-from .factories import scored_traffic as scored_traffic  # still importable from here (tests/test_seed.py)
+from .factories import scored_traffic as scored_traffic  # still importable from here (tests/pipeline/test_seed.py)
 from .factories import storm_then_calm as storm_then_calm
 from .slack_stub import SlackStub
 
@@ -40,6 +46,16 @@ settings.register_profile(
     "ci", max_examples=100, deadline=None, database=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _AUTO_PROFILE))
+
+
+PIPELINE_TIER = Path(__file__).resolve().parent / "pipeline"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of the pipeline tier ``pipeline``, whatever its module declares."""
+    for item in items:
+        if PIPELINE_TIER in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.pipeline)
 
 
 def examples(full: int) -> int:

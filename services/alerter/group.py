@@ -41,7 +41,7 @@ def mark_fetch_active(app: Any) -> bool:
     ``ensure_active_group`` runs after the revoke callback, and faust fetches
     nothing between revoke and assignment. Returns whether the mark was set
     (False when the consumer is not running yet, or aiokafka's internals
-    moved: ``tests/test_group.py`` pins them).
+    moved: ``tests/unit/test_alerter_group.py`` pins them).
     """
     subscription = aiokafka_subscription(app)
     if subscription is None or not hasattr(subscription, "_last_fetch_ended"):

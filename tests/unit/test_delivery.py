@@ -25,9 +25,9 @@ from crisiswatch.alerter.delivery import (
 from crisiswatch.alerter.delivery_policy import deliver_alert, send_with_retry
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
-from .conftest import wait_until
-from .factories import composed, history, incident
-from .slack_stub import SlackStub
+from ..conftest import wait_until
+from ..factories import composed, history, incident
+from ..slack_stub import SlackStub
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 SURGE = T0 + timedelta(minutes=150)

@@ -27,8 +27,8 @@ from crisiswatch.alerter.message import AlertMessage, MessageComposer
 from crisiswatch.alerter.replies import Drafts, draft, load_templates
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 
-from .factories import incident, sample_mentions
-from .slack_stub import SlackStub
+from ..factories import incident, sample_mentions
+from ..slack_stub import SlackStub
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 

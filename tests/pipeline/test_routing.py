@@ -15,7 +15,7 @@ from crisiswatch.sentiment.loading import DEFAULT_ROUTES, ModelSettings, load_mo
 from crisiswatch.sentiment.ngram import HEBREW_MODEL_DIR, NgramSentimentModel
 from crisiswatch.sentiment.routing import LanguageModels, parse_routes, read_routes_file, score_routed
 
-from .conftest import Pipeline, metric_value, produce
+from ..conftest import Pipeline, metric_value, produce
 
 
 class FixedScorer:

@@ -22,7 +22,7 @@ from crisiswatch.runtime.stop_signal import StopSignal
 from crisiswatch.sentiment.batching import BatchPolicy
 from crisiswatch.sentiment.routing import LanguageModels
 
-from .conftest import read_topic, wait_until
+from ..conftest import read_topic, wait_until
 
 pytestmark = pytest.mark.pipeline
 
@@ -31,7 +31,7 @@ class FixedScorer:
     """A stand-in model that calls every text negative and fails on any batch holding ``fails_on``.
 
     Routing and the loop are under test here, not a model; the real models are
-    routed end to end in tests/test_routing.py and tests/test_pipeline.py.
+    routed end to end in tests/pipeline/test_routing.py and tests/pipeline/test_pipeline.py.
     """
 
     def __init__(self, name: str, fails_on: str | None = None) -> None:

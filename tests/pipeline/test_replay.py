@@ -18,7 +18,7 @@ from crisiswatch.ingest.records import to_mentions
 from crisiswatch.replay import PRESETS, mapping_for, records_for
 from crisiswatch.runtime.broker import EmbeddedBroker
 
-from .conftest import read_topic, topic_size
+from ..conftest import read_topic, topic_size
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 

@@ -19,7 +19,7 @@ from crisiswatch.alerter.settings import LlmSettings
 from crisiswatch.contracts.schemas import Incident, Severity
 from crisiswatch.runtime.broker import free_port
 
-from .factories import composed, incident, sample_mentions
+from ..factories import composed, incident, sample_mentions
 
 REFINED = [
     "We're sorry: card payments in the Nimbus Bank app are failing for some of you. Our engineers are on it.",

@@ -25,7 +25,7 @@ from crisiswatch.sentiment.ngram import (
     is_ngram_artifact,
 )
 
-from .conftest import SHARED_DATA
+from ..conftest import SHARED_DATA
 
 HEBREW_DATA = SHARED_DATA / "sentiment" / "hebrew"
 NEGATIVE, NEUTRAL, POSITIVE = (SENTIMENT_ORDER.index(s) for s in SENTIMENT_ORDER)

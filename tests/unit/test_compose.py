@@ -13,7 +13,7 @@ from crisiswatch.contracts.schemas import Incident, IncidentEventType, Severity
 from crisiswatch.themes.clustering import Theme, Themes
 from crisiswatch.themes.incidents import brand_words, incident_themes
 
-from .factories import incident, sample_mentions
+from ..factories import incident, sample_mentions
 
 
 def _incident(event: IncidentEventType = IncidentEventType.OPENED) -> Incident:

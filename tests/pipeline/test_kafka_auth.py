@@ -9,7 +9,7 @@ credentials and an unknown user, and every client factory (and the faust
 app's credentials) offers SCRAM-SHA-512 with the configured user, as seen on
 the wire by a byte relay in front of the broker. A successful login with the
 right password is left to the cluster (Strimzi); the manifests that set it up
-are checked in tests/test_operations.py.
+are checked in tests/unit/test_operations.py.
 """
 
 from __future__ import annotations

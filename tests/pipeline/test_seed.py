@@ -12,7 +12,7 @@ import pytest
 
 from crisiswatch.ingest.scenario import BrandTraffic, Scenario, generate
 
-from .conftest import Pipeline, metric_value, produce, scored_traffic
+from ..conftest import Pipeline, metric_value, produce, scored_traffic
 
 pytestmark = pytest.mark.pipeline
 CLI = str(Path(sys.executable).parent / "crisiswatch")

@@ -15,8 +15,8 @@ import pytest
 from crisiswatch.contracts.schemas import Incident, IncidentEventType, Mention, ScoredMention
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 
-from .conftest import Pipeline, metric_value, produce, wait_until
-from .factories import mention, storm_then_calm
+from ..conftest import Pipeline, metric_value, produce, wait_until
+from ..factories import mention, storm_then_calm
 
 pytestmark = pytest.mark.pipeline
 MENTIONS = 300

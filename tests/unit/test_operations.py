@@ -26,7 +26,7 @@ from crisiswatch.metrics_catalogue import known_series, render_markdown
 from crisiswatch.runtime.health import HealthSettings
 from crisiswatch.runtime.kafka import KafkaSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.32"
 OVERLAYS = ("dev", "prod-gpu")

@@ -16,7 +16,7 @@ from crisiswatch.analysis.nab import PROFILES, normalised, scaled_sigmoid, score
 from crisiswatch.cli import app
 from crisiswatch.detection.config import DetectorConfig
 
-from .conftest import SHARED_DATA
+from ..conftest import SHARED_DATA
 
 STANDARD = PROFILES[0]
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

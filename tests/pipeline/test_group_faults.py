@@ -19,8 +19,8 @@ from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from benchmarks.alerter import Workload, fill, scored_records
 
-from .conftest import Pipeline, metric_value, produce, wait_until
-from .factories import mention
+from ..conftest import Pipeline, metric_value, produce, wait_until
+from ..factories import mention
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ import pytest
 
 from crisiswatch.contracts.schemas import DeadLetter, Incident, Severity
 
-from .conftest import Pipeline, metric_value, produce, wait_until
-from .factories import T0, incident
-from .slack_stub import SlackCall, SlackStub
+from ..conftest import Pipeline, metric_value, produce, wait_until
+from ..factories import T0, incident
+from ..slack_stub import SlackCall, SlackStub
 
 pytestmark = pytest.mark.pipeline
 

@@ -12,7 +12,7 @@ from crisiswatch.runtime.health import BrokerWatch, Health
 from crisiswatch.runtime.kafka import KafkaSettings, MetadataQuestion
 from crisiswatch.runtime.metrics import serve_metrics
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 
 class Clock:

@@ -28,9 +28,9 @@ from crisiswatch.alerter.settings import SlackSettings
 from crisiswatch.contracts.schemas import ActionKind, IncidentAction, Severity
 from crisiswatch.runtime.broker import free_port
 
-from .slack_stub import SlackStub
+from ..slack_stub import SlackStub
 
-PAYLOAD = json.loads((Path(__file__).parent / "fixtures" / "slack" / "block_actions.json").read_text())
+PAYLOAD = json.loads((Path(__file__).parents[1] / "fixtures" / "slack" / "block_actions.json").read_text())
 VALUE = ButtonValue(incident="voltcell-20260302T0400", brand="voltcell").model_dump_json()
 REPLY = ButtonValue(incident="voltcell-20260302T0400", brand="voltcell", reply="We are on it.").model_dump_json()
 TEAM, CHANNEL = "T0TEAM001", "C0CRISIS"

@@ -31,11 +31,11 @@ from crisiswatch.contracts.topics import Topics
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
 
-from .conftest import Pipeline
+from ..conftest import Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("listener", "classifier", "alerter")
 EXTRAS = ("listener", "classifier", "alerter", "analysis", "local")
 

@@ -41,11 +41,11 @@ from crisiswatch.detection.lifecycle import step
 from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket
 
-from .conftest import Pipeline, metric_value, produce, wait_until
-from .factories import composed, incident_action, storm_then_calm
-from .slack_stub import SlackStub
+from ..conftest import Pipeline, metric_value, produce, wait_until
+from ..factories import composed, incident_action, storm_then_calm
+from ..slack_stub import SlackStub
 
-PAYLOAD = json.loads((Path(__file__).parent / "fixtures" / "slack" / "block_actions.json").read_text())
+PAYLOAD = json.loads((Path(__file__).parents[1] / "fixtures" / "slack" / "block_actions.json").read_text())
 CONFIG = DetectorConfig(bucket=timedelta(minutes=5))
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 

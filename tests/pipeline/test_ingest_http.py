@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from crisiswatch.listener.ratelimit import TokenBuckets
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
 
-from .conftest import Pipeline, examples, metric_value, wait_until
+from ..conftest import Pipeline, examples, metric_value, wait_until
 
 pytestmark = pytest.mark.pipeline
 TOKEN = "s3cret-ingest-token-of-32-characters"

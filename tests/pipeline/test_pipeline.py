@@ -15,7 +15,7 @@ from crisiswatch.ingest.scenario import HEBREW_THEMES, BrandTraffic, Crisis, Sce
 from crisiswatch.metrics_catalogue import metric_entries
 from crisiswatch.sentiment.ngram import HEBREW_MODEL_DIR, NgramSentimentModel
 
-from .conftest import Pipeline, metric_value, wait_until
+from ..conftest import Pipeline, metric_value, wait_until
 
 pytestmark = pytest.mark.pipeline
 

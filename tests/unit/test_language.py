@@ -12,7 +12,7 @@ from crisiswatch.cli import app
 from crisiswatch.ingest.language import UNDETERMINED, detect_language
 from crisiswatch.ingest.records import language_of
 
-SENTIMENT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment"
+SENTIMENT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sentiment"
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,8 @@ from crisiswatch.ingest.records import FieldMapping, RejectedInput, decode_json_
 from crisiswatch.listener.settings import CLIENT_NAME, MIN_TOKEN_CHARS, ListenerSettings
 from crisiswatch.runtime.kafka import KafkaSettings
 
-from . import factories
-from .conftest import examples
+from .. import factories
+from ..conftest import examples
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 MANY = settings(max_examples=examples(2000), deadline=None, suppress_health_check=[HealthCheck.too_slow])

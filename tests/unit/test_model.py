@@ -16,7 +16,7 @@ from crisiswatch.modeling.training import stratified_split
 from crisiswatch.sentiment.model import SentimentModel, choose_runtime
 from crisiswatch.sentiment.network import base_model_dir
 
-from .conftest import SHARED_DATA
+from ..conftest import SHARED_DATA
 
 SEMEVAL = SHARED_DATA / "sentiment" / "english" / "semeval_2013_2016_train.tsv"
 

@@ -36,7 +36,7 @@ from crisiswatch.listener.service import Listener, Outcome
 from crisiswatch.runtime.kafka import OutgoingRecord
 from tools.import_contract import build_graph
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "faust", "scipy", "matplotlib", "aiohttp", "slack_sdk", "kafka", "fasttext")
 TOP_LEVEL = (
     "broker",

@@ -12,7 +12,7 @@ from crisiswatch.detection.lifecycle import _merge_samples, _theme_posts
 from crisiswatch.detection.windows import MAX_SAMPLES, AddResult, BrandBuckets, add_mention
 from crisiswatch.themes.folding import fold_key, fold_samples
 
-from .factories import T0, incident, sample_mentions, scored_mention
+from ..factories import T0, incident, sample_mentions, scored_mention
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from crisiswatch.sentiment.model import choose_runtime
 from crisiswatch.sentiment.network import base_model_dir
 from crisiswatch.sentiment.textprep import decode_escapes, normalise_for_model, with_normalisation
 
-from .conftest import examples
+from ..conftest import examples
 
 N, U, P = Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE
 

@@ -9,8 +9,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from crisiswatch.classifier.settings import ClassifierSettings
 
-from .conftest import Pipeline
-from .factories import mention
+from ..conftest import Pipeline
+from ..factories import mention
 
 pytestmark = pytest.mark.pipeline
 SENT = 3000
