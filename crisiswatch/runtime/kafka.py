@@ -4,9 +4,10 @@ The group defaults fit a 2-core laptop with the embedded broker: a dead
 member is noticed within the 10 s session, and a live one may spend up to
 60 s between fetches (the alerter drains 16 MiB fetches for 10,000 brands
 in one go) before the group drops it; ``docs/operations.md`` states the
-trade-off. Production overrides them through the environment (``KAFKA_*``). Every client built here carries the same security
-settings (:meth:`KafkaSettings.client_security`); the alerter's faust app gets
-them from :func:`faust_credentials`.
+trade-off. Production overrides them through the environment (``KAFKA_*``).
+Every client built here carries the same security settings
+(:meth:`KafkaSettings.client_security`); the alerter's faust app gets them
+from :func:`faust_credentials`.
 """
 
 from __future__ import annotations
