@@ -157,7 +157,7 @@ DEFERRED: tuple[Deferred, ...] = (
     ),
     Deferred(
         "listener",
-        "Bring mentions in: replay a file, play a scenario, or serve HTTP ingest.",
+        "Bring mentions in: replay a file, play a scenario, serve HTTP ingest, or listen to Bluesky or Mastodon.",
         _sub_app("crisiswatch.listener.main"),
         ("aiohttp",),
         "listener",
