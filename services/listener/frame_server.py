@@ -128,6 +128,8 @@ class FrameServer:
             await self._changed.wait_for(lambda: self.published > index)
 
     async def _jetstream(self, connection: Any) -> None:
+        import websockets
+
         query = parse_qs(urlsplit(connection.request.path).query)
         cursor = int(query["cursor"][0]) if query.get("cursor", [""])[0].isdigit() else None
         index = 0
@@ -141,7 +143,10 @@ class FrameServer:
                 connection.transport.abort()
                 return
             await self._next(index)
-            await connection.send(self.frames[index])
+            try:
+                await connection.send(self.frames[index])
+            except websockets.ConnectionClosed:
+                return
             index, sent, self.sent = index + 1, sent + 1, self.sent + 1
         await connection.wait_closed()
 
