@@ -361,8 +361,9 @@ def jetstream_session(settings: ListenerSettings, url: str) -> Session:
             max_size=settings.stream_max_message_bytes,
             max_queue=16,
             open_timeout=30,
-            ping_interval=20,
-            ping_timeout=30,
+            # No keepalive pings: while the broker holds the reader back, a pong waits behind unread frames
+            # and the connection would be failed for it. A dead connection shows as silence instead.
+            ping_interval=None,
             user_agent_header="crisiswatch-listener",
         ) as connection:
             pump.connected()
