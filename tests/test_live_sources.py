@@ -200,7 +200,7 @@ def test_with_the_broker_frozen_the_listener_stops_reading_and_loses_nothing(pip
         pipeline = pipeline_factory(broker=frozen)
         listener_env(pipeline, tmp_path, LISTENER_STREAM_QUEUE_SIZE="50", LISTENER_STREAM_BATCH="10")
         pipeline.env["LISTENER_STREAM_MAX_FRAME_BYTES"] = "65536"
-        pipeline.env["KAFKA_REQUEST_TIMEOUT_MS"] = "120000"  # a slow broker, not a lost one: no request times out
+        pipeline.env["KAFKA_REQUEST_TIMEOUT_MS"] = "60000"  # a slow broker, not a lost one: no request times out
         try:
             pipeline.start("listener", "bluesky", "--url", server.url)
             pipeline.wait_for_metric("listener", "crisiswatch_listener_stream_frames_total", "matched", 20, 120)
