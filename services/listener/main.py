@@ -143,7 +143,12 @@ NETWORK_MAPPING = FieldMapping(lang_is_posts_own=True)
 
 
 def _live(
-    settings: ListenerSettings, source: str, history: bool, session: Session, errors: tuple[type[BaseException], ...]
+    settings: ListenerSettings,
+    source: str,
+    history: bool,
+    session: Session,
+    errors: tuple[type[BaseException], ...],
+    ordered: bool = True,
 ) -> None:
     """Run one live source until SIGTERM: the listener, its probes and its position file."""
     import asyncio
@@ -170,6 +175,7 @@ def _live(
             batch=settings.stream_batch,
             silent_after_s=settings.stream_silent_after_s,
             cursor_save_s=settings.stream_cursor_save_s,
+            ordered=ordered,
         )
         await serve_source(pump, session, errors, settings, stop.is_set)
 
@@ -228,7 +234,7 @@ def mastodon(
         raise typer.BadParameter("name the server: --instance https://mastodon.example (or LISTENER_MASTODON_INSTANCE)")
     server = settings.mastodon_instance.rstrip("/")
     session = mastodon_session(settings, MastodonTimeline(server, settings.mastodon_timeline))
-    _live(settings, mastodon_source_name(server), history, session, mastodon_errors())
+    _live(settings, mastodon_source_name(server), history, session, mastodon_errors(), ordered=False)
 
 
 @cli.command()

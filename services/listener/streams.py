@@ -129,6 +129,9 @@ class StreamPump:
     batch: int = 500
     silent_after_s: float = 120.0
     cursor_save_s: float = 1.0
+    ordered: bool = True
+    """Whether the stream resends in position order from the cursor (Jetstream), so a replay is dropped by position;
+    otherwise (Mastodon, where federation delivers late statuses with older ids) only by id."""
     clock: Callable[[], float] = time.time
     acked: int | None = field(default=None, init=False)
     """The furthest position the broker acknowledged."""
@@ -193,7 +196,7 @@ class StreamPump:
         self.silence.heard()
         cursor = frame.cursor
         if cursor is not None:
-            if self.replaying_until is not None and cursor <= self.replaying_until:
+            if self.ordered and self.replaying_until is not None and cursor <= self.replaying_until:
                 metrics.STREAM_FRAMES.labels(self.source, "replayed").inc()
                 return
             self.replaying_until = None
