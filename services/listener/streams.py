@@ -223,7 +223,13 @@ class StreamPump:
     def _handle(self, batch: list[_Read]) -> None:
         """Produce a batch and wait for the broker; then the position moves past it."""
         for read in batch:
-            self._take(read)
+            try:
+                self._take(read)
+            except Exception as error:  # one frame never stops the source
+                log.exception("a frame could not be handled; dead-lettering it", extra={"source": self.source})
+                self._refuse(
+                    read, f"the listener failed on this frame: {str(error)[:200]}", RejectionCode.INVALID_FIELD
+                )
         if not self.listener.flush():
             return
         self.health.broker_answered()
