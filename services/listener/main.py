@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
-from crisiswatch.contracts.schemas import RejectionCode
+from crisiswatch.contracts.schemas import RejectionCode, validation_problems
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping
@@ -229,10 +230,14 @@ def mastodon(
     from .streams import MastodonTimeline, mastodon_errors, mastodon_session, mastodon_source_name
 
     settings = _with_brands(brands, mastodon_instance=instance, mastodon_timeline=timeline)
-    ListenerSettings.model_validate(settings.model_dump())
+    try:
+        ListenerSettings.model_validate(settings.model_dump())
+    except ValidationError as error:
+        raise typer.BadParameter(validation_problems(error, limit=2)) from None
     if not settings.mastodon_instance:
         raise typer.BadParameter("name the server: --instance https://mastodon.example (or LISTENER_MASTODON_INSTANCE)")
     server = settings.mastodon_instance.rstrip("/")
+    server = server if "://" in server else f"https://{server}"
     session = mastodon_session(settings, MastodonTimeline(server, settings.mastodon_timeline))
     _live(settings, mastodon_source_name(server), history, session, mastodon_errors(), ordered=False)
 
