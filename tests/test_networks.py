@@ -196,3 +196,18 @@ def test_a_timeline_page_reads_oldest_first_for_a_backfill() -> None:
 
 def test_status_html_becomes_plain_text() -> None:
     assert html_text("<p>a&lt;b</p><p>c</p>") == "a<b\n\nc"
+
+
+def test_the_scenario_served_as_either_network_reads_back_as_the_scenarios_posts_in_order() -> None:
+    from crisiswatch.ingest.scenario import demo_scenario, generate
+    from crisiswatch.listener.frame_server import scenario_frames
+
+    records = list(generate(demo_scenario()))[:300]
+    bluesky = [parse_jetstream(frame) for frame in scenario_frames(records, "bluesky")]
+    assert [frame.post.text for frame in bluesky] == [record["text"] for record in records]
+    cursors = [frame.cursor for frame in bluesky]
+    assert cursors == sorted(set(cursors)), "positions strictly increase, as Jetstream's time_us does"
+    events = [json.loads(line) for line in scenario_frames(records, "mastodon")]
+    mastodon = [parse_mastodon(event["event"], event["data"]) for event in events]
+    assert [frame.post.text for frame in mastodon] == [record["text"].strip() for record in records]
+    assert {frame.kind for frame in bluesky + mastodon} == {FrameKind.POST}
