@@ -20,9 +20,8 @@ import pytest
 from crisiswatch.contracts.schemas import DeadLetter, Mention
 from crisiswatch.ingest.networks import BLUESKY_POST
 from crisiswatch.listener.frame_server import FrameServer
-from crisiswatch.listener.streams import CursorFile, Position
+from crisiswatch.listener.streams import CursorFile
 from crisiswatch.runtime.broker import EmbeddedBroker, free_port
-from crisiswatch.runtime.health import Health, Silence
 
 from .conftest import metric_value, wait_until
 
@@ -237,30 +236,3 @@ def test_with_the_broker_frozen_the_listener_stops_reading_and_loses_nothing(pip
         finally:
             pipeline.stop()
             server.stop()
-
-
-def test_the_cursor_file_is_replaced_whole_and_an_unreadable_one_starts_live(tmp_path: Path) -> None:
-    cursor = CursorFile(tmp_path / "nested" / "bluesky.json")
-    assert cursor.load() == Position()
-    cursor.save(Position(42, ("acme-air/at://x",)))
-    assert cursor.load() == Position(42, ("acme-air/at://x",))
-    assert [p.name for p in cursor.path.parent.iterdir()] == ["bluesky.json"], "no temporary file left behind"
-    cursor.path.write_text("{half")
-    assert cursor.load() == Position()
-
-
-def test_a_silent_stream_makes_the_service_unready_until_it_speaks() -> None:
-    now = [0.0]
-    health = Health(clock=lambda: now[0])
-    silence = Silence("the bluesky stream", 60, clock=lambda: now[0])
-    health.checks.append(silence)
-    health.beat()
-    health.broker_answered()
-    assert health.readiness()[0]
-    now[0] = 61
-    health.beat()
-    health.broker_answered()
-    ready, why = health.readiness()
-    assert not ready and "bluesky stream has been silent for 61 s" in why
-    silence.heard()
-    assert health.readiness()[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from crisiswatch.ingest.networks import (
     parse_mastodon,
 )
 from crisiswatch.ingest.records import FieldMapping, to_mentions
+from crisiswatch.listener.streams import CursorFile, Position
+from crisiswatch.runtime.health import Health, Silence
 
 CATALOG = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
 DID = "did:plc:eygmaihciaxprqvxpfvl6flk"
@@ -211,3 +214,59 @@ def test_the_scenario_served_as_either_network_reads_back_as_the_scenarios_posts
     mastodon = [parse_mastodon(event["event"], event["data"]) for event in events]
     assert [frame.post.text for frame in mastodon] == [record["text"].strip() for record in records]
     assert {frame.kind for frame in bluesky + mastodon} == {FrameKind.POST}
+
+
+def test_a_reconnection_drops_what_was_read_and_counts_what_arrives_out_of_order() -> None:
+    from crisiswatch.listener.streams import Placement, ReadPosition
+
+    position = ReadPosition()
+    now = 1_000.0
+    assert [position.place(c, c / 1e6, now) for c in (100, 200, 300)] == [Placement.NEW] * 3
+    assert position.place(250, 250 / 1e6, now) is Placement.OUT_OF_ORDER, "behind the furthest read: still taken"
+    position.reconnected()  # resumes from an acknowledged 200: 200..300 come again
+    assert [position.place(c, c / 1e6, now) for c in (200, 300)] == [Placement.REPLAYED] * 2
+    assert position.place(400, 400 / 1e6, now) is Placement.NEW
+    assert position.place(350, 350 / 1e6, now) is Placement.OUT_OF_ORDER, "past the replay, behind is out of order"
+    assert position.place(10**15, now + 3600, now) is Placement.AHEAD, "an hour ahead of this clock"
+    assert position.read_high == 400, "a frame dated ahead never moves the position"
+    restarted = ReadPosition()
+    restarted.resumed(400)
+    restarted.reconnected()
+    assert restarted.place(399, None, now) is Placement.REPLAYED
+    assert restarted.place(400, None, now) is Placement.NEW, "the post at the saved cursor is judged by its id"
+
+
+def test_mastodon_positions_never_drop_a_status_federated_late() -> None:
+    from crisiswatch.listener.streams import Placement, ReadPosition
+
+    position = ReadPosition(ordered=False)
+    position.place(500, None, 0)
+    position.reconnected()
+    assert position.place(450, None, 0) is Placement.OUT_OF_ORDER
+
+
+def test_the_cursor_file_is_replaced_whole_and_an_unreadable_one_starts_live(tmp_path: Path) -> None:
+    cursor = CursorFile(tmp_path / "nested" / "bluesky.json")
+    assert cursor.load() == Position()
+    cursor.save(Position(42, ("acme-air/at://x",)))
+    assert cursor.load() == Position(42, ("acme-air/at://x",))
+    assert [p.name for p in cursor.path.parent.iterdir()] == ["bluesky.json"], "no temporary file left behind"
+    cursor.path.write_text("{half")
+    assert cursor.load() == Position()
+
+
+def test_a_silent_stream_makes_the_service_unready_until_it_speaks() -> None:
+    now = [0.0]
+    health = Health(clock=lambda: now[0])
+    silence = Silence("the bluesky stream", 60, clock=lambda: now[0])
+    health.checks.append(silence)
+    health.beat()
+    health.broker_answered()
+    assert health.readiness()[0]
+    now[0] = 61
+    health.beat()
+    health.broker_answered()
+    ready, why = health.readiness()
+    assert not ready and "bluesky stream has been silent for 61 s" in why
+    silence.heard()
+    assert health.readiness()[0]

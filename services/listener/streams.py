@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -108,6 +109,57 @@ class CursorFile:
             raise
 
 
+MAX_AHEAD_S = 300.0
+"""A position dated further ahead of this clock is refused: it would make every later frame look replayed."""
+
+
+class Placement(enum.StrEnum):
+    """Where a frame falls in the stream, from its position."""
+
+    NEW = "new"
+    REPLAYED = "replayed"
+    """Read already, before a reconnection: dropped."""
+    OUT_OF_ORDER = "out_of_order"
+    """Behind the furthest position read: counted, and still taken."""
+    AHEAD = "ahead"
+    """Dated beyond this clock's future: refused, and the position does not move."""
+
+
+@dataclass
+class ReadPosition:
+    """Where reading stands in one stream, and where each frame falls (pure; the pump keeps one)."""
+
+    ordered: bool = True
+    """The stream resends in position order from a cursor (Jetstream): a replay is known by its position.
+    Otherwise (Mastodon, where federation delivers late statuses with older ids) replays are dropped by id only."""
+    max_ahead_s: float = MAX_AHEAD_S
+    read_high: int | None = None
+    """The furthest position read."""
+    replaying_until: int | None = None
+    """After a reconnection: frames at or before this were read already."""
+
+    def resumed(self, acked: int | None) -> None:
+        """A restart from the saved ``acked`` position: frames before it were taken (at it: judged by id)."""
+        self.read_high = None if acked is None else acked - 1
+
+    def reconnected(self) -> None:
+        """A connection opened: what it sends up to the furthest position read is a replay."""
+        self.replaying_until = self.read_high
+
+    def place(self, cursor: int | None, clock_s: float | None, now_s: float) -> Placement:
+        """Judge a frame at ``cursor`` (network time ``clock_s``) and move the position past it."""
+        if cursor is None:
+            return Placement.NEW
+        if self.ordered and clock_s is not None and clock_s > now_s + self.max_ahead_s:
+            return Placement.AHEAD
+        if self.ordered and self.replaying_until is not None and cursor <= self.replaying_until:
+            return Placement.REPLAYED
+        self.replaying_until = None
+        behind = self.read_high is not None and cursor < self.read_high
+        self.read_high = cursor if self.read_high is None else max(self.read_high, cursor)
+        return Placement.OUT_OF_ORDER if behind else Placement.NEW
+
+
 @dataclass
 class _Read:
     """A frame read and waiting for the broker, with its payload for a dead letter."""
@@ -130,15 +182,10 @@ class StreamPump:
     silent_after_s: float = 120.0
     cursor_save_s: float = 1.0
     ordered: bool = True
-    """Whether the stream resends in position order from the cursor (Jetstream), so a replay is dropped by position;
-    otherwise (Mastodon, where federation delivers late statuses with older ids) only by id."""
+    """See :attr:`ReadPosition.ordered`."""
     clock: Callable[[], float] = time.time
     acked: int | None = field(default=None, init=False)
     """The furthest position the broker acknowledged."""
-    read_high: int | None = field(default=None, init=False)
-    """The furthest position read (on this connection or an earlier one)."""
-    replaying_until: int | None = field(default=None, init=False)
-    """After a reconnection: frames at or before this were read already."""
     frames_read: int = field(default=0, init=False)
     network_time_s: float | None = field(default=None, init=False)
     """The network's time of the last acknowledged frame that told it."""
@@ -157,7 +204,8 @@ class StreamPump:
         self._lock = threading.Lock()
         saved = self.cursor_file.load()
         self.acked = saved.cursor
-        self.read_high = None if saved.cursor is None else saved.cursor - 1
+        self.position = ReadPosition(self.ordered)
+        self.position.resumed(saved.cursor)
         for key in saved.taken:
             self._remember(key)
             self.listener.recent.first_time(key)
@@ -187,22 +235,23 @@ class StreamPump:
 
     def connected(self) -> None:
         """A connection opened: what it sends up to the furthest position read is a replay."""
-        self.replaying_until = self.read_high
+        self.position.reconnected()
         log.info("connected", extra={"source": self.source, "cursor": self.acked})
 
     async def offer(self, frame: Frame, payload: bytes | str) -> None:
         """Queue one frame for the broker; waits (and so stops the reading) while the queue is full."""
         self.frames_read += 1
         self.silence.heard()
-        cursor = frame.cursor
-        if cursor is not None:
-            if self.ordered and self.replaying_until is not None and cursor <= self.replaying_until:
-                metrics.STREAM_FRAMES.labels(self.source, "replayed").inc()
-                return
-            self.replaying_until = None
-            if self.read_high is not None and cursor < self.read_high:
-                metrics.STREAM_OUT_OF_ORDER.labels(self.source).inc()
-            self.read_high = cursor if self.read_high is None else max(self.read_high, cursor)
+        placement = self.position.place(frame.cursor, frame.clock_s, self.clock())
+        if placement is Placement.REPLAYED:
+            metrics.STREAM_FRAMES.labels(self.source, "replayed").inc()
+            return
+        if placement is Placement.OUT_OF_ORDER:
+            metrics.STREAM_OUT_OF_ORDER.labels(self.source).inc()
+        if placement is Placement.AHEAD:
+            ahead = f"{(frame.clock_s or 0) - self.clock():.0f} s"
+            reason = f"position {frame.cursor} is dated {ahead} ahead of this clock; the position does not move"
+            frame = Frame.refused(reason, RejectionCode.TIME_OUT_OF_RANGE)
         if frame.kind is FrameKind.REFUSED and frame.code is RejectionCode.TOO_LARGE:
             payload = payload[:DEAD_LETTER_PREFIX_BYTES]
         await self.queue.put(_Read(frame, payload))
