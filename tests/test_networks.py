@@ -270,3 +270,21 @@ def test_a_silent_stream_makes_the_service_unready_until_it_speaks() -> None:
     assert not ready and "bluesky stream has been silent for 61 s" in why
     silence.heard()
     assert health.readiness()[0]
+
+
+def test_a_server_sent_line_that_never_ends_ends_the_connection_before_it_is_held_whole() -> None:
+    import asyncio
+
+    from crisiswatch.listener.streams import BoundedLines, StreamEnded
+
+    async def body(chunks: list[bytes]):
+        for chunk in chunks:
+            yield chunk
+
+    async def read(chunks: list[bytes]) -> list[bytes]:
+        return [chunk async for chunk in BoundedLines(body(chunks), limit=100)]
+
+    fine = [b"event: update\ndata: " + b"x" * 70, b"x" * 20 + b"\n\n"] * 50
+    assert asyncio.run(read(fine)) == fine, "long streams of short lines pass"
+    with pytest.raises(StreamEnded, match="too_large"):
+        asyncio.run(read([b"data: " + b"x" * 60] * 3))

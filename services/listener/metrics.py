@@ -49,7 +49,7 @@ STREAM_OUT_OF_ORDER = Counter(
 )
 STREAM_RECONNECTS = Counter(
     "crisiswatch_listener_stream_reconnects_total",
-    "Connections of a live source that ended or failed, by reason (closed, error, silent, refused)",
+    "Connections of a live source that ended or failed, by reason (closed, error, silent, refused, too_large)",
     ["source", "reason"],
 )
 STREAM_LAG = Gauge(

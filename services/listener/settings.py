@@ -108,7 +108,9 @@ class ListenerSettings(BaseSettings):
         default=65_536, ge=1024, description="a larger frame is refused (dead letter, too_large) unread"
     )
     stream_max_message_bytes: int = Field(
-        default=1_048_576, ge=1024, description="a larger WebSocket message closes the connection (then reconnects)"
+        default=1_048_576,
+        ge=1024,
+        description="a larger WebSocket message or SSE line ends the connection (then reconnects)",
     )
     stream_silent_after_s: float = Field(
         default=120.0, gt=0, description="a stream silent this long reconnects, and /readyz fails until it speaks"

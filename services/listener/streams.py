@@ -24,11 +24,14 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import httpx
 
 from crisiswatch.contracts.schemas import RejectionCode
 from crisiswatch.ingest.brands import BrandCatalog
@@ -496,6 +499,7 @@ def mastodon_session(settings: ListenerSettings, timeline: MastodonTimeline) -> 
             url, params = timeline.stream()
             async with aconnect_sse(client, "GET", url, params=params) as source:
                 source.response.raise_for_status()
+                source.response.stream = BoundedLines(source.response.stream, settings.stream_max_message_bytes)
                 try:
                     async for event in source.aiter_sse():
                         frame = parse_mastodon(event.event, event.data, settings.stream_max_frame_bytes)
@@ -505,6 +509,35 @@ def mastodon_session(settings: ListenerSettings, timeline: MastodonTimeline) -> 
             raise StreamEnded("closed")
 
     return session
+
+
+class BoundedLines(httpx.AsyncByteStream):
+    """A response body that ends the stream when one line outgrows ``limit`` bytes, before it is held whole.
+
+    httpx-sse keeps an unfinished line in memory until its newline comes; a
+    server that never sends one would grow it without bound. The line is
+    refused (the connection ends, reason ``too_large``, and reconnects)
+    instead.
+    """
+
+    def __init__(self, inner: httpx.AsyncByteStream | Any, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        """The body's chunks, checked as they pass."""
+        pending = 0
+        async for chunk in self.inner:
+            newline = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+            pending = len(chunk) - newline - 1 if newline >= 0 else pending + len(chunk)
+            if pending > self.limit:
+                raise StreamEnded("too_large")
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Close the body underneath."""
+        if hasattr(self.inner, "aclose"):
+            await self.inner.aclose()
 
 
 def mastodon_errors() -> tuple[type[BaseException], ...]:
