@@ -174,7 +174,11 @@ def test_every_matching_mastodon_status_arrives_once_and_a_gap_is_filled_from_th
             12,
             len(expected),
         )
-        wait_until(lambda: len(pipeline.read(pipeline.topics.raw)) >= len(expected), "every status", 120, every=1)
+        try:
+            wait_until(lambda: len(pipeline.read(pipeline.topics.raw)) >= len(expected), "every status", 120, every=1)
+        except AssertionError as error:
+            shown = [line for line in pipeline.metrics("listener").splitlines() if "_total{" in line]
+            raise AssertionError(f"{error}; listener: {shown}") from None
         assert_exactly_once(pipeline, expected)
         codes = {DeadLetter.model_validate_json(v).code for v in pipeline.read(pipeline.topics.dlq)}
         assert {"malformed_json", "unknown_kind", "deleted"} <= {c.value for c in codes if c}
