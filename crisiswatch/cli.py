@@ -157,7 +157,7 @@ DEFERRED: tuple[Deferred, ...] = (
     ),
     Deferred(
         "listener",
-        "Bring mentions in: replay a file, play a scenario, or serve HTTP ingest.",
+        "Bring mentions in: replay a file, play a scenario, serve HTTP ingest, or listen to Bluesky or Mastodon.",
         _sub_app("crisiswatch.listener.main"),
         ("aiohttp",),
         "listener",
@@ -224,11 +224,20 @@ def broker(
 def demo(
     speed: Annotated[float, typer.Option(help="scenario minutes per wall second × 60")] = 600.0,
     port: Annotated[int, typer.Option(help="broker port; 0 picks a free one")] = 0,
+    source: Annotated[
+        str, typer.Option(help="scenario, or bluesky / mastodon: the scenario heard as that network's live stream")
+    ] = "scenario",
+    frames: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="with a network source: a recording to serve instead"),
+    ] = None,
 ) -> None:
     """Run broker, listener, classifier and alerter on the built-in scenario and show the alert."""
-    from crisiswatch.demo import run_demo
+    from crisiswatch.demo import SOURCES, run_demo
 
-    raise typer.Exit(run_demo(speed=speed, port=port))
+    if source not in SOURCES:
+        raise typer.BadParameter(f"--source must be one of {', '.join(SOURCES)}")
+    raise typer.Exit(run_demo(speed=speed, port=port, source=source, frames=frames))
 
 
 @app.command()

@@ -82,12 +82,49 @@ def _seed_history(bootstrap_servers: str, days: int = HISTORY_DAYS) -> str:
     return f"{days} days of labelled history"
 
 
-def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> int:
-    """Run the demo; returns 0 when the scenario's crisis was alerted, 1 otherwise."""
+SOURCES = ("scenario", "bluesky", "mastodon")
+"""Where the demo's mentions come from: the scenario played directly, or heard as a live network's stream."""
+
+
+def _listener_args(
+    source: str,
+    speed: float,
+    frames: Path | None,
+    expected: int,
+    env: dict[str, str],
+    started: dict[str, subprocess.Popen[bytes]],
+) -> list[str]:
+    """The listener's command line; for a network, its recorded-frame server is started (into ``started``) first."""
+    if source == "scenario":
+        return ["scenario", "--speed", str(speed)]
+    scenario_s = 10 * 3600 / speed if speed > 0 else 1.0
+    rate = max(expected / scenario_s, 1.0)
+    frames_port = free_port()
+    args = ["frames", source, *([str(frames)] if frames else []), "--port", str(frames_port), "--rate", f"{rate:.1f}"]
+    started["frames"] = _service("crisiswatch.listener", args, env, DEMO_DIR / f"{source}-frames.log")
+    cursor = DEMO_DIR / f"cursor-{source}.json"
+    cursor.unlink(missing_ok=True)
+    env["LISTENER_STREAM_CURSOR_FILE"] = str(cursor)
+    if source == "bluesky":
+        return ["bluesky", "--url", f"ws://127.0.0.1:{frames_port}/subscribe", "--history"]
+    return ["mastodon", "--instance", f"http://127.0.0.1:{frames_port}", "--history"]
+
+
+def run_demo(
+    speed: float = 600.0, port: int = 0, timeout_s: float = 600.0, source: str = "scenario", frames: Path | None = None
+) -> int:
+    """Run the demo; returns 0 when the scenario's crisis was alerted, 1 otherwise.
+
+    ``source`` ``bluesky`` or ``mastodon`` serves the scenario (or the
+    recording ``frames``) as that network's live stream, and the listener
+    listens to it as it would to the network itself.
+    """
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     alerts_file = DEMO_DIR / "alerts.jsonl"
     alerts_file.unlink(missing_ok=True)
     expected = sum(1 for _ in generate(demo_scenario()))
+    if frames is not None:
+        expected = sum(1 for line in frames.read_text(encoding="utf-8").splitlines() if line.strip())
     ports = {name: free_port() for name in ("listener", "classifier", "alerter")}
     broker = EmbeddedBroker(port=port or free_port(), log_file=DEMO_DIR / "broker.log").start()
     env = {
@@ -102,15 +139,15 @@ def run_demo(speed: float = 600.0, port: int = 0, timeout_s: float = 600.0) -> i
         "TRANSFORMERS_OFFLINE": "1",
     }
     seeded = _seed_history(broker.bootstrap_servers)
-    processes = {
+    processes: dict[str, subprocess.Popen[bytes]] = {
         "classifier": _service("crisiswatch.classifier", ["run"], env, DEMO_DIR / "classifier.log"),
         "alerter": _service("crisiswatch.alerter", ["run"], env, DEMO_DIR / "alerter.log"),
-        "listener": _service(
-            "crisiswatch.listener", ["scenario", "--speed", str(speed)], env, DEMO_DIR / "listener.log"
-        ),
     }
+    listener_args = _listener_args(source, speed, frames, expected, env, processes)
+    processes["listener"] = _service("crisiswatch.listener", listener_args, env, DEMO_DIR / "listener.log")
     console.print(
         f"[bold]crisiswatch demo[/]: broker on {broker.bootstrap_servers}, replaying {expected} mentions "
+        f"{'' if source == 'scenario' else f'as a {source} stream '}"
         f"(4 brands, 10 h of scenario time at {speed:.0f}×), the alerter seeded with {seeded}. Logs in {DEMO_DIR}/."
     )
     topics = Topics()

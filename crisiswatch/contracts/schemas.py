@@ -346,6 +346,12 @@ class RejectionCode(enum.StrEnum):
     TOO_LARGE = "too_large"
     INVALID_FIELD = "invalid_field"
     TIME_OUT_OF_RANGE = "time_out_of_range"
+    UNKNOWN_KIND = "unknown_kind"
+    """A live stream's event of a kind or operation the listener does not know."""
+    DELETED = "deleted"
+    """A live stream deleted a post after the listener took it: the mention stands, the deletion is kept here."""
+    EDITED = "edited"
+    """A live stream edited a post after the listener took it: the first version stands, the edit is kept here."""
 
 
 class DeadLetter(WireModel):

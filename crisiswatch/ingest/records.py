@@ -109,6 +109,8 @@ class FieldMapping:
     source: str = "source"
     timezone: str = "UTC"
     extra: Mapping[str, str] = field(default_factory=dict)
+    lang_is_posts_own: bool = False
+    """The ``lang`` field is the post's own tag (a network's ``langs``) and wins over detection."""
 
     @classmethod
     def parse(cls, spec: str) -> FieldMapping:
@@ -119,7 +121,7 @@ class FieldMapping:
         pairs: dict[str, str] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             name, sep, path = item.partition("=")
-            if not sep or name.strip() not in cls.__dataclass_fields__ or name.strip() == "extra":
+            if not sep or name.strip() not in cls.__dataclass_fields__ or name.strip() in _NOT_PATHS:
                 raise ValueError(f"bad field mapping {item!r}; expected FIELD=PATH with FIELD one of {_FIELDS}")
             pairs[name.strip()] = path.strip()
         mapping = cls(**pairs)
@@ -128,7 +130,8 @@ class FieldMapping:
 
 
 DEFAULT_MAPPING = FieldMapping()
-_FIELDS = ", ".join(f for f in FieldMapping.__dataclass_fields__ if f not in ("extra", "timezone"))
+_NOT_PATHS = ("extra", "lang_is_posts_own")
+_FIELDS = ", ".join(f for f in FieldMapping.__dataclass_fields__ if f not in ("extra", "timezone", *_NOT_PATHS))
 
 
 MAX_INT_DIGITS = 4000
@@ -296,6 +299,12 @@ def language_of(text: str, claimed: Any) -> str:
     return primary_language(claimed)
 
 
+def _language(text: str, claimed: Any, claimed_is_posts_own: bool) -> str:
+    if claimed_is_posts_own and isinstance(claimed, str) and claimed.strip():
+        return primary_language(claimed)
+    return language_of(text, claimed)
+
+
 def to_mentions(
     record: Mapping[str, Any],
     catalog: BrandCatalog,
@@ -346,7 +355,7 @@ def to_mentions(
         "id": str(mention_id),
         "source": str(_lookup(record, mapping.source) or source),
         "text": text,
-        "lang": language_of(text, _lookup(record, mapping.lang)),
+        "lang": _language(text, _lookup(record, mapping.lang), mapping.lang_is_posts_own),
         "author_handle": str(_lookup(record, mapping.author_handle) or ""),
         "author_followers": _count(record, mapping.author_followers, "author_followers"),
         "created_at": created_at,

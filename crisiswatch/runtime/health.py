@@ -75,6 +75,8 @@ class Health:
     consumer_state: str = field(default="", init=False)
     """What the consumer looked like at its last report, for the probe's body."""
     _last_position: int | None = field(default=None, init=False)
+    checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list, init=False)
+    """More conditions of readiness (e.g. :class:`Silence` of a live stream): each says whether it holds, and why."""
 
     def beat(self) -> None:
         """The main loop went round once (call it at least every ``stuck_after_s``, idle or not)."""
@@ -150,7 +152,43 @@ class Health:
         silent = self.clock() - self.last_broker_answer
         if silent > self.unready_after_s:
             return False, f"the broker last answered {silent:.0f} s ago (limit {self.unready_after_s:g} s)"
+        for check in self.checks:
+            ok, why = check()
+            if not ok:
+                return False, why
         return True, f"ready: the broker answered {silent:.1f} s ago"
+
+
+@dataclass
+class Silence:
+    """A readiness check that fails when ``what`` (a live stream) has said nothing for ``limit_s``.
+
+    The stream is heard when a frame arrives; before the first one, the limit
+    counts from when the check was made (a stream that never speaks fails too).
+    """
+
+    what: str
+    limit_s: float
+    clock: Callable[[], float] = time.monotonic
+    last_heard: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.last_heard = self.clock()
+
+    def heard(self) -> None:
+        """A frame arrived."""
+        self.last_heard = self.clock()
+
+    def silent_s(self) -> float:
+        """Seconds since the last frame."""
+        return self.clock() - self.last_heard
+
+    def __call__(self) -> tuple[bool, str]:
+        """Whether the stream spoke within the limit, and why."""
+        silent = self.silent_s()
+        if silent > self.limit_s:
+            return False, f"{self.what} has been silent for {silent:.0f} s (limit {self.limit_s:g} s)"
+        return True, f"{self.what} spoke {silent:.1f} s ago"
 
 
 class BrokerWatch:

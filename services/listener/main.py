@@ -1,17 +1,19 @@
-"""Listener entry point: ``crisiswatch listener replay|scenario|serve`` (or ``python -m crisiswatch.listener``)."""
+"""Listener entry point: ``crisiswatch listener COMMAND`` (or ``python -m crisiswatch.listener``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
-from crisiswatch.contracts.schemas import RejectionCode
+from crisiswatch.contracts.schemas import RejectionCode, validation_problems
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
 from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping
@@ -29,8 +31,14 @@ from .ratelimit import TokenBuckets
 from .service import OUT_OF_RANGE, Listener, Outcome
 from .settings import ListenerSettings
 
+if TYPE_CHECKING:
+    from .streams import Session
+
 log = logging.getLogger("crisiswatch.listener")
-cli = typer.Typer(help="Bring mentions in: replay a file, play a scenario, or serve HTTP ingest.", no_args_is_help=True)
+cli = typer.Typer(
+    help="Bring mentions in: replay a file, play a scenario, serve HTTP ingest, or listen to Bluesky or Mastodon.",
+    no_args_is_help=True,
+)
 
 
 def _listener(
@@ -129,6 +137,152 @@ def scenario(
     records = paced(generate(story), speed, should_stop=stop.is_set, accept=listener.takes_time)
     counts = pump(listener, records, source=f"scenario:{story.name}")
     log.info("scenario finished", extra={"scenario": story.name, **counts})
+
+
+NETWORK_MAPPING = FieldMapping(lang_is_posts_own=True)
+"""How a live network's post arrives at the listener: default fields, and its own language tag wins."""
+
+
+def _live(
+    settings: ListenerSettings,
+    source: str,
+    history: bool,
+    session: Session,
+    errors: tuple[type[BaseException], ...],
+    ordered: bool = True,
+) -> None:
+    """Run one live source until SIGTERM: the listener, its probes and its position file."""
+    import asyncio
+
+    from crisiswatch.runtime.health import BrokerWatch
+
+    from .streams import CursorFile, StreamPump, serve_source
+
+    kafka, probes = KafkaSettings(), HealthSettings()
+    health = probes.health()
+    listener = _listener(settings, kafka, NETWORK_MAPPING, confirm_every=None, history=history, health=health)
+    cursor_path = settings.stream_cursor_file or Path(".crisiswatch/cursors") / f"{source.replace(':', '-')}.json"
+    BrokerWatch(health, MetadataQuestion(kafka, "crisiswatch-listener-health"), probes.broker_check_s).start()
+    stop = StopSignal()
+
+    async def run() -> None:
+        pump = StreamPump(
+            listener,
+            listener.catalog,
+            source,
+            CursorFile(cursor_path),
+            health,
+            queue_size=settings.stream_queue_size,
+            batch=settings.stream_batch,
+            silent_after_s=settings.stream_silent_after_s,
+            cursor_save_s=settings.stream_cursor_save_s,
+            ordered=ordered,
+        )
+        await serve_source(pump, session, errors, settings, stop.is_set)
+
+    log.info("listening", extra={"source": source, "cursor_file": str(cursor_path)})
+    asyncio.run(run())
+    log.info("stopped", extra={"source": source})
+
+
+BrandsOption = Annotated[
+    Path | None,
+    typer.Option("--brands", exists=True, dir_okay=False, help="brands.toml to match (default: LISTENER_BRANDS_FILE)"),
+]
+HistoryOption = Annotated[
+    bool,
+    typer.Option("--history", help="take posts up to LISTENER_HISTORY_MAX_AGE_DAYS old (a recorded stream)"),
+]
+
+
+def _with_brands(brands: Path | None, **changes: object) -> ListenerSettings:
+    settings = ListenerSettings()
+    update = {k: v for k, v in {"brands_file": brands, **changes}.items() if v is not None}
+    return settings.model_copy(update=update)
+
+
+@cli.command()
+def bluesky(
+    brands: BrandsOption = None,
+    url: Annotated[str | None, typer.Option(help="Jetstream URL (default: LISTENER_BLUESKY_JETSTREAM_URL)")] = None,
+    history: HistoryOption = False,
+) -> None:
+    """Listen to Bluesky's public posts (Jetstream) for the brands until SIGTERM; resumes where the broker left off."""
+    from .streams import jetstream_session, websocket_errors
+
+    settings = _with_brands(brands, bluesky_jetstream_url=url)
+    session = jetstream_session(settings, settings.bluesky_jetstream_url)
+    _live(settings, "bluesky", history, session, websocket_errors())
+
+
+@cli.command()
+def mastodon(
+    instance: Annotated[
+        str | None, typer.Option(help="the server, e.g. https://mastodon.social (default: LISTENER_MASTODON_INSTANCE)")
+    ] = None,
+    timeline: Annotated[
+        str | None, typer.Option(help="public, public:local or hashtag:NAME (default: LISTENER_MASTODON_TIMELINE)")
+    ] = None,
+    brands: BrandsOption = None,
+    history: HistoryOption = False,
+) -> None:
+    """Listen to a Mastodon server's public timeline for the brands until SIGTERM; fills a gap from its pages."""
+    from .streams import MastodonTimeline, mastodon_errors, mastodon_session, mastodon_source_name
+
+    settings = _with_brands(brands, mastodon_instance=instance, mastodon_timeline=timeline)
+    try:
+        ListenerSettings.model_validate(settings.model_dump())
+    except ValidationError as error:
+        raise typer.BadParameter(validation_problems(error, limit=2)) from None
+    if not settings.mastodon_instance:
+        raise typer.BadParameter("name the server: --instance https://mastodon.example (or LISTENER_MASTODON_INSTANCE)")
+    server = settings.mastodon_instance.rstrip("/")
+    server = server if "://" in server else f"https://{server}"
+    session = mastodon_session(settings, MastodonTimeline(server, settings.mastodon_timeline))
+    _live(settings, mastodon_source_name(server), history, session, mastodon_errors(), ordered=False)
+
+
+@cli.command()
+def frames(
+    network: Annotated[str, typer.Argument(help="bluesky (Jetstream over WebSocket) or mastodon (streaming API, SSE)")],
+    recording: Annotated[
+        Path | None,
+        typer.Argument(exists=True, dir_okay=False, help="one frame per line; default: the built-in demo scenario"),
+    ] = None,
+    port: Annotated[int, typer.Option(help="port to serve on; 0 picks a free one")] = 0,
+    rate: Annotated[float, typer.Option(min=0, help="frames per second; 0 = all at once")] = 50.0,
+    disconnect_after: Annotated[
+        list[int] | None, typer.Option(help="drop the Nth connection after this many frames (repeat per connection)")
+    ] = None,
+    write: Annotated[Path | None, typer.Option(help="write the frames to this file instead of serving them")] = None,
+) -> None:
+    """Serve recorded frames as Bluesky's Jetstream or a Mastodon server does: a live source with no network.
+
+    Point ``crisiswatch listener bluesky --url`` (or ``mastodon --instance``)
+    at the URL it prints.
+    """
+    import asyncio
+
+    from .frame_server import NETWORKS, FrameServer, read_recording, scenario_frames
+
+    if network not in NETWORKS:
+        raise typer.BadParameter(f"network must be one of {', '.join(NETWORKS)}")
+    lines = read_recording(recording) if recording else list(scenario_frames(generate(demo_scenario()), network))
+    if write is not None:
+        write.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        return
+    configure_logging("INFO")
+    server = FrameServer(network, lines, rate, disconnect_after or (), port=port)
+
+    async def run() -> None:
+        serving = asyncio.create_task(server.serve())
+        while not server.ready.is_set():
+            await asyncio.sleep(0.05)
+        typer.echo(f"serving {len(lines)} {network} frames at {server.url}", err=True)
+        await serving
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 @cli.command()

@@ -76,6 +76,50 @@ class ListenerSettings(BaseSettings):
         default=16, ge=1, description="ingest requests handled at once; more are answered 503 with Retry-After"
     )
 
+    bluesky_jetstream_url: str = Field(
+        default="wss://jetstream2.us-east.bsky.network/subscribe",
+        description="the Jetstream instance `crisiswatch listener bluesky` reads (any of Bluesky's four, or your own)",
+    )
+    mastodon_instance: str | None = Field(
+        default=None,
+        description="the Mastodon server `crisiswatch listener mastodon` reads, e.g. https://mastodon.social",
+    )
+    mastodon_timeline: str = Field(
+        default="public",
+        pattern=r"^(public|public:local|hashtag:[^\s/?#]{1,100})$",
+        description="public, public:local, or hashtag:NAME",
+    )
+    mastodon_token: SecretStr | None = Field(
+        default=None, description="an access token, for servers whose public streams need one (never logged)"
+    )
+    mastodon_backfill_pages: int = Field(
+        default=10, ge=0, le=1000, description="timeline pages (40 statuses) read after a gap, from the cursor on"
+    )
+    stream_cursor_file: Path | None = Field(
+        default=None,
+        description="where a live source keeps the last position the broker acknowledged "
+        "(default .crisiswatch/cursors/SOURCE.json); on a volume that outlives the pod",
+    )
+    stream_queue_size: int = Field(
+        default=1000, ge=1, description="frames read ahead of the broker; when full, the source stops reading"
+    )
+    stream_batch: int = Field(default=500, ge=1, description="frames produced and acknowledged together")
+    stream_max_frame_bytes: int = Field(
+        default=65_536, ge=1024, description="a larger frame is refused (dead letter, too_large) unread"
+    )
+    stream_max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="a larger WebSocket message or SSE line ends the connection (then reconnects)",
+    )
+    stream_silent_after_s: float = Field(
+        default=120.0, gt=0, description="a stream silent this long reconnects, and /readyz fails until it speaks"
+    )
+    stream_backoff_max_s: float = Field(default=60.0, gt=0, description="the longest wait between reconnections")
+    stream_cursor_save_s: float = Field(
+        default=1.0, ge=0, description="how often the acknowledged position is written (and on every stop)"
+    )
+
     def event_time_bounds(self, history: bool = False) -> EventTimeBounds:
         """The accepted span of ``created_at``: live ingest, or a replay of history (``history``)."""
         future = timedelta(minutes=self.max_future_minutes)

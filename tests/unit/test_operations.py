@@ -472,9 +472,20 @@ def test_keda_reads_the_lag_over_tls_as_its_own_user(overlay: str) -> None:
         assert references["ca"] == {"parameter": "ca", "name": "crisiswatch-cluster-ca-cert", "key": "ca.crt"}
 
 
+LIVE_SOURCE = "crisiswatch.io/live-source"
+"""The label of a live source's Deployment: one reader of one stream, so one pod that a drain may restart."""
+
+
 def minimum_replicas(resources: list[dict[str, Any]]) -> dict[str, int]:
-    """The fewest pods each Deployment runs: its autoscaler's floor, else its replica count."""
-    floors = {d["metadata"]["name"]: d["spec"]["replicas"] for d in named(resources, "Deployment").values()}
+    """The fewest pods each scaled Deployment runs: its autoscaler's floor, else its replica count.
+
+    A live source runs a single pod by design and is left out: a drain restarts it from its saved cursor.
+    """
+    floors = {
+        d["metadata"]["name"]: d["spec"]["replicas"]
+        for d in named(resources, "Deployment").values()
+        if LIVE_SOURCE not in d["metadata"]["labels"]
+    }
     for scaled in named(resources, "ScaledObject").values():
         floors[scaled["spec"]["scaleTargetRef"]["name"]] = scaled["spec"]["minReplicaCount"]
     for hpa in named(resources, "HorizontalPodAutoscaler").values():
@@ -513,3 +524,19 @@ def test_in_production_a_drain_moves_pods_one_at_a_time_onto_other_nodes() -> No
         pod = named(resources, "Deployment")[name]["spec"]["template"]["spec"]
         spread = {c["topologyKey"] for c in pod.get("topologySpreadConstraints", [])}
         assert "kubernetes.io/hostname" in spread, f"{name}'s pods may share one node"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_live_source_is_one_reader_that_keeps_its_cursor_on_a_volume(overlay: str) -> None:
+    resources = built_overlay(overlay)
+    claims = named(resources, "PersistentVolumeClaim")
+    sources = [d for d in named(resources, "Deployment").values() if LIVE_SOURCE in d["metadata"]["labels"]]
+    assert {d["spec"]["template"]["spec"]["containers"][0]["args"][1] for d in sources} == {"bluesky", "mastodon"}
+    for deployment in sources:
+        assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        cursor = env_of(container)["LISTENER_STREAM_CURSOR_FILE"]["value"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volume = next(v for v in pod["volumes"] if v["name"] == mounts[str(Path(cursor).parent)])
+        assert volume["persistentVolumeClaim"]["claimName"] in claims
