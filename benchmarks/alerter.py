@@ -221,6 +221,7 @@ def run_workload(
     console: Console,
     floor: bool,
     floor_fetch_bytes: int,
+    group_timeouts: dict[str, str] = ALERTER_KAFKA_TIMEOUTS,
 ) -> Result:
     """Fill, start the alerter, wait for the drain, measure."""
     prefix = f"bench{workload.brands}x{workload.per_minute}."
@@ -240,7 +241,7 @@ def run_workload(
         "ALERTER_DATA_DIR": str(workdir / f"{prefix}state"),
         "ALERTER_ALERTS_FILE": str(workdir / f"{prefix}alerts.jsonl"),
         "ALERTER_LOG_LEVEL": "WARNING",
-        **ALERTER_KAFKA_TIMEOUTS,
+        **group_timeouts,
     }
     log = (workdir / f"{prefix}alerter.log").open("wb")
     process = subprocess.Popen(
@@ -292,6 +293,10 @@ def main(
     scale: Annotated[float, typer.Option(help="multiply each workload's minutes of traffic")] = 1.0,
     partitions: Annotated[int, typer.Option(help="partitions of the alerter's source topics")] = 4,
     floor: Annotated[bool, typer.Option(help="also drain each topic with a faust agent that only counts")] = True,
+    local_group_timeouts: Annotated[
+        bool,
+        typer.Option(help="the local KAFKA_* group defaults (or the environment's) instead of the manifests'"),
+    ] = False,
     floor_fetch_mib: Annotated[
         float, typer.Option(help="the floor agent's fetch size per partition (1 = faust's default)")
     ] = MAX_FETCH_BYTES / 2**20,
@@ -307,7 +312,16 @@ def main(
         with EmbeddedBroker(port=free_port(), log_file=workdir / "broker.log") as broker:
             for workload in chosen:
                 results.append(
-                    run_workload(workload, broker, partitions, workdir, console, floor, round(floor_fetch_mib * 2**20))
+                    run_workload(
+                        workload,
+                        broker,
+                        partitions,
+                        workdir,
+                        console,
+                        floor,
+                        round(floor_fetch_mib * 2**20),
+                        {} if local_group_timeouts else ALERTER_KAFKA_TIMEOUTS,
+                    )
                 )
     table = Table(
         title=f"crisiswatch alerter on the embedded broker ({partitions} partitions; {os.cpu_count()} cores, {cpu})"

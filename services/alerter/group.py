@@ -64,19 +64,19 @@ def read_progress(
     ``read_offsets`` holds the offset of the last record read on each
     partition (faust's monitor), so the position is one beyond it;
     ``committed`` the next offset to read as committed (what a member that
-    has read nothing since its assignment starts from). A partition with
-    neither, or without a known end, counts no lag: it cannot be told.
+    has read nothing since its assignment starts from; with neither, the
+    start of the partition). A partition whose end is unknown counts one
+    record of lag: the consumer has not fetched from it since it was
+    assigned, so it cannot count as caught up (a member stuck before its
+    first fetch must not look idle).
     """
     mine = [tp for tp in assigned if tp.topic in watched]
     lag = position = 0
     for tp in mine:
         read, done = read_offsets.get(tp), committed.get(tp)
         known = [offset for offset in (None if read is None else read + 1, done) if offset is not None]
-        if not known:
-            continue
-        at = max(known)
+        at = max(known, default=0)
         position += at
         end = ends.get(tp)
-        if end is not None:
-            lag += max(0, end - at)
+        lag += 1 if end is None else max(0, end - at)
     return ReadProgress(len(mine), lag, position)

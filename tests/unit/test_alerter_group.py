@@ -49,7 +49,9 @@ def test_read_progress_counts_lag_from_the_read_or_committed_position_of_the_wat
         watched={"scored", "alerts"},
     )
     assert progress.partitions == 3, "the changelog partition is not the stream's"
-    assert progress.lag == 10, "scored-0 read up to 89 (10 left); scored-1 committed at its end; alerts-0 unknown"
+    assert progress.lag == 10 + 7, "scored-0 read up to 89 (10 left); scored-1 committed at its end; alerts-0 from 0"
     assert progress.position == 90 + 50
+    unfetched = read_progress({scored0}, {}, {}, {scored0: 5}, {"scored"})
+    assert unfetched.lag == 1, "no end known: not fetched since the assignment, so not caught up"
     idle = read_progress({scored1}, {scored1: 50}, {}, {scored1: 50}, {"scored"})
     assert idle.lag == 0, "a member that read nothing since its assignment but is at the end has no lag"
