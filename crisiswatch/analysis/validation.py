@@ -201,9 +201,21 @@ def nab_pooled(results: Mapping[str, FoldResult]) -> tuple[float, float]:
     return mean(r.score for r in nab), mean(r.low_fp for r in nab if r.low_fp is not None)
 
 
+SHORT_NAMES = {
+    "calibration_ceiling": "ceiling",
+    "memory.prior_days": "prior days",
+    "incident_level_halflife": "level half-life (d)",
+    "dispersion_halflife": "spread half-life (d)",
+}
+
+
 def point_words(point: Setting) -> str:
-    """A grid point as a person reads it."""
-    return ", ".join(f"{name.removeprefix('memory.')} {value:g}" for name, value in point)
+    """A grid point as a person reads it (a ceiling of 1000 or more is none)."""
+    return ", ".join(
+        f"{SHORT_NAMES.get(name, name)} "
+        + ("none" if name == "calibration_ceiling" and value >= 1000 else f"{value:g}")
+        for name, value in point
+    )
 
 
 def day_to_day_spread(hourly: Sequence[float], hours: int = 6, least: float = 5.0) -> float | None:
