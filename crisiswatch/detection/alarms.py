@@ -119,6 +119,8 @@ def burst_alarm(
     normal (``called_normal``, keyed as a horizon) of this size stays quiet.
     """
     hours = config.memory.burst_hours
+    if memory.negative_now + sum(memory.negative[-hours:]) < config.min_negative:
+        return None  # the common case, decided without building the counts
     counts = horizon_counts(memory, end, (hours,))
     if not counts:
         return None
