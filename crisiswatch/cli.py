@@ -384,20 +384,34 @@ def eval_detector(
     nab: Annotated[Path, typer.Option(help="folder with realTweets/ and realTweets_windows.json")] = Path(
         "../shared/data/nab"
     ),
+    streams: Annotated[Path, typer.Option(help="folder with the real recorded streams (Comcast, Apple)")] = Path(
+        "../shared/data/streams"
+    ),
     settings: Annotated[
-        Path | None, typer.Option(help="a backtest settings file (TOML) whose detector settings to score instead")
+        Path | None, typer.Option(help="a backtest settings file (TOML) whose detector settings to start from")
     ] = None,
     quick: Annotated[
         bool, typer.Option(help="a small grid and a short synthetic suite (checks the machinery)")
     ] = False,
 ) -> None:
-    """Score the detector with the NAB rules (cross-validated by series) and on the synthetic suite."""
+    """Choose the detector's settings leaving one stream out; print every fold, the worst beside the mean."""
+    from statistics import median
+
     from rich.console import Console
     from rich.table import Table
 
     from crisiswatch.analysis.compare import load_settings
-    from crisiswatch.analysis.evaluate import NAB_ANCHORS, QUICK_GRID, TUNED, cross_validate, evaluate_nab
+    from crisiswatch.analysis.evaluate import NAB_ANCHORS
     from crisiswatch.analysis.synthetic import suite_tables
+    from crisiswatch.analysis.validation import (
+        GRID,
+        QUICK_GRID,
+        grid_points,
+        nab_pooled,
+        point_words,
+        spreads_across_streams,
+        validate,
+    )
 
     if not (nab / "realTweets_windows.json").is_file():
         raise typer.BadParameter(f"{nab} does not hold realTweets_windows.json")
@@ -405,40 +419,43 @@ def eval_detector(
         config = load_settings(settings).config() if settings else DetectorConfig()
     except (OSError, ValueError) as error:
         raise typer.BadParameter(str(error)) from None
-    profiles = ("standard", "low-FP", "low-FN")
-    grid = QUICK_GRID if quick else TUNED
-    validated = cross_validate(nab, config, grid)
-    result = evaluate_nab(nab, config)
-    table = Table("detector", *profiles, title="NAB realTweets (5 series, 14 windows)")
-    table.add_row(
-        "crisiswatch, cross-validated by series", *(f"{validated.scores[p]:.1f}" for p in profiles), style="bold"
-    )
-    table.add_row(
-        "crisiswatch, in-sample (settings chosen on all five)", *(f"{validated.in_sample[p]:.1f}" for p in profiles)
-    )
-    table.add_row("crisiswatch, these settings", *(f"{result.scores[p]:.1f}" for p in profiles))
-    for name, figures in NAB_ANCHORS.items():
-        table.add_row(name, *(f"{v:.1f}" for v in figures))
+    grid = QUICK_GRID if quick else GRID
     console = Console()
-    console.print(table)
-    tried = " × ".join(f"{name} {list(values)}" for name, values in grid.items())
-    choices = Table("held-out series", *profiles, title=f"settings chosen on the other four ({tried})")
-    for series in validated.chosen["standard"]:
-        choices.add_row(series, *(_point(validated.chosen[p][series]) for p in profiles))
-    choices.add_row("all five (in-sample)", *(_point(validated.in_sample_choice[p]) for p in profiles))
-    console.print(choices)
-    detail = Table("series", "windows", "detected", "false positives", title="these settings per series (standard)")
-    for series, row in result.detail.items():
-        detail.add_row(series, *(str(v) for v in row.values()))
-    console.print(detail)
+    validated = validate(nab, streams, config, grid, quick=quick)
+    folds = Table(
+        "held-out fold", "settings chosen on the other folds", "score", "NAB low-FP", "what happened",
+        title=f"Leave one stream out: {len(validated.held_out)} folds, {len(grid_points(grid))} settings tried",
+    )  # fmt: skip
+    for fold, result in validated.held_out.items():
+        low_fp = f"{result.low_fp:.1f}" if result.low_fp is not None else ""
+        folds.add_row(fold, point_words(validated.chosen[fold]), f"{result.score:.1f}", low_fp, result.detail)
+    worst, worst_score = validated.worst
+    standard, low_fp = nab_pooled(validated.held_out)
+    folds.add_row("mean of the folds", "", f"{validated.mean:.1f}", "", "", style="bold")
+    folds.add_row("worst fold", "", f"{worst_score:.1f}", "", worst, style="bold")
+    folds.add_row("NAB series (mean)", "", f"{standard:.1f}", f"{low_fp:.1f}", "five realTweets series, held out")
+    console.print(folds)
+    title = f"Shipped (best on all folds): {point_words(validated.shipped)}"
+    shipped = Table("fold", "score", "NAB low-FP", "what happened", title=title)
+    for fold, result in validated.in_sample.items():
+        low_fp = f"{result.low_fp:.1f}" if result.low_fp is not None else ""
+        shipped.add_row(fold, f"{result.score:.1f}", low_fp, result.detail)
+    console.print(shipped)
+    anchors = Table("detector", "standard", "low-FP", "low-FN", title="NAB realTweets, published detectors (pooled)")
+    for name, figures in NAB_ANCHORS.items():
+        anchors.add_row(name, *(f"{v:.1f}" for v in figures))
+    console.print(anchors)
+    spreads = spreads_across_streams(nab, streams)
+    known = [v for v in spreads.values() if v is not None]
+    spread_table = Table(
+        "stream", "day-to-day spread (6 h, log)", title="What the prior on a young brand's spread learns from"
+    )
+    for name, value in spreads.items():
+        spread_table.add_row(name, "—" if value is None else f"{value:.2f}")
+    spread_table.add_row("median (memory.prior_day_spread)", f"{median(known):.2f}" if known else "—", style="bold")
+    console.print(spread_table)
     for suite_table in suite_tables(config, quick=quick):
         console.print(suite_table)
-
-
-def _point(point: tuple[tuple[str, float], ...]) -> str:
-    return ", ".join(
-        f"{name.replace('calibration_', '').replace('open_surprise_', '')} {value:g}" for name, value in point
-    )
 
 
 @app.command("eval-language")

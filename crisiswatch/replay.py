@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, zone_for
+from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, recording_span, zone_for
 from crisiswatch.ingest.sources import RawRecord, event_time, read_file
 
 
@@ -121,9 +121,10 @@ def run_replay(
 ) -> dict[str, int]:
     """Publish ``path`` into ``namespace`` through the listener, with a progress bar; returns counts by outcome.
 
-    A replay is history: mentions are taken up to ``LISTENER_HISTORY_MAX_AGE_DAYS``
-    old. Those dated outside that span (or ahead of this clock) are dead-lettered
-    like any rejection and also counted apart as ``out_of_range``.
+    A replay is history: mentions of any age are taken, judged against the
+    file's own span of times (:func:`recording_span`), never the clock. Those
+    dated far outside it are dead-lettered like any rejection and also
+    counted apart as ``out_of_range``.
     """
     import time
 
@@ -144,7 +145,8 @@ def run_replay(
     topics = Topics(namespace)
     ensure_topics(kafka, topics.all(), kafka.topic_partitions)
     producer = AckedProducer.for_settings(kafka, "crisiswatch-replay")
-    bounds = ListenerSettings().event_time_bounds(history=True)
+    times = (event_time(record, mapping) for record in records_for(path, preset))
+    bounds = ListenerSettings().event_time_bounds(history=True, span=recording_span(t for t in times if t is not None))
     listener = Listener(producer, topics, BrandCatalog.from_file(brands), mapping, bounds=bounds)
     first, last = event_span(records_for(path, preset), mapping, listener.takes_time)
     span = max(1.0, (last - first).total_seconds()) if first and last else 1.0

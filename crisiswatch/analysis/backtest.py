@@ -40,16 +40,17 @@ from crisiswatch.ingest.records import (
     RejectedInput,
     decode_json_object,
     parse_timestamp,
+    recording_span,
     to_mentions,
 )
 from crisiswatch.ingest.scenario import Scenario, generate
-from crisiswatch.ingest.sources import read_file
+from crisiswatch.ingest.sources import event_time, read_file
 
 LABELLED_MODEL = "labelled-input"
 BACKTEST_USER = "backtest"
 """Who presses the buttons a backtest replays from a verdicts file."""
 HISTORY_BOUNDS = EventTimeBounds.history()
-"""The event times a backtest takes: those a replay of history would."""
+"""Every event time the wire contract takes (1970 to 2200): a backtest narrows it to its recording's own span."""
 SENTIMENT_ALIASES = {"neg": Sentiment.NEGATIVE, "neu": Sentiment.NEUTRAL, "pos": Sentiment.POSITIVE}
 ScoreTexts = Callable[[Sequence[str]], list[SentimentScores]]
 
@@ -135,17 +136,23 @@ def load_mentions(
     model_name: str = "model",
     batch: int = 4096,
     on_progress: Callable[[int], None] | None = None,
-    bounds: EventTimeBounds = HISTORY_BOUNDS,
+    bounds: EventTimeBounds | None = None,
     now: datetime | None = None,
 ) -> LoadedMentions:
     """Read, validate and label a JSONL/CSV file; only rows without a label go through ``score_texts``.
 
-    Rows dated outside ``bounds`` at ``now`` are rejected as the listener
-    would a replay of history (one row dated in year 9999 or year 1 would
-    otherwise stall the brand's windows). Raises ``ValueError`` when some rows
-    need the model and none was given.
+    A recording is history: by default its rows are judged against the
+    recording's own span (:func:`recording_span`, from the times of its rows),
+    never the wall clock, so a file from 2015 loads whole while one row dated
+    decades away from the rest (which would stall its brand's windows) is
+    rejected as the listener would in a replay of history. ``bounds`` (at
+    ``now``) overrides that. Raises ``ValueError`` when some rows need the
+    model and none was given.
     """
     moment = now or datetime.now(UTC)
+    if bounds is None:
+        times = (event_time(raw, mapping) for raw in read_file(path))
+        bounds = EventTimeBounds.history(recording_span(t for t in times if t is not None))
     loaded = LoadedMentions(mentions=[])
     unlabelled: list[Mention] = []
 

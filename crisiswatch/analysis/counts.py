@@ -56,15 +56,21 @@ def bucket_width(series: list[tuple[datetime, int]]) -> timedelta:
     return timedelta(seconds=median(gaps))
 
 
-def detect(series: list[tuple[datetime, int]], config: DetectorConfig) -> Iterator[CountPoint]:
-    """Run the detector over the series; ``alert`` marks buckets where an incident opens or escalates."""
+def detect(
+    series: list[tuple[datetime, int]], config: DetectorConfig, anomaly_scores: bool = True
+) -> Iterator[CountPoint]:
+    """Run the detector over the series; ``alert`` marks buckets where an incident opens or escalates.
+
+    Without ``anomaly_scores`` every point's score is 0 (scoring alerts only needs
+    the alerts, and the score costs as much as the detector itself).
+    """
     config = replace(config, bucket=bucket_width(series))
     state = DetectorState.fresh("series", config)
     for moment, value in series:
         bucket = Bucket(start=moment, negative=value, total=value)
         state, incidents = step(state, bucket, config)
         alert = any(i.event in (IncidentEventType.OPENED, IncidentEventType.ESCALATED) for i in incidents)
-        ratio = alarm_ratio(state, config)
+        ratio = alarm_ratio(state, config) if anomaly_scores else 0.0
         yield CountPoint(moment, value, round(ratio / (1 + ratio), 6), alert)
 
 

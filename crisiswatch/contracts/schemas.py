@@ -288,6 +288,11 @@ class Incident(WireModel):
     horizon: str = Field(
         default="", description="the look-back that fired, in words (e.g. 'last 12 h'); empty on older events"
     )
+    sector_peers: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="other brands of the brand's sector whose incidents opened in the same hours (names)",
+    )
     emitted_at: UtcDatetime = Field(default_factory=utc_now)
 
     def snoozed_at(self, moment: datetime) -> bool:

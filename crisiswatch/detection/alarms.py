@@ -13,17 +13,20 @@ opens an incident (:func:`learning_alarm`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from crisiswatch.contracts.schemas import Severity
+from crisiswatch.themes.folding import RETWEET, fold_key
 
 from .baseline import window_dispersions
 from .calibration import open_thresholds
 from .config import HOUR, MINUTE, DetectorConfig
-from .count_laws import share_surprise, tail_surprise
+from .count_laws import day_count_surprise, share_surprise, tail_surprise
 from .horizons import horizon_scores
-from .memory import part_of_day
+from .memory import HourlyMemory, horizon_counts, part_of_day
 from .scoring import window_scores, window_totals
 from .state import DetectorState, RecentBucket, WindowScore
 
@@ -32,12 +35,17 @@ def severity_for(window: WindowScore, threshold: float, reach: int, config: Dete
     """Watch / warning / critical from the surprise (against the threshold), velocity and reach.
 
     Velocity is the window's negative rate against the normal one; reach is
-    how many followers the negative posts' authors have between them.
+    how many followers the negative posts' authors have between them. A
+    day-scale horizon that holds twice its normal is at least a warning: hours
+    of doubled complaints are what a service team must hear about while the
+    day is young.
     """
     velocity = window.observed / max(window.expected, 1e-9)
     if (window.surprise >= 3 * threshold and velocity >= 8) or reach >= config.critical_reach:
         return Severity.CRITICAL
     if window.surprise >= 2 * threshold or velocity >= 4 or reach >= config.warning_reach:
+        return Severity.WARNING
+    if window.hours and velocity >= 2:
         return Severity.WARNING
     return Severity.WATCH
 
@@ -95,6 +103,93 @@ def alarm(
             )
             found.append(Alarm(window, limit / 2, rule))
     return max(found, key=lambda a: a.window.surprise / a.threshold, default=None)
+
+
+def burst_alarm(
+    memory: HourlyMemory, end: datetime, config: DetectorConfig, called_normal: Mapping[int, float] | None = None
+) -> Alarm | None:
+    """An hour at ``burst_ratio`` (10) times the brand's normal for that hour opens an incident, whatever its past.
+
+    Normal is the median of the same clock hour on the previous days (the
+    hourly memory's reference for ``memory.burst_hours``: the last completed
+    hour and the one being filled), never below ``floor_negative_per_hour``;
+    at least ``min_negative`` mentions. No calibration is consulted: a brand
+    whose last fortnight was bursty has thresholds that climbed, but ten
+    times its usual hour is a storm by any measure. A surge the team called
+    normal (``called_normal``, keyed as a horizon) of this size stays quiet.
+    """
+    hours = config.memory.burst_hours
+    if memory.negative_now + sum(memory.negative[-hours:]) < config.min_negative:
+        return None  # the common case, decided without building the counts
+    counts = horizon_counts(memory, end, (hours,))
+    if not counts:
+        return None
+    found = counts[0]
+    normal = max(found.expected, config.floor_negative_per_hour * hours)
+    if found.observed < max(config.min_negative, config.burst_ratio * normal):
+        return None
+    if called_normal and found.observed <= called_normal.get(-hours, 0.0) * normal:
+        return None
+    window = WindowScore(
+        config.buckets(HOUR * hours),
+        found.observed,
+        normal,
+        day_count_surprise(found._replace(expected=normal)),
+        hours,
+        found.observed_total,
+        found.expected_total,
+        found.start,
+    )
+    threshold = config.horizon_floor(hours)
+    rule = (
+        describe_window(window, threshold, config)
+        + f"; at least {config.burst_ratio:g}x the brand's normal for these hours opens an incident whatever its past"
+    )
+    return Alarm(window, threshold, rule)
+
+
+def echoes(recent: list[RecentBucket], buckets: int) -> int:
+    """Retweets of a post already seen in the last ``buckets`` buckets' samples: one voice repeated, not new voices.
+
+    Only explicit retweets (``RT @author:``) count, and only among the sample
+    posts the buckets still keep (the last ``sample_span``; every negative
+    post of a bucket with at most ``MAX_SAMPLES``), so this is a lower bound
+    on the copies in the window (a sample counts its folded ``copies``). The
+    same words typed by many accounts are many voices and are not counted
+    here.
+    """
+    seen: set[str] = set()
+    repeated = 0
+    for bucket in recent[-buckets:]:
+        for sample in sorted(bucket.samples, key=lambda s: s.created_at):
+            key = fold_key(sample.text)
+            if RETWEET.match(sample.text):
+                repeated += sample.copies if key in seen else sample.copies - 1
+            seen.add(key)
+    return repeated
+
+
+def voices_still_alarm(
+    found: Alarm, repeated: int, dispersions: Mapping[int, float], tried: int, config: DetectorConfig
+) -> bool:
+    """Whether ``found`` still opens an incident once ``repeated`` retweets of posts already counted are taken out.
+
+    A fast window's count surprise is recomputed (against the same threshold);
+    an hour-scale alarm keeps its ratio to normal only if the voices alone
+    keep it (at least ``burst_ratio`` for a burst, the same excess share for a
+    horizon).
+    """
+    window = found.window
+    voices = window.observed - repeated
+    if repeated <= 0:
+        return True
+    if voices < config.min_negative:
+        return False
+    if not window.hours:
+        surprise = tail_surprise(voices, window.expected, dispersions[window.buckets]) - math.log10(tried)
+        return surprise >= found.threshold
+    excess = window.observed - window.expected
+    return voices - window.expected >= 0.9 * excess if excess > 0 else False
 
 
 def learning_alarm(state: DetectorState, config: DetectorConfig) -> Alarm | None:

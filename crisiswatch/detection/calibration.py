@@ -63,7 +63,11 @@ def calibrated_threshold(daily_maxima: list[float], config: DetectorConfig, key:
     its surprise are fitted with a Gumbel law (the extreme-value law of daily
     maxima) on a log scale, since bursty streams have heavy-tailed surprises,
     with location and scale from the quartiles so one past incident does not
-    move it. The threshold is never below ``open_surprise_floor``; until
+    move it. The threshold is never below ``open_surprise_floor`` and never
+    above ``calibration_ceiling`` times it (nor a horizon's above that times
+    its own floor): a brand's own storms, a bursty fortnight that opened no
+    incident, can raise its bar only that far, so they cannot blind it to
+    the next one for weeks. Until
     ``calibration_min_days`` are filed, it is ``open_surprise``. A day-scale
     horizon (``key`` is minus its hours) has its own floor,
     :meth:`DetectorConfig.horizon_floor`, which it also starts from.
@@ -76,7 +80,7 @@ def calibrated_threshold(daily_maxima: list[float], config: DetectorConfig, key:
     scale = max(float(high - low) / _GUMBEL_IQR, 1e-3)
     location = float(middle) + scale * math.log(math.log(2))
     level = gumbel_r.ppf(1 - 1 / config.calibration_return_days, location, scale)
-    return max(floor, float(np.expm1(level)))
+    return min(max(floor, float(np.expm1(level))), config.calibration_ceiling * floor)
 
 
 def open_thresholds(state: DetectorState, config: DetectorConfig) -> dict[int, float]:

@@ -50,9 +50,9 @@ class DetectorConfig:
     memory: MemorySettings = field(default_factory=MemorySettings)
     false_alarm_margin: float = 1.25
     baseline_halflife: timedelta = timedelta(hours=12)
-    incident_level_halflife: timedelta = timedelta(days=1)
+    incident_level_halflife: timedelta = timedelta(hours=12)
     seasonal_halflife_days: float = 2.0
-    dispersion_halflife: timedelta = timedelta(days=3)
+    dispersion_halflife: timedelta = timedelta(hours=36)
     max_dispersion: float = 2.0
     min_dispersion: float = 0.02
     early_dispersion: float = 0.25
@@ -65,6 +65,8 @@ class DetectorConfig:
     calibration_days: int = 14
     calibration_min_days: int = 3
     calibration_return_days: float = 21.0
+    calibration_ceiling: float = math.inf
+    burst_ratio: float = 10.0
     horizon_return_days: float = 90.0
     min_negative: int = 8
     warning_reach: int = 100_000

@@ -86,7 +86,7 @@ def day_count_surprise(counts: HorizonCounts) -> float:
     day_to_day = math.sqrt(counts.day_to_day * (1 + 1 / counts.days))
     means = max(counts.expected, 1e-9) * np.exp(day_to_day * _HERMITE_NODES)
     tail = float(np.dot(_HERMITE_WEIGHTS, special.pdtrc(counts.observed - 1, means)))
-    return _through_t(tail, counts.days)
+    return _through_t(tail, counts.degrees or counts.days - 1)
 
 
 def day_share_surprise(observed: float, normal: float, spread: float, days: int) -> float:
@@ -103,10 +103,10 @@ def day_share_surprise(observed: float, normal: float, spread: float, days: int)
     return surprise_of(tail)
 
 
-def _through_t(tail: float, days: int) -> float:
-    """A normal tail probability re-read through Student's t with ``days - 1`` degrees of freedom, as a surprise."""
+def _through_t(tail: float, degrees: float) -> float:
+    """A normal tail probability re-read through Student's t with ``degrees`` of freedom, as a surprise."""
     if tail >= 0.5:
         return 0.0
     z = -float(special.ndtri(max(tail, 1e-300)))
-    heavier = special.stdtr(days - 1, -z)
+    heavier = special.stdtr(degrees, -z)
     return surprise_of(heavier)

@@ -18,7 +18,16 @@ from datetime import datetime
 from crisiswatch.contracts.schemas import THEME_POSTS_MAX, THEME_TEXT_CHARS, Incident, IncidentEventType, SampleMention
 from crisiswatch.themes.folding import fold_samples
 
-from .alarms import Alarm, alarm, describe_window, learning_alarm, severity_for
+from .alarms import (
+    Alarm,
+    alarm,
+    burst_alarm,
+    describe_window,
+    echoes,
+    learning_alarm,
+    severity_for,
+    voices_still_alarm,
+)
 from .baseline import effective_dispersion, expected_counts, updated_baseline, window_dispersions
 from .calibration import calibrate, normal_levels, open_thresholds
 from .config import MINUTE, DetectorConfig
@@ -99,6 +108,24 @@ def _open(
     return incident_event(state, IncidentEventType.OPENED, best, found.rule, config)
 
 
+SHORT_HISTORY_DAYS = 7
+"""Under a week of hourly memory, an alert says the brand's history is short."""
+
+
+def _with_history_note(found: Alarm, hours_known: int, config: DetectorConfig) -> Alarm:
+    """``found`` with its rule saying that the brand's history is short, when it is (under a week remembered)."""
+    days = hours_known // 24
+    if days >= SHORT_HISTORY_DAYS:
+        return found
+    spread = config.memory.prior_days > 0
+    note = (
+        f" (short history: {days} days remembered"
+        + ("; its day-to-day spread is partly the one learnt across brands" if spread else "")
+        + ")"
+    )
+    return Alarm(found.window, found.threshold, found.rule + note)
+
+
 def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[DetectorState, list[Incident]]:
     """Advance one brand by one closed bucket; returns the new state and any incident events."""
     state = state.model_copy(
@@ -149,8 +176,14 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
                 found = None
             if found is not None and not found.window.hours and bucket.negative <= expected_negative:
                 found = None
+            if found is None:
+                found = burst_alarm(memory, end, config, called_normal)
+        if found is not None:
+            repeated = echoes(state.recent, found.window.buckets)
+            if not voices_still_alarm(found, repeated, dispersions, len(lengths), config):
+                found = None
         if found is not None and not cooling:
-            return state, [_open(state, found, end, config, windows)]
+            return state, [_open(state, _with_history_note(found, memory.hours_known, config), end, config, windows)]
         calm = most_surprising(fast).surprise < config.scaled(config.hot_surprise)
         state.baseline = updated_baseline(state.baseline, bucket, config, calm=calm, windows=fast, weekly=weekly)
         return state, []

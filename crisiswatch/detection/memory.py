@@ -52,6 +52,7 @@ class Reference(NamedTuple):
     spread: float
     day_to_day: float
     share_spread: float
+    degrees: float
 
 
 @dataclass(slots=True)
@@ -87,9 +88,14 @@ class MemorySettings:
 
     memory_days: int = 28
     horizons: tuple[int, ...] = (3, 6, 12, 24)
+    burst_hours: int = 1
     min_days: int = 3
     min_dispersion: float = 0.01
     max_quiet_gap_hours: int = 6
+    prior_day_spread: float = 0.4
+    """A brand's day-to-day spread (log scale, beyond Poisson) before its own days say otherwise."""
+    prior_days: float = 4.0
+    """How many days of a brand's own history the prior on its spread weighs as (0: the brand's days alone)."""
 
     def __post_init__(self) -> None:
         if self.min_days < 2:
@@ -218,7 +224,7 @@ def references(memory: HourlyMemory, settings: MemorySettings) -> dict[int, Refe
     negatives = np.asarray([*memory.negative, 0], dtype=float) / factors
     totals = np.asarray([*memory.total, 0], dtype=float) / factors
     found: dict[int, Reference] = {}
-    for hours in settings.horizons:
+    for hours in sorted({settings.burst_hours, *settings.horizons}):
         ends = np.asarray(
             [n - DAY_HOURS * day for day in range(1, settings.memory_days + 1) if n - DAY_HOURS * day - hours >= 0]
         )
@@ -230,6 +236,10 @@ def references(memory: HourlyMemory, settings: MemorySettings) -> dict[int, Refe
         full_negative = base_negative + negatives[ends] * factors[n]
         base_total = (totals[window] * today).sum(axis=1)
         full_total = base_total + totals[ends] * factors[n]
+        spread = _log_spread(full_negative, settings)
+        own = max(spread**2 - 1 / (float(np.median(full_negative)) + 0.5), 0.0)
+        seen = len(ends) - 1
+        weight = settings.prior_days
         found[hours] = Reference(
             hours=hours,
             days=len(ends),
@@ -237,9 +247,10 @@ def references(memory: HourlyMemory, settings: MemorySettings) -> dict[int, Refe
             full_negative=float(np.median(full_negative)),
             base_total=float(np.median(base_total)),
             full_total=float(np.median(full_total)),
-            spread=(spread := _log_spread(full_negative, settings)),
-            day_to_day=max(spread**2 - 1 / (float(np.median(full_negative)) + 0.5), 0.0),
+            spread=spread,
+            day_to_day=(weight * settings.prior_day_spread**2 + seen * own) / (weight + seen),
             share_spread=_log_spread(full_negative / np.maximum(full_total, 1.0), settings, full_negative),
+            degrees=weight + seen,
         )
     return found
 
@@ -275,6 +286,8 @@ class HorizonCounts(NamedTuple):
     share_spread: float
     days: int
     start: datetime
+    degrees: float = 0.0
+    """Degrees of freedom of the spread: the days seen less one, plus the prior's weight."""
 
 
 def horizon_counts(memory: HourlyMemory, end: datetime, horizons: tuple[int, ...]) -> list[HorizonCounts]:
@@ -302,6 +315,7 @@ def horizon_counts(memory: HourlyMemory, end: datetime, horizons: tuple[int, ...
                 reference.share_spread,
                 reference.days,
                 memory.hour - HOUR * hours,
+                reference.degrees,
             )
         )
     return found

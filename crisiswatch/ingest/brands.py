@@ -19,6 +19,8 @@ class Brand:
     handles: tuple[str, ...] = ()
     hashtags: tuple[str, ...] = ()
     exclusions: tuple[str, ...] = ()
+    sector: str = ""
+    """The brand's sector (``airline``, ``bank``): brands of one sector surging together is said in their alerts."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
     excluded: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
@@ -67,6 +69,7 @@ class BrandCatalog:
                 handles=tuple(entry.get("handles", [])),
                 hashtags=tuple(entry.get("hashtags", [])),
                 exclusions=tuple(entry.get("exclusions", [])),
+                sector=str(entry.get("sector", "")),
             )
             for entry in entries
         ]
@@ -76,6 +79,10 @@ class BrandCatalog:
         """How the brand calls itself in public: its first configured name ("" when it has none)."""
         names = self.brands[brand_id].names
         return names[0] if names else ""
+
+    def sectors(self) -> dict[str, str]:
+        """Each brand's sector, for the brands that name one."""
+        return {b.id: b.sector for b in self.brands.values() if b.sector}
 
     def ids(self) -> list[str]:
         """Configured brand ids."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from crisiswatch.contracts.schemas import (
+    EVENT_TIME_MAX,
+    EVENT_TIME_MIN,
     MAX_ID_CHARS,
     MAX_TEXT_CHARS,
     Engagement,
@@ -232,28 +234,43 @@ def parse_timestamp(value: Any, timezone: str = "UTC") -> datetime:
     raise RejectedInput("created_at is missing", RejectionCode.MISSING_FIELD)
 
 
-HISTORY_MAX_AGE = timedelta(days=3650)
-"""How old a replayed or backtested mention may be by default: ten years of history."""
+RECORDING_MARGIN = timedelta(days=7)
+"""How far past its recording's own span (see :func:`recording_span`) a replayed row may lie."""
 
 
 @dataclass(frozen=True, slots=True)
 class EventTimeBounds:
-    """How far from the reading clock a mention's ``created_at`` may lie.
+    """Which ``created_at`` a mention may carry: near the reading clock live, within its recording's span in history.
 
     Event time drives every window downstream, so one mention dated far ahead
     would make a brand's on-time mentions late, and one dated far back would
     make a new brand walk centuries of empty buckets. Live ingest takes a few
-    minutes of source clock skew and a day of backfill; a replay of history
-    widens ``max_age`` explicitly (``--history``), never ``max_future``.
+    minutes of source clock skew and a day of backfill against the clock. A
+    replay of history (``span`` set, see :meth:`history`) is judged against
+    the recording's own span, never the wall clock: history can be any age
+    the wire contract takes (1970 to 2200), and only a row far from the rest
+    of its file is refused.
     """
 
     max_future: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(hours=24)
     hint: str = ""
     """Said after a too-old rejection: how to get such a record in (e.g. which flag)."""
+    span: tuple[datetime, datetime] | None = None
+    """History only: the first and last event time accepted (the recording's span); the clock is then ignored."""
 
     def check(self, moment: datetime, now: datetime) -> None:
         """Raise :class:`RejectedInput` (``time_out_of_range``) when ``moment`` is outside the bounds at ``now``."""
+        if self.span is not None:
+            first, last = self.span
+            if not first <= moment <= last:
+                away = first - moment if moment < first else moment - last
+                raise RejectedInput(
+                    f"created_at {moment.isoformat()} lies {_span(away)} outside the recording's span "
+                    f"({first:%Y-%m-%d} to {last:%Y-%m-%d}, from the times of its rows)",
+                    RejectionCode.TIME_OUT_OF_RANGE,
+                )
+            return
         if moment > now + self.max_future:
             raise RejectedInput(
                 f"created_at {moment.isoformat()} is {_span(moment - now)} ahead of the listener's clock "
@@ -269,13 +286,35 @@ class EventTimeBounds:
             )
 
     @classmethod
-    def history(cls, max_age: timedelta = HISTORY_MAX_AGE, hint: str = "") -> EventTimeBounds:
-        """The bounds of a replay of history: old mentions welcome, none from the future."""
-        return cls(max_age=max_age, hint=hint)
+    def history(cls, span: tuple[datetime, datetime] | None = None) -> EventTimeBounds:
+        """The bounds of a replay of history: ``span`` (see :func:`recording_span`), or all the wire contract takes."""
+        return cls(span=span or (EVENT_TIME_MIN, EVENT_TIME_MAX))
 
     def contains(self, moment: datetime, now: datetime) -> bool:
         """Whether ``moment`` is within the bounds at ``now``."""
+        if self.span is not None:
+            return self.span[0] <= moment <= self.span[1]
         return now - self.max_age <= moment <= now + self.max_future
+
+
+def recording_span(times: Iterable[datetime]) -> tuple[datetime, datetime]:
+    """The span a recording's rows may lie in, from their own times: Tukey's far fences, widened by a week.
+
+    The quartiles of the times give the recording's bulk; a row more than
+    three interquartile ranges (and :data:`RECORDING_MARGIN`) beyond them is
+    a mis-dated line (a 1970 default, a year-2199 typo), whose time would
+    stall its brand's windows. Nothing depends on the clock, so a recording
+    from 2015 replays as one from yesterday does. Always within the wire
+    contract's span; all of it when no time is readable.
+    """
+    seconds = sorted(moment.timestamp() for moment in times)
+    if not seconds:
+        return EVENT_TIME_MIN, EVENT_TIME_MAX
+    low, high = seconds[len(seconds) // 4], seconds[(3 * len(seconds)) // 4]
+    reach = 3 * (high - low) + RECORDING_MARGIN.total_seconds()
+    first = max(datetime.fromtimestamp(max(low - reach, 0.0), UTC), EVENT_TIME_MIN)
+    last = min(datetime.fromtimestamp(min(high + reach, EVENT_TIME_MAX.timestamp()), UTC), EVENT_TIME_MAX)
+    return first, last
 
 
 def _span(delta: timedelta) -> str:

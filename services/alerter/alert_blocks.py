@@ -177,6 +177,21 @@ def _confirmation(kind: ActionKind, brand: str) -> ConfirmObject | None:
     return None
 
 
+def sector_note(incident: Incident) -> str | None:
+    """The line saying that other brands of the sector surged in the same hours (None when none did).
+
+    The first thing a team asks in a storm is whether it is only them: a
+    weather day or a shared supplier's outage reads differently from a fault
+    of their own.
+    """
+    peers = incident.sector_peers
+    if not peers:
+        return None
+    shown = ", ".join(f"*{escaped(name)}*" for name in peers[:6])
+    names = shown + (f" and {len(peers) - 6} more" if len(peers) > 6 else "")
+    return f":busts_in_silhouette: Not only this brand: negative mentions of {names} rose in the same hours too."
+
+
 def lifecycle_buttons(incident: Incident, replies: tuple[str, ...]) -> ActionsBlock:
     """Acknowledge, Assign to me, Snooze 1h, Resolve and Not a crisis (both confirmed first), one Copy per reply."""
     elements = []
@@ -289,6 +304,9 @@ def compose_blocks(
             )
         )
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Why: {escaped(incident.rule)}"[:2000])]))
+    peers = sector_note(incident)
+    if peers:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=peers[:2000])]))
     status = status_line(incident)
     if status:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=status)]))

@@ -31,7 +31,7 @@ from .delivery import Notifier
 from .group import mark_fetch_active
 from .interactivity import Publish, Reject, SlackInteractivity
 from .message import MessageComposer
-from .processor import BrandProcessor, StateTables, brand_of_key
+from .processor import BrandProcessor, StateTables, brand_of_key, brand_sectors
 from .settings import AlerterSettings
 from .stages import DetectStage, NotifyStage, Record, dead_letter
 
@@ -75,7 +75,7 @@ def build_app(
     )
     config = DetectorConfig(bucket=timedelta(minutes=settings.bucket_minutes), sensitivity=settings.sensitivity)
     lateness, future = timedelta(minutes=settings.lateness_minutes), timedelta(minutes=settings.max_future_minutes)
-    processor = BrandProcessor(state, config, lateness, future)
+    processor = BrandProcessor(state, config, lateness, future, sectors=brand_sectors(settings.brands_file))
     detecting = DetectStage(
         processor, topics, send, BoundedLabel(settings.metric_brands_max), settings.max_future_minutes
     )

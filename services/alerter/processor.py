@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from crisiswatch.contracts.schemas import Incident, IncidentAction, SampleMention, ScoredMention
+from crisiswatch.contracts.schemas import Incident, IncidentAction, IncidentEventType, SampleMention, ScoredMention
 from crisiswatch.detection.actions import ActionOutcome, apply_action
 from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.detection.lifecycle import judge
@@ -56,6 +57,7 @@ from crisiswatch.detection.windows import (
     close_ready,
     id_digest,
 )
+from crisiswatch.ingest.brands import BrandCatalog
 
 log = logging.getLogger(__name__)
 RECORD_VERSION = 2
@@ -68,6 +70,8 @@ KEY_SEPARATOR = "\x1f"
 """Between the parts of a ``seen`` key; brand ids never contain it (they are printable)."""
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SAME_HOURS = timedelta(hours=6)
+"""Incidents of one sector opened within this of each other surged "in the same hours"."""
 
 Table = MutableMapping[str, Any]
 
@@ -126,8 +130,11 @@ class BrandProcessor:
         lateness: timedelta,
         max_future: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sectors: Mapping[str, str] | None = None,
     ) -> None:
         self.tables = tables
+        self.sectors = dict(sectors or {})
+        self._openings: dict[str, tuple[datetime, str]] = {}
         self.config = config
         self.lateness = lateness
         self.max_future = max_future
@@ -156,7 +163,7 @@ class BrandProcessor:
         state, verdicts = judge(state, closed, self.config)
         brand.detector = state
         brand.verdicts.extend(verdicts)
-        incidents = [incident for verdict in verdicts for incident in verdict.incidents]
+        incidents = [self._with_peers(incident) for verdict in verdicts for incident in verdict.incidents]
         brand.pending.extend(Bucket(b.start, b.total, b.negative, b.reach_negative) for b in closed)
         brand.snapshot_due |= bool(incidents) or len(brand.pending) >= SNAPSHOT_BUCKETS
         for bucket in closed:
@@ -203,6 +210,15 @@ class BrandProcessor:
                 brand.verdicts = []
         self._touched.clear()
         return reports
+
+    def _with_peers(self, incident: Incident) -> Incident:
+        """An opening with the other brands of its sector that opened in the same hours; it is remembered for theirs."""
+        if incident.event is not IncidentEventType.OPENED or incident.brand not in self.sectors:
+            return incident
+        name = incident.brand_name or incident.brand
+        peers = sector_peers(incident.brand, incident.opened_at, self.sectors, self._openings)
+        self._openings[incident.brand] = (incident.opened_at, name)
+        return incident.model_copy(update={"sector_peers": peers}) if peers else incident
 
     def brands(self) -> list[str]:
         """The brands whose working state is in memory."""
@@ -362,3 +378,33 @@ def _from_seconds(seconds: int) -> datetime:
 
 def _parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def sector_peers(
+    brand: str, opened_at: datetime, sectors: Mapping[str, str], openings: Mapping[str, tuple[datetime, str]]
+) -> list[str]:
+    """The other brands of ``brand``'s sector whose last incident opened within ``SAME_HOURS`` of ``opened_at``.
+
+    ``openings`` maps a brand to when its last incident opened and its name;
+    the names come back, in the order the incidents opened. Each brand is
+    still alerted on its own: this only says, in its alert, that the others
+    rose too.
+    """
+    sector = sectors.get(brand)
+    if not sector:
+        return []
+    near = [
+        (moment, name)
+        for other, (moment, name) in openings.items()
+        if other != brand and sectors.get(other) == sector and abs(opened_at - moment) <= SAME_HOURS
+    ]
+    return [name for _, name in sorted(near)]
+
+
+def brand_sectors(brands_file: Path) -> dict[str, str]:
+    """Each brand's sector from ``brands_file``; none, logged, when it cannot be read (sectors only add context)."""
+    try:
+        return BrandCatalog.from_file(brands_file).sectors()
+    except (OSError, ValueError) as error:
+        log.warning("no sector context: the brands file cannot be read", extra={"error": str(error)[:300]})
+        return {}

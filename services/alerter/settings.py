@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisiswatch.contracts.schemas import Severity
 from crisiswatch.detection.config import Sensitivity
+from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE
 
 from .replies import DEFAULT_TEMPLATES_FILE
 
@@ -38,6 +39,9 @@ class AlerterSettings(BaseSettings):
     data_dir: Path = Path(".crisiswatch/alerter")
     alerts_file: Path = Path("alerts.jsonl")
     templates_file: Path = Field(default=DEFAULT_TEMPLATES_FILE, description="reply templates (TOML)")
+    brands_file: Path = Field(
+        default=DEFAULT_BRANDS_FILE, description="the brands file whose sectors say which brands surge together"
+    )
     metrics_port: int = Field(default=9103, ge=0, le=65535)
     metric_brands_max: int = Field(default=500, ge=1, description="per-brand series beyond this read `_other`")
     lag_refresh_seconds: float = Field(default=15.0, gt=0)

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from crisiswatch.contracts.schemas import RejectionCode, validation_problems
 from crisiswatch.contracts.topics import Topics
 from crisiswatch.ingest.brands import BrandCatalog
-from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping
+from crisiswatch.ingest.records import DEFAULT_MAPPING, FieldMapping, recording_span
 from crisiswatch.ingest.scenario import demo_history, demo_scenario, generate
-from crisiswatch.ingest.sources import RawRecord, paced, read_file
+from crisiswatch.ingest.sources import RawRecord, event_time, paced, read_file
 from crisiswatch.runtime.health import BrokerWatch, Health, HealthSettings
 from crisiswatch.runtime.kafka import AckedProducer, KafkaSettings, MetadataQuestion, ensure_topics
 from crisiswatch.runtime.logs import configure_logging
@@ -48,6 +48,7 @@ def _listener(
     confirm_every: int | None = 1000,
     history: bool = False,
     health: Health | None = None,
+    span: tuple[datetime, datetime] | None = None,
 ) -> Listener:
     configure_logging(settings.log_level)
     serve_metrics(settings.metrics_port, "listener", health=health)
@@ -55,7 +56,7 @@ def _listener(
     ensure_topics(kafka, Topics(kafka.topic_prefix).all(), kafka.topic_partitions)
     producer = acked_producer(kafka, "crisiswatch-listener")
     recent = RecentIds(settings.dedup_capacity)
-    bounds = settings.event_time_bounds(history)
+    bounds = settings.event_time_bounds(history, span)
     return Listener(producer, Topics(kafka.topic_prefix), catalog, mapping, recent, confirm_every, bounds)
 
 
@@ -92,19 +93,23 @@ def replay(
         bool,
         typer.Option(
             "--history",
-            help="the file is history: accept mentions up to LISTENER_HISTORY_MAX_AGE_DAYS old "
-            "(live bounds otherwise: LISTENER_MAX_AGE_HOURS)",
+            help="the file is history: accept any age, judged against the file's own span of times "
+            "(live bounds otherwise: LISTENER_MAX_AGE_HOURS against this clock)",
         ),
     ] = False,
 ) -> None:
     """Replay a recorded file into ``mentions.raw`` with its timing scaled by ``--speed``.
 
     Mentions dated outside the accepted span (ahead of this clock, or older
-    than live ingest takes unless ``--history``) go to the dead-letter topic
-    with the reason and are not paced.
+    than live ingest takes; with ``--history``, far outside the file's own
+    span of times) go to the dead-letter topic with the reason and are not paced.
     """
     field_mapping = FieldMapping.parse(mapping)
-    listener = _listener(ListenerSettings(), KafkaSettings(), field_mapping, history=history)
+    span = None
+    if history:
+        times = (event_time(record, field_mapping) for record in read_file(path))
+        span = recording_span(t for t in times if t is not None)
+    listener = _listener(ListenerSettings(), KafkaSettings(), field_mapping, history=history, span=span)
     stop = StopSignal()
     records = paced(read_file(path), speed, field_mapping, should_stop=stop.is_set, accept=listener.takes_time)
     counts = pump(listener, records, source=f"file:{path.name}")
@@ -191,7 +196,7 @@ BrandsOption = Annotated[
 ]
 HistoryOption = Annotated[
     bool,
-    typer.Option("--history", help="take posts up to LISTENER_HISTORY_MAX_AGE_DAYS old (a recorded stream)"),
+    typer.Option("--history", help="take posts of any age (1970-2200), judged against the stream's own span"),
 ]
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE
-from crisiswatch.ingest.records import HISTORY_MAX_AGE, EventTimeBounds
+from crisiswatch.ingest.records import EventTimeBounds
 
 MIN_TOKEN_CHARS = 32
 DEFAULT_CLIENT = "default"
@@ -56,9 +56,6 @@ class ListenerSettings(BaseSettings):
         gt=0,
         le=24 * 365,
         description="how old a live mention may be; older ones need a replay with --history",
-    )
-    history_max_age_days: float = Field(
-        default=HISTORY_MAX_AGE.days, gt=0, le=365 * 50, description="how old a mention replayed with --history may be"
     )
     log_level: str = "INFO"
     ingest_tokens_file: Path | None = Field(
@@ -120,12 +117,18 @@ class ListenerSettings(BaseSettings):
         default=1.0, ge=0, description="how often the acknowledged position is written (and on every stop)"
     )
 
-    def event_time_bounds(self, history: bool = False) -> EventTimeBounds:
-        """The accepted span of ``created_at``: live ingest, or a replay of history (``history``)."""
+    def event_time_bounds(
+        self, history: bool = False, span: tuple[datetime, datetime] | None = None
+    ) -> EventTimeBounds:
+        """The accepted span of ``created_at``: live ingest against this clock, or a replay of history (``history``).
+
+        History is judged against its recording's ``span`` (see
+        :func:`crisiswatch.ingest.records.recording_span`), or anything the wire
+        contract takes, never against the clock.
+        """
         future = timedelta(minutes=self.max_future_minutes)
         if history:
-            age = timedelta(days=self.history_max_age_days)
-            return EventTimeBounds(future, age, "a replay of history takes up to LISTENER_HISTORY_MAX_AGE_DAYS")
+            return EventTimeBounds.history(span)
         hint = "replay older history with `crisiswatch listener replay --history`"
         return EventTimeBounds(future, timedelta(hours=self.max_age_hours), hint)
 

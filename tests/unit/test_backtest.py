@@ -93,7 +93,9 @@ def test_backtest_command_writes_the_nab_columns(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "nab").is_dir(), reason="../shared/data is not present")
 def test_the_eval_command_scores_the_shared_series() -> None:
-    result = CliRunner().invoke(app, ["eval-detector", "--nab", str(SHARED_DATA / "nab"), "--quick"])
+    arguments = ["eval-detector", "--nab", str(SHARED_DATA / "nab"), "--streams", str(SHARED_DATA / "streams")]
+    result = CliRunner().invoke(app, [*arguments, "--quick"])
     assert result.exit_code == 0, result.output
-    assert "cross-validated by series" in result.output and "ARTime" in result.output
-    assert "held-out series" in result.output and "sustained rises" in result.output
+    assert "Leave one stream out" in result.output and "worst fold" in result.output and "ARTime" in result.output
+    assert "comcast" in result.output and "apple" in result.output and "synthetic" in result.output
+    assert "sustained rises" in result.output

@@ -20,7 +20,7 @@ from crisiswatch.contracts.schemas import Mention, RejectionCode, ScoredMention
 from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.detection.windows import MAX_GAP_BUCKETS, AddResult, BrandBuckets, add_mention, close_ready
 from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
-from crisiswatch.ingest.records import EventTimeBounds, RejectedInput, to_mentions
+from crisiswatch.ingest.records import EventTimeBounds, RejectedInput, recording_span, to_mentions
 from crisiswatch.ingest.sources import paced
 from crisiswatch.listener.settings import ListenerSettings
 from tests.factories import scored_mention
@@ -153,3 +153,27 @@ def test_a_backtest_skips_mis_dated_rows_says_how_many_and_still_finds_the_rest(
     assert len(loaded.mentions) == 30
     buckets = len(replay(loaded.mentions, CONFIG, LATENESS)["acme-air"].verdicts)
     assert 30 <= buckets <= 40
+
+
+def test_a_2015_recording_backtests_whole_whatever_the_clock_says(tmp_path: Path) -> None:
+    first = datetime(2015, 6, 22, 8, 0, tzinfo=UTC)
+    rows = [{**_record((first + timedelta(minutes=3 * i)).isoformat(), f"r{i}"), "sentiment": "neg"} for i in range(40)]
+    path = tmp_path / "history-2015.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_mentions(path, CATALOG, None, now=datetime(2199, 1, 1, tzinfo=UTC))
+    assert loaded.rejected == [] and len(loaded.mentions) == 40
+    assert sum(len(r.verdicts) for r in replay(loaded.mentions, CONFIG, LATENESS).values()) >= 100
+
+
+def test_history_is_judged_against_its_own_span_not_the_clock() -> None:
+    times = [datetime(2015, 4, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(24 * 60)]
+    span = recording_span([*times, datetime(1970, 1, 1, tzinfo=UTC), datetime(2199, 1, 1, tzinfo=UTC)])
+    assert span[0] < times[0] and span[1] > times[-1]
+    assert span[0] > datetime(2014, 1, 1, tzinfo=UTC) and span[1] < datetime(2016, 1, 1, tzinfo=UTC)
+    history = ListenerSettings().event_time_bounds(history=True, span=span)
+    assert to_mentions(_record("2015-05-01T08:00:00Z"), CATALOG, bounds=history, now=NOW)
+    with pytest.raises(RejectedInput) as refused:
+        to_mentions(_record("1970-01-01T00:00:00Z"), CATALOG, bounds=history, now=NOW)
+    assert refused.value.code is RejectionCode.TIME_OUT_OF_RANGE
+    assert "outside the recording's span" in refused.value.reason
+    assert recording_span([]) == (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))

@@ -239,7 +239,7 @@ def test_a_settings_error_never_shows_a_secret_it_was_given() -> None:
     attempts = [
         lambda: KafkaSettings(security_protocol="PLAINTEXT", sasl_username="u", sasl_password=secret),
         lambda: SlackSettings(team_id="not-a-team", bot_token=f"xoxb-{secret}"),
-        lambda: ListenerSettings(ingest_token=secret, history_max_age_days=800_000),
+        lambda: ListenerSettings(ingest_token=secret, max_age_hours=-1),
     ]
     for attempt in attempts:
         with pytest.raises(ValidationError) as refused:
