@@ -19,6 +19,8 @@ class Brand:
     handles: tuple[str, ...] = ()
     hashtags: tuple[str, ...] = ()
     exclusions: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    """The languages its customers write, most common first: short or unsure posts lean on them."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
     excluded: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
@@ -67,6 +69,7 @@ class BrandCatalog:
                 handles=tuple(entry.get("handles", [])),
                 hashtags=tuple(entry.get("hashtags", [])),
                 exclusions=tuple(entry.get("exclusions", [])),
+                languages=tuple(str(language).strip().lower() for language in entry.get("languages", [])),
             )
             for entry in entries
         ]
