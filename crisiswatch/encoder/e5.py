@@ -29,6 +29,7 @@ package is importable by the command line without them.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import tempfile
 import warnings
@@ -342,5 +343,15 @@ def _int8_session(pooled: torch.nn.Module, hidden: int, threads: int) -> Any:
                 opset_version=17,
                 dynamo=False,
             )
-        quantize_dynamic(graph, quantised, weight_type=QuantType.QInt8, per_channel=True)
+        root = logging.getLogger()
+        root.addFilter(_without_preprocessing_advice)
+        try:
+            quantize_dynamic(graph, quantised, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.removeFilter(_without_preprocessing_advice)
         return onnxruntime.InferenceSession(str(quantised), options, providers=["CPUExecutionProvider"])
+
+
+def _without_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """Drop the quantiser's advice to pre-process the graph, which concerns static (calibrated) quantisation."""
+    return "pre-processing before quantization" not in record.getMessage()
