@@ -53,7 +53,9 @@ def _measure(rows: Sequence[LabelledText], batch_size: int, queue: multiprocessi
         }
     if hebrew is not None and HEBREW_DEV.is_file():
         dev = read_labelled(HEBREW_DEV, "hebrew")
-        figures["hebrew_dev"] = {"model": hebrew.name, **_rate(hebrew, dev, batch_size)}
+        rate = _rate(hebrew, dev, batch_size)
+        # The shipped Hebrew model was fitted on train + dev: its dev figures are not held out, only its speed counts.
+        figures["hebrew_dev"] = {"model": hebrew.name, "mentions_per_s": rate["mentions_per_s"]}
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     queue.put(figures)
 
