@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 from crisiswatch.catalogue import metric_entries
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
 from crisiswatch.ingest.scenario import HEBREW_THEMES, BrandTraffic, Crisis, Scenario, ViralPositive, generate
-from crisiswatch.sentiment.e5_head import HEBREW_HEAD_DIR, read_head
+from crisiswatch.sentiment.ngram import HEBREW_MODEL_DIR, NgramSentimentModel
 
 from .conftest import Pipeline, metric_value, wait_until
 
@@ -119,7 +119,7 @@ def test_the_slack_alert_names_the_brand_and_observed_versus_expected(crisis_run
 
 
 def test_a_hebrew_storm_is_scored_by_the_hebrew_model_and_drafted_in_hebrew(crisis_run: Pipeline, slack) -> None:
-    hebrew_model = read_head(HEBREW_HEAD_DIR)[0].name
+    hebrew_model = NgramSentimentModel.load(HEBREW_MODEL_DIR).name
     values = crisis_run.read(crisis_run.topics.scored, crisis_run.expected_mentions)  # type: ignore[attr-defined]
     scored = [json.loads(v) for v in values if v.startswith(b"{")]  # the fixture also wrote garbage here
     galil = [m for m in scored if m["brand"] == "galil-mobile"]
@@ -168,7 +168,7 @@ def test_metrics_endpoints_answer_and_counters_moved(crisis_run: Pipeline) -> No
     listener_metrics = crisis_run.metrics("classifier")
     assert metric_value(listener_metrics, "crisiswatch_classifier_mentions_total", 'outcome="scored"') >= 100
     assert metric_value(listener_metrics, "crisiswatch_classifier_batch_size_count") > 0
-    hebrew = f'language="he",model="{read_head(HEBREW_HEAD_DIR)[0].name}"'
+    hebrew = f'language="he",model="{NgramSentimentModel.load(HEBREW_MODEL_DIR).name}"'
     assert metric_value(listener_metrics, "crisiswatch_classifier_language_mentions_total", hebrew) >= 100
     alerter_metrics = crisis_run.metrics("alerter")
     assert metric_value(alerter_metrics, "crisiswatch_alerter_mentions_total", 'outcome="counted"') >= 100

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from crisiswatch.contracts.schemas import Mention, Sentiment, SentimentScores
-from crisiswatch.sentiment.e5_head import HEBREW_HEAD_DIR, read_head
 from crisiswatch.sentiment.loading import DEFAULT_ROUTES, ModelSettings, load_models
+from crisiswatch.sentiment.ngram import HEBREW_MODEL_DIR, NgramSentimentModel
 from crisiswatch.sentiment.routing import LanguageModels, parse_routes, read_routes_file, score_routed
 
 from .conftest import Pipeline, metric_value, produce
@@ -94,7 +94,7 @@ def test_the_default_mapping_loads_the_english_and_the_hebrew_model_offline() ->
     models = load_models(ModelSettings(device="cpu", dtype="fp32", engine="torch"))
     english, hebrew = models.scorer_for("en"), models.scorer_for("he")
     assert english is not None and hebrew is not None
-    assert hebrew.name == read_head(HEBREW_HEAD_DIR)[0].name != english.name
+    assert hebrew.name == NgramSentimentModel.load(HEBREW_MODEL_DIR).name != english.name
     assert models.scorer_for("und") is english
     multilingual = models.scorer_for("fr")
     assert multilingual is not None and multilingual.name == "e5-multilingual-1", "every other language is scored"
@@ -126,7 +126,7 @@ def test_the_classifier_routes_by_language_and_counts_what_it_leaves_unscored(pi
     ]
     produce(pipeline, pipeline.topics.raw, mentions)
     pipeline.wait_for_metric("classifier", "crisiswatch_classifier_mentions_total", 'outcome="unscored"', 1)
-    hebrew_model = read_head(HEBREW_HEAD_DIR)[0].name
+    hebrew_model = NgramSentimentModel.load(HEBREW_MODEL_DIR).name
     scored = {m["lang"]: m for m in map(json.loads, pipeline.read(pipeline.topics.scored, 4))}
     assert sorted(scored) == ["en", "fr", "he", "und"], "emoji only has nothing to read: it alone is not scored"
     assert scored["he"]["model"] == hebrew_model and scored["he"]["label"] == "negative"

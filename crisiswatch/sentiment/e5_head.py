@@ -6,7 +6,7 @@ embeddings (English SemEval tweets and Hebrew comments), so one model reads
 every language the encoder knows (about 100): a Spanish, Arabic or Russian
 complaint gets a score instead of none. A head may name an n-gram artifact to
 blend with: its probabilities are then averaged with the n-gram model's, with
-the weight cross-validation chose (the Hebrew model does this).
+the weight cross-validation chose (``hebrew-e5`` does this).
 
 The artifact is plain data, as the n-gram one: ``manifest.json`` (name,
 classes, encoder settings, blend, provenance, SHA-256 of the weights) and

@@ -32,9 +32,10 @@ log = logging.getLogger("crisiswatch.classifier")
 CONFIGURED_MODEL = "default"
 """In a mapping, the model ``CLASSIFIER_MODEL`` names (by default the shipped English MiniLM)."""
 HEBREW_MODEL = "hebrew"
-"""In a mapping, the shipped Hebrew model (the n-gram model blended with an e5 head, when one ships)."""
-HEBREW_NGRAM_MODEL = "hebrew-ngram"
-"""In a mapping, the shipped Hebrew n-gram model alone."""
+"""In a mapping, the shipped Hebrew n-gram model (thousands of texts a second on one core)."""
+HEBREW_BLEND_MODEL = "hebrew-e5"
+"""In a mapping, the shipped Hebrew n-gram model blended with an e5 head: half a point better in CV, about
+a hundred times slower (docs/languages.md), so not the default."""
 MULTILINGUAL_MODEL = "multilingual"
 """In a mapping, the shipped multilingual head over multilingual-e5-small (about 100 languages)."""
 DEFAULT_ROUTES = {
@@ -147,14 +148,10 @@ def freeze_loaded_objects() -> None:
 
 
 def _load_ngram(reference: str) -> Scorer | None:
-    """The shipped Hebrew n-gram model or an n-gram artifact directory; ``None`` for any other reference.
-
-    ``hebrew`` is the n-gram model only while no Hebrew e5 head ships beside it.
-    """
-    from .e5_head import HEBREW_HEAD_DIR, is_head_artifact
+    """The shipped Hebrew n-gram model or an n-gram artifact directory; ``None`` for any other reference."""
     from .ngram import HEBREW_MODEL_DIR, NgramSentimentModel, is_ngram_artifact
 
-    if reference == HEBREW_NGRAM_MODEL or (reference == HEBREW_MODEL and not is_head_artifact(HEBREW_HEAD_DIR)):
+    if reference == HEBREW_MODEL:
         return NgramScorer(NgramSentimentModel.load(HEBREW_MODEL_DIR))
     if is_ngram_artifact(Path(reference)):
         return NgramScorer(NgramSentimentModel.load(Path(reference)))
@@ -162,10 +159,10 @@ def _load_ngram(reference: str) -> Scorer | None:
 
 
 def _load_head(reference: str, settings: ModelSettings) -> Scorer | None:
-    """A shipped e5 head (``multilingual``, ``hebrew``) or an e5 head directory; ``None`` for any other reference."""
+    """A shipped e5 head (``multilingual``, ``hebrew-e5``) or an e5 head directory; ``None`` for any other reference."""
     from .e5_head import HEBREW_HEAD_DIR, MULTILINGUAL_HEAD_DIR, E5HeadScorer, is_head_artifact
 
-    shipped = {MULTILINGUAL_MODEL: MULTILINGUAL_HEAD_DIR, HEBREW_MODEL: HEBREW_HEAD_DIR}
+    shipped = {MULTILINGUAL_MODEL: MULTILINGUAL_HEAD_DIR, HEBREW_BLEND_MODEL: HEBREW_HEAD_DIR}
     directory = shipped.get(reference, Path(reference))
     if not is_head_artifact(directory):
         return None
