@@ -358,7 +358,9 @@ class E5TrainingRun:
             " fitted on Hebrew train + dev and the whole English SemEval pool.",
             f"- **hebrew**: {self.chosen.label}; head fitted on Hebrew train + dev"
             + (" and the English pool" if self.chosen.head and self.chosen.head.with_english else "")
-            + ", blended with the shipped `hebrew-ngram-1` (fitted on train + dev).",
+            + ", blended with the shipped `hebrew-ngram-1` (fitted on train + dev). Served where `he` is mapped"
+            " to `hebrew-e5`; the default stays on the n-grams, which are about a hundred times faster"
+            " (docs/languages.md).",
             "",
             "## Hebrew: chosen by cross-validation",
             "",
