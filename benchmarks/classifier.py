@@ -194,6 +194,7 @@ def main(
     broker: Annotated[bool, typer.Option(help="also measure through the embedded broker")] = True,
     output: Annotated[Path | None, typer.Option(help="write the figures as JSON here")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="score the sample this many times (for fast devices)")] = 1,
+    multilingual: Annotated[bool, typer.Option(help="also measure the e5 models (multilingual, Hebrew)")] = True,
 ) -> None:
     """Run the classifier benchmark and print a table."""
     source, rows = labelled_sample(size)
@@ -249,8 +250,14 @@ def main(
     for name in results[0]:
         table.add_row(name, *(str(figures.get(name, "")) for figures in results))
     console.print(table)
+    e5: dict[str, object] = {}
+    if multilingual:
+        from .multilingual import bench_multilingual
+
+        e5 = bench_multilingual(rows, batch_size)
+        console.print({"multilingual path (one fresh process, CLASSIFIER_* defaults)": e5})
     if output:
-        output.write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")
+        output.write_text(json.dumps({"header": header, "results": results, "multilingual": e5}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

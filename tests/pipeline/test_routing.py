@@ -96,7 +96,9 @@ def test_the_default_mapping_loads_the_english_and_the_hebrew_model_offline() ->
     assert english is not None and hebrew is not None
     assert hebrew.name == NgramSentimentModel.load(HEBREW_MODEL_DIR).name != english.name
     assert models.scorer_for("und") is english
-    assert models.scorer_for("fr") is None, "no fallback by default: other languages are left unscored"
+    multilingual = models.scorer_for("fr")
+    assert multilingual is not None and multilingual.name == "e5-multilingual-1", "every other language is scored"
+    assert models.scorer_for("ar") is multilingual
     [negative, positive] = hebrew.predict(["שירות מחפיר, בושה וחרפה, נמאס מכם", "כל הכבוד ותודה רבה, אלופים"])
     assert (negative.label, positive.label) == (Sentiment.NEGATIVE, Sentiment.POSITIVE)
 
@@ -116,6 +118,7 @@ def test_the_classifier_routes_by_language_and_counts_what_it_leaves_unscored(pi
         "he": "האפליקציה של נימבוס בנק לא עובדת, בושה וחרפה",
         "fr": "Nimbus Bank est en panne depuis ce matin",
         "und": "Nimbus Bank ???",
+        "zz": "🙂🙂🙂",
     }
     mentions = [
         Mention(id=f"m-{lang}", source="test", brand="nimbus-bank", text=text, lang=lang, created_at=now)
@@ -123,11 +126,12 @@ def test_the_classifier_routes_by_language_and_counts_what_it_leaves_unscored(pi
     ]
     produce(pipeline, pipeline.topics.raw, mentions)
     pipeline.wait_for_metric("classifier", "crisiswatch_classifier_mentions_total", 'outcome="unscored"', 1)
-    scored = {m["lang"]: m for m in map(json.loads, pipeline.read(pipeline.topics.scored, 3))}
     hebrew_model = NgramSentimentModel.load(HEBREW_MODEL_DIR).name
-    assert sorted(scored) == ["en", "he", "und"], "French has no model and no fallback: it is not scored"
+    scored = {m["lang"]: m for m in map(json.loads, pipeline.read(pipeline.topics.scored, 4))}
+    assert sorted(scored) == ["en", "fr", "he", "und"], "emoji only has nothing to read: it alone is not scored"
     assert scored["he"]["model"] == hebrew_model and scored["he"]["label"] == "negative"
     assert scored["en"]["model"] == scored["und"]["model"] != hebrew_model
+    assert scored["fr"]["model"] == "e5-multilingual-1", "a language without its own model goes to the multilingual one"
     exposed = pipeline.metrics("classifier")
     assert metric_value(exposed, "crisiswatch_classifier_language_mentions_total", 'language="other",model="none"') == 1
     assert (

@@ -46,3 +46,34 @@ def test_the_shared_english_and_hebrew_sets_are_told_apart() -> None:
     assert scores["en"].correct >= 0.97 and scores["he"].correct >= 0.99
     result = CliRunner().invoke(app, ["eval-language", "--data", str(SENTIMENT_DATA), "--limit", "50"])
     assert result.exit_code == 0 and "he" in result.output and "undetermined" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "brand_languages", "language"),
+    [
+        ("HOO BOY THAT WESTWORLD FINALE", ("en",), "en"),
+        ("@AcmeAir lol", ("en",), "en"),
+        ("Acme Air lost my bag again", ("en",), "en"),
+        ("@AcmeAir servicio horrible, me cobraron dos veces y nadie responde", ("en",), "es"),
+        ("Le service client d'Acme Air est vraiment nul, trois heures d'attente", ("en",), "fr"),
+        ("הטיסה של Acme Air בוטלה שוב", ("en",), "he"),
+        ("HOO BOY THAT WESTWORLD FINALE", (), "it"),
+        ("Galil Mobile ok", ("he", "en"), "en"),
+    ],
+)
+def test_short_or_unsure_posts_lean_on_the_brands_languages(
+    text: str, brand_languages: tuple[str, ...], language: str
+) -> None:
+    """An English brand's short English post is never Italian; a sure, longer Spanish or French post stays itself."""
+    assert language_of(text, None, brand_languages) == language
+
+
+def test_brands_name_their_customers_languages_and_the_listener_reads_posts_with_them() -> None:
+    from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE, BrandCatalog
+    from crisiswatch.ingest.records import to_mentions
+
+    catalog = BrandCatalog.from_file(DEFAULT_BRANDS_FILE)
+    assert catalog.brands["acme-air"].languages == ("en",) and catalog.brands["galil-mobile"].languages == ("he",)
+    record = {"id": "1", "text": "HOO BOY THAT ACME AIR FINALE", "created_at": "2026-01-01T00:00:00Z"}
+    [mention] = to_mentions(record, catalog)
+    assert mention.lang == "en"
