@@ -290,8 +290,9 @@ def backtest(
         typer.echo(f"{len(points)} buckets, {sum(p.alert for p in points)} alerts -> {output}")
         return
     assert mentions is not None
-    from crisiswatch.analysis.backtest import load_verdicts, load_with_progress, run_mentions_backtest, seed_states
-    from crisiswatch.analysis.compare import load_known, load_settings, run_comparison
+    from crisiswatch.analysis.backtest import load_verdicts, seed_states
+    from crisiswatch.analysis.backtest_command import load_with_progress, run_comparison, run_mentions_backtest
+    from crisiswatch.analysis.compare import load_known, load_settings
 
     directory = output or Path("runs") / f"backtest-{mentions.stem}"
     try:
@@ -333,7 +334,8 @@ def alerter_seed(
 
     from crisiswatch.alerter.seeding import SeedRefused, write_seeds
     from crisiswatch.alerter.settings import AlerterSettings
-    from crisiswatch.analysis.backtest import load_with_progress, seed_states
+    from crisiswatch.analysis.backtest import seed_states
+    from crisiswatch.analysis.backtest_command import load_with_progress
     from crisiswatch.runtime.kafka import KafkaSettings
 
     settings, kafka = AlerterSettings(), KafkaSettings()

@@ -10,8 +10,7 @@ applies, as it would live.
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -298,48 +297,6 @@ def seed_states(
     return {brand: warm_start(state) for brand, state in states.items()}
 
 
-def incidents_json(replays: Mapping[str, BrandReplay]) -> str:
-    """All incident events of a backtest as a JSON array."""
-    events = [incident.model_dump(mode="json") for r in replays.values() for incident in r.incidents]
-    return json.dumps(events, indent=2, ensure_ascii=False)
-
-
-def bucket_rows(replays: Mapping[str, BrandReplay]) -> Iterator[dict[str, Any]]:
-    """One row per brand and bucket: counts, expectation, surprise (for CSV export)."""
-    for brand_replay in replays.values():
-        for verdict in brand_replay.verdicts:
-            yield {
-                "brand": brand_replay.brand,
-                "start": verdict.bucket.start.isoformat(),
-                "total": verdict.bucket.total,
-                "negative": verdict.bucket.negative,
-                "reach_negative": verdict.bucket.reach_negative,
-                "expected_negative": round(verdict.score.expected_negative, 4),
-                "expected_total": round(verdict.score.expected_total, 4),
-                "surprise": round(verdict.score.surprise, 3),
-                "learning": int(verdict.learning),
-                "events": ";".join(incident.event.value for incident in verdict.incidents),
-            }
-
-
-def write_outputs(
-    replays: Mapping[str, BrandReplay], config: DetectorConfig, directory: Path, title: str, facts: Mapping[str, str]
-) -> dict[str, Path]:
-    """Write ``incidents.json``, ``buckets.csv`` and ``report.html`` into ``directory``; returns their paths."""
-    from .report import render_html  # the report module builds on this one
-
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {name: directory / name for name in ("incidents.json", "buckets.csv", "report.html")}
-    paths["incidents.json"].write_text(incidents_json(replays) + "\n", encoding="utf-8")
-    rows = list(bucket_rows(replays))
-    with paths["buckets.csv"].open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["brand", "start"])
-        writer.writeheader()
-        writer.writerows(rows)
-    paths["report.html"].write_text(render_html(replays, config, title, facts), encoding="utf-8")
-    return paths
-
-
 def lazy_model_scorer(reference: str, on_load: Callable[[str], None] | None = None) -> ScoreTexts:
     """A ``ScoreTexts`` that loads the classifier's model on first use, so labelled files never import torch."""
     loaded: list[Any] = []
@@ -354,82 +311,3 @@ def lazy_model_scorer(reference: str, on_load: Callable[[str], None] | None = No
         return loaded[0].predict(texts)
 
     return score_texts
-
-
-@dataclass
-class LabelledInput:
-    """A loaded file with the facts a report states about it."""
-
-    loaded: LoadedMentions
-    facts: dict[str, str]
-
-
-def load_with_progress(path: Path, brands: Path | None, mapping: str, label_field: str, model: str) -> LabelledInput:
-    """Load and label a mentions file with a progress bar on stderr; rejected lines are listed (first five)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from crisiswatch.ingest.brands import DEFAULT_BRANDS_FILE
-
-    console = Console(stderr=True)
-    catalog = BrandCatalog.from_file(brands or DEFAULT_BRANDS_FILE)
-    rows = sum(1 for _ in read_file(path))
-    model_names: list[str] = []
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
-        task = progress.add_task("labelling mentions", total=rows)
-        loaded = load_mentions(
-            path,
-            catalog,
-            lazy_model_scorer(model, on_load=model_names.append),
-            FieldMapping.parse(mapping) if mapping else DEFAULT_MAPPING,
-            label_field,
-            model_name=model,
-            on_progress=lambda n: progress.advance(task, n),
-        )
-        progress.update(task, completed=rows)
-    for line, reason in loaded.rejected[:5]:
-        console.print(f"[yellow]line {line} rejected:[/] {reason}")
-    facts = {
-        "input": f"{path} ({rows} rows, {len(loaded.mentions)} mentions, {len(loaded.rejected)} rejected"
-        + (f", {loaded.out_of_range} of them dated out of range" if loaded.out_of_range else "")
-        + ")",
-        "sentiment": f"{loaded.classified} classified by {model_names[0] if model_names else '—'}, "
-        f"{len(loaded.mentions) - loaded.classified} labelled in the input",
-    }
-    return LabelledInput(loaded, facts)
-
-
-def run_mentions_backtest(
-    labelled: LabelledInput,
-    path: Path,
-    directory: Path,
-    config: DetectorConfig,
-    lateness: timedelta,
-    seeds: Mapping[str, DetectorState] | None = None,
-    verdicts: Sequence[TeamVerdict] = (),
-) -> dict[str, BrandReplay]:
-    """The ``crisiswatch backtest MENTIONS`` command: replay, write the outputs and summarise."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    replays = replay(labelled.loaded.mentions, config, lateness, seeds, verdicts)
-    facts = labelled.facts | {
-        "detector": f"{config.bucket.total_seconds() / 60:g}-minute buckets, sensitivity {config.sensitivity.value}, "
-        f"lateness {lateness.total_seconds() / 60:g} min",
-        "start": f"warm from history for {', '.join(sorted(seeds))}" if seeds else "cold: every brand learns first",
-    }
-    if verdicts:
-        applied = sum(1 for r in replays.values() for i in r.incidents if i.acted_by == BACKTEST_USER)
-        facts["team verdicts"] = f"{applied} of {len(verdicts)} applied (the rest found no incident open)"
-    paths = write_outputs(replays, config, directory, f"crisiswatch backtest: {path.name}", facts)
-    for brand, brand_replay in replays.items():
-        opened = [i for i in brand_replay.incidents if i.event.value == "opened"]
-        learning = sum(1 for v in brand_replay.verdicts if v.learning)
-        learnt = f" ({learning} while learning)" if learning else ""
-        console.print(f"{brand}: {len(brand_replay.verdicts)} buckets{learnt}, {len(opened)} incidents")
-        for incident in opened:
-            console.print(f"  {incident.opened_at:%Y-%m-%d %H:%M} UTC {incident.severity.value}: {incident.rule}")
-    console.print(f"report: {paths['report.html']} · incidents: {paths['incidents.json']}")
-    return replays

@@ -23,7 +23,7 @@ from crisiswatch.contracts.schemas import Incident, IncidentEventType, ScoredMen
 from crisiswatch.detection.config import DetectorConfig, Sensitivity
 from crisiswatch.ingest.records import parse_timestamp
 
-from .backtest import BrandReplay, LabelledInput, replay, seed_states
+from .backtest import BrandReplay, replay, seed_states
 
 TUNABLE = {f.name for f in fields(DetectorConfig) if f.type in ("float", "int", "timedelta") and f.name != "bucket"}
 
@@ -169,37 +169,3 @@ def summary_rows(results: Sequence[RunResult], known: Sequence[KnownIncident] | 
 def incident_spans(results: Sequence[RunResult], brand: str) -> Mapping[str, list[Incident]]:
     """Per run, the brand's incident events (for overlaying the runs on one chart)."""
     return {r.settings.name: r.replays[brand].incidents if brand in r.replays else [] for r in results}
-
-
-def run_comparison(
-    labelled: LabelledInput,
-    path: Path,
-    directory: Path,
-    runs: Sequence[RunSettings],
-    known: Sequence[KnownIncident],
-    history: Sequence[ScoredMention] = (),
-) -> list[RunResult]:
-    """``crisiswatch backtest MENTIONS --compare A.toml --compare B.toml``: a table, compare.html, compare.json."""
-    import json
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from .report import render_comparison_html
-
-    results = compare(labelled.loaded.mentions, runs, history)
-    rows = summary_rows(results, known or None)
-    table = Table(*rows[0], title=f"{path.name}: {len(runs)} settings compared")
-    for row in rows:
-        table.add_row(*row.values())
-    Console().print(table)
-    directory.mkdir(parents=True, exist_ok=True)
-    facts = labelled.facts | {
-        "known incidents": str(len(known)) if known else "none given",
-        "start": "warm from the history given" if history else "cold: every brand learns first",
-    }
-    report = render_comparison_html(results, rows, known, f"crisiswatch comparison: {path.name}", facts)
-    (directory / "compare.html").write_text(report, encoding="utf-8")
-    (directory / "compare.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    Console(stderr=True).print(f"report: {directory / 'compare.html'} · table: {directory / 'compare.json'}")
-    return results

@@ -215,3 +215,26 @@ def test_the_readmes_layer_table_is_the_import_contract() -> None:
     documented = [sorted(re.findall(r"`(crisiswatch[\w.]*)`", row.split("|")[2])) for row in rows]
     assert [row.split("|")[1].strip() for row in rows] == [str(n) for n in range(1, len(rows) + 1)]
     assert documented == layers, "README.md's layer table and [tool.importlinter] in pyproject.toml disagree"
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    graph = build_graph(["crisiswatch"])
+    modules = sorted(graph.modules)
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if state.get(imported) == 1:
+                cycles.append([*path[path.index(imported) :], imported])
+            elif imported not in state:
+                visit(imported, [*path, imported])
+        state[module] = 2
+
+    for module in modules:
+        if module not in state:
+            visit(module, [module])
+    assert cycles == [], "import cycles (late imports inside functions count too): " + "; ".join(
+        " -> ".join(cycle) for cycle in cycles[:5]
+    )
