@@ -19,7 +19,8 @@ The steps of :func:`find_themes`:
    only distinct texts are embedded and clustered, each weighted by its
    number of copies, so a retweet storm of one text is one point of weight
    500, not 500 points that would make a dense theme of their own.
-2. k-means (copies as weights) for every count of themes from
+2. k-means (each distinct text once: copies count in the themes' sizes,
+   not in where their centres lie) for every count of themes from
    :attr:`Knobs.fewest_themes` (fewer for a few dozen posts) to
    ``max_themes`` (fewer when the posts cannot fill that many themes of
    ``min_size``); the count whose grouping has the best mean silhouette
@@ -294,8 +295,9 @@ def _means(vectors: np.ndarray, labels: np.ndarray, weights: np.ndarray, ids: Se
     return np.vstack(rows) if rows else np.zeros((0, vectors.shape[1]))
 
 
-def _kmeans(vectors: np.ndarray, weights: np.ndarray, count: int, seed: int) -> np.ndarray:
-    return KMeans(n_clusters=count, n_init=3, random_state=seed).fit_predict(vectors, sample_weight=weights)
+def _kmeans(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
+    # Each distinct text once: a text copied 200 times is one thing said, not a centre of its own.
+    return KMeans(n_clusters=count, n_init=3, random_state=seed).fit_predict(vectors)
 
 
 def _cluster(
@@ -315,7 +317,7 @@ def _cluster(
     fewest = max(2, min(knobs.fewest_themes, most, count // POSTS_PER_FLOOR_THEME))
     best: tuple[float, np.ndarray] | None = None
     for themes in range(fewest, most + 1):
-        labels = _kmeans(vectors, weights, themes, seed)
+        labels = _kmeans(vectors, themes, seed)
         if len(set(labels.tolist())) < 2:
             continue
         score = float(
