@@ -373,6 +373,7 @@ def eval_themes_command(
     grid: Annotated[bool, typer.Option(help="also score every knob setting, each set a fold, and choose")] = False,
     timing: Annotated[bool, typer.Option(help="also time a 150-post grouping, encoder included")] = True,
     only_timing: Annotated[bool, typer.Option(help="only time 150-post groupings, fp32 and int8 encoder")] = False,
+    table: Annotated[bool, typer.Option(help="the per-set table (--no-table: the grid or the timing alone)")] = True,
     cache: Annotated[
         Path | None, typer.Option(help=".npz of the encoder's vectors: read when present, written after the run")
     ] = None,
@@ -397,48 +398,49 @@ def eval_themes_command(
         console.print(_timing_line("int8 encoder", time_alert_grouping(posts, anchors, int8)))
         console.print(_timing_line("words only", time_alert_grouping(posts, anchors, None)))
         return
-    table = Table(
-        "set",
-        "posts",
-        "method",
-        "NMI",
-        "named",
-        "largest",
-        "themes",
-        "│",
-        "NMI",
-        "named",
-        "largest",
-        "themes",
-        title=f"themes on real sets: whole set │ alert size (mean of {samples} samples, 40-150 posts)",
-    )
-    per_set: dict[str, SetFigures] = {}
-    for name, posts in found.items():
-        figures = per_set[name] = evaluate_set(posts, anchors, encoder, samples=samples)
-        for position, method in enumerate(figures.whole):
-            label, count = (name, f"{len(posts):,}") if position == 0 else ("", "")
-            row = [label, count, method, *_cell(figures.whole[method]), "│", *_cell(figures.alert[method])]
-            table.add_row(*row, style="bold" if method == OURS else None, end_section=method == KEYWORDS)
-    for method in next(iter(per_set.values())).whole:
-        whole = [f.whole[method]["nmi"] for f in per_set.values()]
-        alert = [f.alert[method]["nmi"] for f in per_set.values()]
-        table.add_row(
-            "mean (worst)",
-            "",
-            method,
-            f"{np.mean(whole):.3f} ({min(whole):.3f})",
-            "",
-            "",
-            "",
+    if table:
+        per_set_table = Table(
+            "set",
+            "posts",
+            "method",
+            "NMI",
+            "named",
+            "largest",
+            "themes",
             "│",
-            f"{np.mean(alert):.3f} ({min(alert):.3f})",
-            "",
-            "",
-            "",
+            "NMI",
+            "named",
+            "largest",
+            "themes",
+            title=f"themes on real sets: whole set │ alert size (mean of {samples} samples, 40-150 posts)",
         )
-    console.print(table)
-    if cache is not None:
-        encoder.save(cache)
+        per_set: dict[str, SetFigures] = {}
+        for name, posts in found.items():
+            figures = per_set[name] = evaluate_set(posts, anchors, encoder, samples=samples)
+            for position, method in enumerate(figures.whole):
+                label, count = (name, f"{len(posts):,}") if position == 0 else ("", "")
+                row = [label, count, method, *_cell(figures.whole[method]), "│", *_cell(figures.alert[method])]
+                per_set_table.add_row(*row, style="bold" if method == OURS else None, end_section=method == KEYWORDS)
+        for method in next(iter(per_set.values())).whole:
+            whole = [f.whole[method]["nmi"] for f in per_set.values()]
+            alert = [f.alert[method]["nmi"] for f in per_set.values()]
+            per_set_table.add_row(
+                "mean (worst)",
+                "",
+                method,
+                f"{np.mean(whole):.3f} ({min(whole):.3f})",
+                "",
+                "",
+                "",
+                "│",
+                f"{np.mean(alert):.3f} ({min(alert):.3f})",
+                "",
+                "",
+                "",
+            )
+        console.print(per_set_table)
+        if cache is not None:
+            encoder.save(cache)
     console.print(f"knobs: {DEFAULT_KNOBS}; k-means baseline: as many clusters as the method's themes")
     if timing:
         longest = max(found.values(), key=len)
