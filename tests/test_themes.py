@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -380,3 +381,12 @@ def test_themes_command_reads_csv_and_falls_back_to_line_numbers(tmp_path: Path)
     assert out[-1]["theme_id"] == out[0]["theme_id"]
     cancelled = {line["theme"] for line in out[len(LUGGAGE) : len(LUGGAGE) + len(CANCELLED)] if line["theme"]}
     assert cancelled == {next(iter(cancelled))} and "cancel" in next(iter(cancelled))
+
+
+def test_the_encoder_gives_unit_vectors_that_see_synonyms(encoder: Encoder) -> None:
+    vectors = encoder(["lost luggage", "missing suitcase", "cancelled flight", ""])
+
+    assert vectors.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    assert default_encoder() is encoder, "loaded once"

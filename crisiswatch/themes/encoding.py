@@ -98,9 +98,21 @@ class MeanPooledEncoder:
         return vectors
 
 
-@functools.cache
+_LOADING = threading.Lock()
+
+
 def default_encoder() -> Encoder | None:
-    """The shipped sentence encoder (all-MiniLM-L6-v2), loaded once; None when the model stack is not installed.
+    """The shipped sentence encoder (all-MiniLM-L6-v2), loaded once, by whichever thread asks first.
+
+    None when the model stack is not installed or the load failed (see :func:`_load_default`).
+    """
+    with _LOADING:
+        return _load_default()
+
+
+@functools.cache
+def _load_default() -> Encoder | None:
+    """all-MiniLM-L6-v2 from its wheel; None when the model stack is not installed.
 
     A load that fails is logged and gives None too: the themes then fall
     back to words alone rather than not at all.
