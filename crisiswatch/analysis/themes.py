@@ -379,7 +379,7 @@ def eval_themes_command(
     ] = None,
 ) -> None:
     """Score themes and the baselines on every real labelled set, whole and at alert size (40-150 posts)."""
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)  # a file gets whole rows, not cut cells
     found = load_sets(data, sets)
     if not found:
         raise typer.BadParameter(f"no labelled set under {data} (see shared/data/README.md)")
