@@ -186,7 +186,7 @@ DEFERRED: tuple[Deferred, ...] = (
     ),
     Deferred(
         "eval-themes",
-        "Score themes by meaning and the baselines on a dev set and a test set (other phrasings, other seed).",
+        "Score themes and the baselines on every real labelled set, whole and at alert size (40-150 posts).",
         _single("crisiswatch.analysis.theme_evaluation", "eval_themes_command", "eval-themes"),
         ("sklearn",),
         "analysis",

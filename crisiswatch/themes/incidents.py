@@ -2,7 +2,9 @@
 
 The incident carries its sampled negative posts (a few per minute of the
 storm, copies folded: ``Incident.theme_posts``). They are grouped by meaning
-(:func:`.clustering.find_themes`), each copy counting up to
+(:func:`.clustering.find_themes`) with the shipped sentence encoder when the
+model stack is installed (:func:`.encoding.default_encoder`, loaded once, on
+the first alert), by their words alone otherwise; each copy counts up to
 :data:`COPIES_WEIGHT_CAP` times, with the brand's own names taken out first:
 they are in nearly every post, so they would name every theme.
 """
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from crisiswatch.contracts.schemas import Incident
 
 from .clustering import Anchor, Themes, find_themes
+from .encoding import Encoder, default_encoder
 from .summary import summary_line
 
 COPIES_WEIGHT_CAP = 20
@@ -23,14 +26,17 @@ MIN_THEME_POSTS = 6
 """Fewer sampled posts (distinct stories) than this say too little to group: no themes are shown."""
 
 
-def incident_themes(incident: Incident, anchors: Sequence[Anchor]) -> Themes | None:
-    """The themes of an incident's sampled posts so far, named by ``anchors``; None when there are too few."""
+def incident_themes(incident: Incident, anchors: Sequence[Anchor], encoder: Encoder | None = None) -> Themes | None:
+    """The themes of an incident's sampled posts so far, with ``anchors`` beside them; None when there are too few.
+
+    ``encoder`` None: the shipped one when installed, else words alone.
+    """
     posts = incident.theme_posts
     if len(posts) < MIN_THEME_POSTS:
         return None
     brand = brand_words(incident)
     texts = [brand.sub(" ", post.text) for post in posts for _ in range(min(post.copies, COPIES_WEIGHT_CAP))]
-    found = find_themes(texts, anchors)
+    found = find_themes(texts, anchors, encoder=encoder or default_encoder())
     return found if found.themes else None
 
 

@@ -9,7 +9,6 @@ a Sunday".
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 
 from .clustering import Theme, Themes
@@ -22,12 +21,9 @@ MOSTLY = 0.5
 """The line starts "Mostly" when the themes it names cover at least this share."""
 
 
-def short_name(theme: Theme, clashes: bool = False) -> str:
-    """A theme as the line names it: its anchor (plus its first term when another theme shares the anchor) or terms."""
-    if theme.anchor is None:
-        return " / ".join(theme.terms[:2]) or theme.label
-    name = theme.anchor.replace("_", " ")
-    return f"{name}: {theme.terms[0]}" if clashes and theme.terms else name
+def short_name(theme: Theme) -> str:
+    """A theme as the line names it: its first phrase in the posts' own words ("lost luggage"), else its label."""
+    return theme.terms[0] if theme.terms else theme.label
 
 
 def _joined(parts: Sequence[str]) -> str:
@@ -43,8 +39,7 @@ def summary_line(themes: Themes | Sequence[Theme], volume_ratio: float | None = 
     """
     listed = sorted(themes.themes if isinstance(themes, Themes) else themes, key=lambda t: (-t.share, t.theme_id))
     shown = [t for t in listed[:SHOWN] if t.share >= MIN_SHOWN_SHARE] or listed[:1]
-    anchors = Counter(t.anchor for t in listed if t.anchor is not None)
-    parts = [f"{short_name(t, anchors[t.anchor] > 1)} ({t.share:.0%})" for t in shown]
+    parts = [f"{short_name(t)} ({t.share:.0%})" for t in shown]
     if not parts:
         line = "No clear theme yet"
     else:

@@ -68,7 +68,9 @@ def test_a_labelled_file_yields_one_incident_for_the_crisis_and_a_report(tmp_pat
     assert len(images) == 2
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     assert f"{rows} rows" in report and "0 classified" in report
-    assert "<td>Mostly product defect (100%); volume" in report, "each incident says what it is about"
+    summary = re.search(r"<td>((?:Mostly|Mixed:) [^<]*\(\d+%\)[^<]*); volume", report)
+    assert summary, "each incident says what it is about"
+    assert "theme " not in summary.group(1), "named in the posts' own words"
     assert "(×" in report, "copies of a post are shown once, with their count"
 
     with (tmp_path / "out" / "buckets.csv").open() as handle:
