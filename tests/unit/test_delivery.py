@@ -120,6 +120,7 @@ def test_routing_picks_the_brand_channel_then_severity_and_later_events_stay_in_
     assert "<!subteam^S0ONCALL> critical incident" in str(reply.payload["blocks"])
 
 
+@pytest.mark.slow  # waits out real retry backoffs
 def test_rate_limits_and_server_errors_are_retried_and_the_alert_posted_once(slack: SlackStub) -> None:
     notifier = SlackBotNotifier(bot_client("xoxb-test", slack.api_url), "C0RETRY")
     slack.fail_next(429, headers={"Retry-After": "1"}, method="chat.postMessage")
@@ -248,6 +249,7 @@ def test_a_revoked_token_is_reported_loudly_and_every_alert_still_moves_on(
     assert _sample("crisiswatch_alerter_slack_credentials_rejected", channel="slack") == 0, "cleared by a delivery"
 
 
+@pytest.mark.slow  # waits out real retry backoffs
 def test_an_error_slack_may_lift_is_retried_until_the_alert_is_posted_once(slack: SlackStub, tmp_path: Path) -> None:
     notifier = _chain(slack, tmp_path, critical="C0BUSY")
     letters = DeadLetters()

@@ -84,6 +84,7 @@ def test_each_revision_is_delivered_once_and_a_replayed_one_is_not_even_composed
     assert deliveries[opened.incident_id]["revision"] == 2
 
 
+@pytest.mark.slow  # waits out real retry backoffs
 def test_a_retry_after_slack_failed_sends_the_same_message_without_drafting_or_grouping_again(
     slack: SlackStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

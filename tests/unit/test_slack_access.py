@@ -178,6 +178,7 @@ def test_only_people_on_the_allow_lists_may_snooze_resolve_or_close(pressed: Any
     assert len(slack.messages("usergroups.users.list")) == 1, "members are looked up once and kept for the TTL"
 
 
+@pytest.mark.slow  # waits out real retry backoffs
 def test_a_failed_usergroup_lookup_grants_nothing_and_the_next_press_asks_again(pressed: Any, slack: SlackStub) -> None:
     slack.fail_next(200, method="usergroups.users.list", error="missing_scope")
     unknown = PressPolicy(TEAM, frozenset({CHANNEL}), usergroups=("S0GONE",))

@@ -33,7 +33,7 @@ from crisiswatch.themes.clustering import Anchor, Theme, Themes, anchors_from_te
 from crisiswatch.themes.encoding import Encoder, default_encoder
 from crisiswatch.themes.summary import summary_line
 
-from .conftest import SHARED_DATA
+from ..conftest import SHARED_DATA
 
 REAL_SETS = SHARED_DATA / "themes"
 
