@@ -29,7 +29,6 @@ package is importable by the command line without them.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import re
 import tempfile
 import warnings
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .e5file import E5File, dequantise, read_e5_file
+from .int8 import quantise_weights
 
 if TYPE_CHECKING:
     import torch
@@ -323,7 +323,6 @@ def _int8_session(pooled: torch.nn.Module, hidden: int, threads: int) -> Any:
     """
     import onnxruntime
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     vectors = torch.randn(3, 9, hidden)
     mask = torch.ones((3, 9), dtype=torch.int64)
@@ -347,15 +346,5 @@ def _int8_session(pooled: torch.nn.Module, hidden: int, threads: int) -> Any:
                 opset_version=17,
                 dynamo=False,
             )
-        root = logging.getLogger()
-        root.addFilter(_without_preprocessing_advice)
-        try:
-            quantize_dynamic(graph, quantised, weight_type=QuantType.QInt8, per_channel=True)
-        finally:
-            root.removeFilter(_without_preprocessing_advice)
+        quantise_weights(graph, quantised)
         return onnxruntime.InferenceSession(str(quantised), options, providers=["CPUExecutionProvider"])
-
-
-def _without_preprocessing_advice(record: logging.LogRecord) -> bool:
-    """Drop the quantiser's advice to pre-process the graph, which concerns static (calibrated) quantisation."""
-    return "pre-processing before quantization" not in record.getMessage()

@@ -11,13 +11,14 @@ nothing is downloaded or cached.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from crisiswatch.encoder.int8 import quantise_weights
 
 from .network import LogitsOnly
 
@@ -46,27 +47,6 @@ def export(network: LogitsOnly, path: Path) -> None:
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
-
-
-def quantise_weights(source: Path, target: Path) -> None:
-    """Rewrite the graph's matrix multiplications with int8 weights, one scale per output channel.
-
-    Activations are quantised on the fly per batch (dynamic quantisation), so
-    no calibration data is needed.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    root.addFilter(_without_preprocessing_advice)
-    try:
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
-    finally:
-        root.removeFilter(_without_preprocessing_advice)
-
-
-def _without_preprocessing_advice(record: logging.LogRecord) -> bool:
-    """Drop the quantiser's advice to pre-process the graph, which concerns static (calibrated) quantisation."""
-    return "pre-processing before quantization" not in record.getMessage()
 
 
 class OnnxNetwork:
