@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from crisiswatch.runtime.broker import free_port
+
+from .local_http import ThreadedServer
 
 
 @dataclass
@@ -41,8 +42,7 @@ class SlackStub:
     refused_channels: dict[str, str] = field(default_factory=dict)  # channel id -> the error every call to it gets
     acks: list[str] = field(default_factory=list)
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
+    _server: ThreadedServer | None = None
     _counter: int = 0
 
     @property
@@ -149,34 +149,22 @@ class SlackStub:
             for socket in list(self.sockets):
                 await socket.send_json(envelope)
 
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
+        assert self._server is not None
+        asyncio.run_coroutine_threadsafe(send(), self._server.loop).result(10)
         return envelope_id
 
     def start(self) -> SlackStub:
-        ready = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            app = web.Application()
-            app.router.add_post("/api/{method}", self._handle)
-            app.router.add_get("/api/{method}", self._handle)  # slack_sdk GETs some methods (usergroups.users.list)
-            app.router.add_post("/upload/{file_id}", self._upload)
-            app.router.add_get("/socket-mode", self._socket)
-            self._runner = web.AppRunner(app)
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=serve, daemon=True).start()
-        ready.wait(10)
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)  # slack_sdk GETs some methods (usergroups.users.list)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/socket-mode", self._socket)
+        self._server = ThreadedServer(self.port).start(app)
         return self
 
     def stop(self) -> None:
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._server is not None:
+            self._server.stop()
 
     def messages(self, method: str = "chat.postMessage") -> list[SlackCall]:
         return [c for c in self.calls if c.method == method]

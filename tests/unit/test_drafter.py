@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from crisiswatch.contracts.schemas import Incident, Severity
 from crisiswatch.runtime.broker import free_port
 
 from ..factories import composed, incident, sample_mentions
+from ..local_http import ThreadedServer
 
 REFINED = [
     "We're sorry: card payments in the Nimbus Bank app are failing for some of you. Our engineers are on it.",
@@ -53,27 +53,16 @@ class ChatServer:
         )
 
     def __enter__(self) -> ChatServer:
-        ready = threading.Event()
+        self._server = ThreadedServer(self.port)
         self._closing = asyncio.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._complete)
-            self._runner = web.AppRunner(app)
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=serve, daemon=True).start()
-        ready.wait(10)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._complete)
+        self._server.start(app)
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self._closing.set)
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._server.loop.call_soon_threadsafe(self._closing.set)
+        self._server.stop()
 
 
 def _incident(text: str = "Nimbus Bank app: card payment failed twice", lang: str = "en") -> Incident:
