@@ -30,7 +30,8 @@ class NabResult:
     detail: dict[str, dict[str, object]]
 
 
-def _windows(raw: list[list[str]]) -> list[tuple[datetime, datetime]]:
+def nab_windows(raw: list[list[str]]) -> list[tuple[datetime, datetime]]:
+    """A series' labelled windows as read from ``realTweets_windows.json`` (naive times are UTC)."""
     return [tuple(datetime.fromisoformat(t).replace(tzinfo=UTC) for t in pair) for pair in raw]  # type: ignore[misc]
 
 
@@ -59,5 +60,5 @@ def score_every_series(
         points = list(detect(read_series(nab_dir / name), config, anomaly_scores))
         alerts = [p.alert for p in points]
         timestamps = [p.timestamp for p in points]
-        scored[name] = {p.name: score_series(alerts, timestamps, _windows(windows), p) for p in PROFILES}
+        scored[name] = {p.name: score_series(alerts, timestamps, nab_windows(windows), p) for p in PROFILES}
     return scored

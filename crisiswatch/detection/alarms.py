@@ -24,7 +24,7 @@ from crisiswatch.themes.folding import RETWEET, fold_key
 from .baseline import window_dispersions
 from .calibration import open_thresholds
 from .config import HOUR, MINUTE, DetectorConfig
-from .count_laws import day_count_surprise, share_surprise, tail_surprise
+from .count_laws import day_count_surprise, rise_evidence, share_surprise, tail_surprise
 from .horizons import horizon_scores
 from .memory import HourlyMemory, horizon_counts, part_of_day
 from .scoring import window_scores, window_totals
@@ -57,6 +57,12 @@ class Alarm:
     window: WindowScore
     threshold: float
     rule: str
+    least_severity: Severity = Severity.WATCH
+    """The least severity the rule that fired calls for (a young brand's rise is a warning whatever its size)."""
+    voices_counted: bool = False
+    """Whether the window already counts voices (retweets taken out), so none are to be taken out again."""
+    reads_prior_spread: bool = True
+    """Whether the rule leans on the day-to-day spread learnt across brands (the rise test reads the brand's own)."""
 
 
 def alarm(
@@ -148,6 +154,81 @@ def burst_alarm(
     return Alarm(window, threshold, rule)
 
 
+def rise_alarm(
+    memory: HourlyMemory, end: datetime, config: DetectorConfig, called_normal: Mapping[int, float] | None = None
+) -> Alarm | None:
+    """A young brand's sustained rise: hours at about ``rise_ratio`` (2) times the same hours of previous days.
+
+    A brand with under ``young_days`` of memory cannot yet say how far its
+    days stray from each other, and the horizons, which judge a rise against
+    that spread, stay cautious until it can. For those weeks a sequential test
+    of the product's own definition of a rise decides instead. Over the last
+    ``H`` hours (each of ``rise_hours``; the hour being filled counts as far
+    as it has come), against the median of the same hours of the previous
+    days, it needs, counting voices (negative mentions less explicit
+    retweets, in those hours and in the days they are compared with):
+
+    - at least ``min_negative`` and ``rise_min_per_hour`` negative mentions an hour;
+    - a count nearer the rise than normal on a log scale (at least the square
+      root of ``rise_ratio`` times normal), and so the count without its
+      busiest completed hour (a sustained rise, not one burst hour: that one
+      is the burst rule's), and the shortest of ``rise_hours`` nearer the rise
+      too (still under way, not a rise that ended hours ago);
+    - evidence for "``rise_ratio`` times normal" over "normal" of at least
+      ``rise_evidence`` decades (:func:`.count_laws.rise_evidence`, with the
+      brand's own day-to-day spread; chosen by the validation, ``inf`` turns
+      the rule off).
+
+    A surge the team called normal of this size stays quiet.
+    """
+    if not math.isfinite(config.rise_evidence) or memory.hours_known >= config.young_days * 24:
+        return None
+    least = max(config.min_negative, config.rise_min_per_hour * min(config.rise_hours, default=1))
+    if memory.negative_now + sum(memory.negative[-max(config.rise_hours, default=1) :]) < least:
+        return None  # the common case, decided without building the counts
+    midpoint = math.sqrt(config.rise_ratio)
+    every = horizon_counts(memory, end, config.rise_hours)
+    if not every:
+        return None
+    latest = min(every, key=lambda counts: counts.hours)
+    if latest.observed_voices < midpoint * max(latest.expected_voices, config.floor_negative_per_hour * latest.hours):
+        return None  # whatever the longer hours held, the rise is not under way now
+    found: list[Alarm] = []
+    for counts in every:
+        voices = counts.observed_voices
+        normal = max(counts.expected_voices, config.floor_negative_per_hour * counts.hours)
+        if voices < max(config.min_negative, config.rise_min_per_hour * counts.hours, midpoint * normal):
+            continue
+        busiest = max(memory.voices(counts.hours))
+        if voices - busiest < midpoint * normal * (counts.hours - 1) / counts.hours:
+            continue
+        evidence = rise_evidence(voices, normal, config.rise_ratio, counts.own_day_to_day)
+        if evidence < config.rise_evidence:
+            continue
+        if called_normal and voices <= called_normal.get(counts.hours, 0.0) * normal:
+            continue
+        window = WindowScore(
+            config.buckets(HOUR * counts.hours),
+            voices,
+            normal,
+            evidence,
+            counts.hours,
+            counts.observed_total,
+            counts.expected_total,
+            counts.start,
+        )
+        rule = (
+            describe_window(window, config.rise_evidence, config)
+            .replace("Negative mentions", "Negative mentions less retweets", 1)
+            .replace("surprise", "evidence for a rise")
+            + f"; a young brand's hours at {config.rise_ratio:g}x the same hours of previous days open an incident"
+        )
+        found.append(
+            Alarm(window, config.rise_evidence, rule, Severity.WARNING, voices_counted=True, reads_prior_spread=False)
+        )
+    return max(found, key=lambda a: a.window.surprise, default=None)
+
+
 def echoes(recent: list[RecentBucket], buckets: int) -> int:
     """Retweets of a post already seen in the last ``buckets`` buckets' samples: one voice repeated, not new voices.
 
@@ -181,7 +262,7 @@ def voices_still_alarm(
     """
     window = found.window
     voices = window.observed - repeated
-    if repeated <= 0:
+    if repeated <= 0 or found.voices_counted:
         return True
     if voices < config.min_negative:
         return False

@@ -67,6 +67,11 @@ class DetectorConfig:
     calibration_return_days: float = 21.0
     calibration_ceiling: float = math.inf
     burst_ratio: float = 10.0
+    rise_ratio: float = 2.0
+    rise_min_per_hour: float = 5.0
+    rise_hours: tuple[int, ...] = (3, 6)
+    rise_evidence: float = 3.0
+    young_days: int = 7
     horizon_return_days: float = 90.0
     min_negative: int = 8
     warning_reach: int = 100_000

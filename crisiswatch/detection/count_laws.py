@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from .memory import HorizonCounts
 
@@ -110,3 +110,22 @@ def _through_t(tail: float, degrees: float) -> float:
     z = -float(special.ndtri(max(tail, 1e-300)))
     heavier = special.stdtr(degrees, -z)
     return surprise_of(heavier)
+
+
+def rise_evidence(observed: int, normal: float, ratio: float, day_to_day: float) -> float:
+    """How strongly ``observed`` says "``ratio`` times normal" rather than "normal": a log10 likelihood ratio.
+
+    The counts are negative binomial around their mean, with the brand's own
+    day-to-day variance (log scale) as the extra-Poisson part: hours of
+    excess on a brand whose days barely stray are strong evidence, the same
+    excess on a brand whose days swing is weak. The brand's own spread, not
+    the prior learnt across brands, is what a young brand's test reads: the
+    evidence threshold, chosen by validation, guards against a spread
+    guessed too small from a few days.
+    """
+    if day_to_day <= 1e-9:
+        return (observed * math.log(ratio) - (ratio - 1) * normal) / math.log(10)
+    size = 1 / day_to_day
+    rise = stats.nbinom.logpmf(observed, size, size / (size + ratio * normal))
+    calm = stats.nbinom.logpmf(observed, size, size / (size + normal))
+    return float(rise - calm) / math.log(10)

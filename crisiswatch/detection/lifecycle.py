@@ -12,6 +12,7 @@ code runs in the live alerter and in offline backtests.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from .alarms import (
     describe_window,
     echoes,
     learning_alarm,
+    rise_alarm,
     severity_for,
     voices_still_alarm,
 )
@@ -97,7 +99,11 @@ def _open(
         incident_id=f"{state.brand}-{end:%Y%m%dT%H%M}",
         revision=1,
         opened_at=end,
-        severity=severity_for(best, found.threshold, window_reach(state.recent, best), config),
+        severity=max(
+            severity_for(best, found.threshold, window_reach(state.recent, best), config),
+            found.least_severity,
+            key=lambda severity: severity.rank,
+        ),
         peak_negative=max(b.negative for b in window),
         total_negative=best.observed,
         samples=_merge_samples(*(b.samples for b in window)),
@@ -108,22 +114,18 @@ def _open(
     return incident_event(state, IncidentEventType.OPENED, best, found.rule, config)
 
 
-SHORT_HISTORY_DAYS = 7
-"""Under a week of hourly memory, an alert says the brand's history is short."""
-
-
 def _with_history_note(found: Alarm, hours_known: int, config: DetectorConfig) -> Alarm:
-    """``found`` with its rule saying that the brand's history is short, when it is (under a week remembered)."""
+    """``found`` with its rule saying that the brand's history is short, when it is (under ``young_days``)."""
     days = hours_known // 24
-    if days >= SHORT_HISTORY_DAYS:
+    if days >= config.young_days:
         return found
-    spread = config.memory.prior_days > 0
+    spread = config.memory.prior_days > 0 and found.reads_prior_spread
     note = (
         f" (short history: {days} days remembered"
         + ("; its day-to-day spread is partly the one learnt across brands" if spread else "")
         + ")"
     )
-    return Alarm(found.window, found.threshold, found.rule + note)
+    return dataclasses.replace(found, rule=found.rule + note)
 
 
 def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[DetectorState, list[Incident]]:
@@ -132,7 +134,12 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         update={"recent": list(state.recent), "incident": state.incident.model_copy() if state.incident else None}
     )
     state.memory = memory = remember(
-        derived(state.memory, config.memory), bucket.start, bucket.negative, bucket.total, config.memory
+        derived(state.memory, config.memory),
+        bucket.start,
+        bucket.negative,
+        bucket.total,
+        config.memory,
+        bucket.negative_echoes,
     )
     weekly = memory.weekly
     expected_negative, expected_total = expected_counts(state.baseline, config, bucket.start, weekly)
@@ -178,6 +185,8 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
                 found = None
             if found is None:
                 found = burst_alarm(memory, end, config, called_normal)
+            if found is None:
+                found = rise_alarm(memory, end, config, called_normal)
         if found is not None:
             repeated = echoes(state.recent, found.window.buckets)
             if not voices_still_alarm(found, repeated, dispersions, len(lengths), config):
@@ -204,7 +213,8 @@ def step(state: DetectorState, bucket: Bucket, config: DetectorConfig) -> tuple[
         shortest = min((w for w in windows if w.hours), key=lambda w: w.hours, default=None)
         if shortest is not None and shortest.surprise > short.surprise:
             short = shortest
-    if short.surprise < config.scaled(config.resolve_surprise):
+    rise_holds = bool(incident.horizon_hours) and rise_alarm(memory, end, config) is not None
+    if short.surprise < config.scaled(config.resolve_surprise) and not rise_holds:
         incident.quiet_buckets += 1
     elif windows:
         incident.quiet_buckets = 0

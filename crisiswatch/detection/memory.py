@@ -53,6 +53,9 @@ class Reference(NamedTuple):
     day_to_day: float
     share_spread: float
     degrees: float
+    own_day_to_day: float
+    base_voices: float
+    full_voices: float
 
 
 @dataclass(slots=True)
@@ -60,7 +63,10 @@ class HourlyMemory:
     """Negative and total mentions per hour: completed hours oldest first, then the hour being filled.
 
     ``hour`` is the start of the hour being filled (``negative_now`` and
-    ``total_now`` so far); the last completed hour ended at ``hour``. The lists
+    ``total_now`` so far); the last completed hour ended at ``hour``.
+    ``echoes`` counts the negative mentions that were explicit retweets
+    (one voice repeated), aligned with the end of ``negative`` (a state from
+    before it was kept has fewer or none: the missing hours count none). The lists
     are replaced, never changed in place, so a copy of the detector state may
     share them. ``weekly`` and ``references`` are derived from the counts
     when an hour completes and are not stored.
@@ -71,6 +77,8 @@ class HourlyMemory:
     total_now: int = 0
     negative: list[int] = field(default_factory=list)
     total: list[int] = field(default_factory=list)
+    echoes_now: int = 0
+    echoes: list[int] = field(default_factory=list)
     weekly: Annotated[tuple[float, ...] | None, Field(exclude=True)] = field(default=None, repr=False, compare=False)
     references: Annotated[dict[int, Reference] | None, Field(exclude=True)] = field(
         default=None, repr=False, compare=False
@@ -80,6 +88,13 @@ class HourlyMemory:
     def hours_known(self) -> int:
         """Completed hours remembered."""
         return len(self.negative)
+
+    def voices(self, hours: int) -> list[int]:
+        """The last ``hours`` completed hours' negative mentions less their explicit retweets."""
+        negative = self.negative[-hours:] if hours > 0 else []
+        echoes = self.echoes[-len(negative) :] if negative else []
+        echoes = [0] * (len(negative) - len(echoes)) + echoes
+        return [n - e for n, e in zip(negative, echoes, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,7 @@ def hour_start(moment: datetime) -> datetime:
 
 
 def remember(
-    memory: HourlyMemory, start: datetime, negative: int, total: int, settings: MemorySettings
+    memory: HourlyMemory, start: datetime, negative: int, total: int, settings: MemorySettings, echoes: int = 0
 ) -> HourlyMemory:
     """``memory`` with a closed bucket starting at ``start`` added; a new object, ``memory`` is left as it was.
 
@@ -124,29 +139,28 @@ def remember(
     quiet would make every normal day look like a surge, so the memory starts
     again from this hour. A bucket from an hour already completed (history
     that overlaps the stream) is left out. At most ``keep_hours`` are kept.
+    ``echoes`` is how many of the bucket's negative mentions were explicit retweets.
     """
     hour = hour_start(start)
     if memory.hour is None:
-        return HourlyMemory(hour, negative, total)
+        return HourlyMemory(hour, negative, total, echoes_now=echoes)
     if hour < memory.hour:
         return memory
     gap = round((hour - memory.hour) / HOUR) - 1
     if gap > settings.max_quiet_gap_hours:
-        return HourlyMemory(hour, negative, total)
+        return HourlyMemory(hour, negative, total, echoes_now=echoes)
     if hour == memory.hour:
-        return HourlyMemory(
-            memory.hour,
-            memory.negative_now + negative,
-            memory.total_now + total,
-            memory.negative,
-            memory.total,
-            memory.weekly,
-            memory.references,
+        return dataclasses.replace(
+            memory,
+            negative_now=memory.negative_now + negative,
+            total_now=memory.total_now + total,
+            echoes_now=memory.echoes_now + echoes,
         )
     keep = settings.keep_hours
     negatives = [*memory.negative[-keep:], memory.negative_now, *([0] * gap)][-keep:]
     totals = [*memory.total[-keep:], memory.total_now, *([0] * gap)][-keep:]
-    return derived(HourlyMemory(hour, negative, total, negatives, totals), settings)
+    echoed = [*memory.echoes[-keep:], memory.echoes_now, *([0] * gap)][-keep:]
+    return derived(HourlyMemory(hour, negative, total, negatives, totals, echoes, echoed), settings)
 
 
 def derived(memory: HourlyMemory, settings: MemorySettings) -> HourlyMemory:
@@ -160,15 +174,19 @@ def derived(memory: HourlyMemory, settings: MemorySettings) -> HourlyMemory:
         return memory
     if memory.hour is None:
         return dataclasses.replace(memory, weekly=FLAT_WEEK, references={})
-    weekly, found = _derive(memory.hour, tuple(memory.negative), tuple(memory.total), settings)
+    weekly, found = _derive(memory.hour, tuple(memory.negative), tuple(memory.total), tuple(memory.echoes), settings)
     return dataclasses.replace(memory, weekly=weekly, references=found)
 
 
 @functools.lru_cache(maxsize=4096)
 def _derive(
-    hour: datetime, negatives: tuple[int, ...], totals: tuple[int, ...], settings: MemorySettings
+    hour: datetime,
+    negatives: tuple[int, ...],
+    totals: tuple[int, ...],
+    echoes: tuple[int, ...],
+    settings: MemorySettings,
 ) -> tuple[tuple[float, ...], dict[int, Reference]]:
-    completed = HourlyMemory(hour, 0, 0, list(negatives), list(totals))
+    completed = HourlyMemory(hour, 0, 0, list(negatives), list(totals), 0, list(echoes))
     completed.weekly = weekly_factors(completed)
     return completed.weekly, references(completed, settings)
 
@@ -223,6 +241,7 @@ def references(memory: HourlyMemory, settings: MemorySettings) -> dict[int, Refe
     factors = weekly[(now - n + np.arange(n + 1)) % WEEK_HOURS]
     negatives = np.asarray([*memory.negative, 0], dtype=float) / factors
     totals = np.asarray([*memory.total, 0], dtype=float) / factors
+    voices = np.asarray([*memory.voices(n), 0], dtype=float) / factors
     found: dict[int, Reference] = {}
     for hours in sorted({settings.burst_hours, *settings.horizons}):
         ends = np.asarray(
@@ -236,6 +255,8 @@ def references(memory: HourlyMemory, settings: MemorySettings) -> dict[int, Refe
         full_negative = base_negative + negatives[ends] * factors[n]
         base_total = (totals[window] * today).sum(axis=1)
         full_total = base_total + totals[ends] * factors[n]
+        base_voices = (voices[window] * today).sum(axis=1)
+        full_voices = base_voices + voices[ends] * factors[n]
         spread = _log_spread(full_negative, settings)
         own = max(spread**2 - 1 / (float(np.median(full_negative)) + 0.5), 0.0)
         seen = len(ends) - 1
@@ -251,6 +272,9 @@ def references(memory: HourlyMemory, settings: MemorySettings) -> dict[int, Refe
             day_to_day=(weight * settings.prior_day_spread**2 + seen * own) / (weight + seen),
             share_spread=_log_spread(full_negative / np.maximum(full_total, 1.0), settings, full_negative),
             degrees=weight + seen,
+            own_day_to_day=own,
+            base_voices=float(np.median(base_voices)),
+            full_voices=float(np.median(full_voices)),
         )
     return found
 
@@ -288,6 +312,12 @@ class HorizonCounts(NamedTuple):
     start: datetime
     degrees: float = 0.0
     """Degrees of freedom of the spread: the days seen less one, plus the prior's weight."""
+    own_day_to_day: float = 0.0
+    """The brand's own day-to-day variance beyond Poisson (log scale), without the prior: what its days alone say."""
+    observed_voices: int = 0
+    """``observed`` less its explicit retweets."""
+    expected_voices: float = 0.0
+    """``expected`` for negative mentions less their explicit retweets."""
 
 
 def horizon_counts(memory: HourlyMemory, end: datetime, horizons: tuple[int, ...]) -> list[HorizonCounts]:
@@ -301,6 +331,7 @@ def horizon_counts(memory: HourlyMemory, end: datetime, horizons: tuple[int, ...
         if reference is None or memory.hours_known < hours:
             continue
         observed = sum(memory.negative[-hours:]) + memory.negative_now
+        voices = sum(memory.voices(hours)) + memory.negative_now - memory.echoes_now
         observed_total = sum(memory.total[-hours:]) + memory.total_now
         expected = reference.base_negative + elapsed * (reference.full_negative - reference.base_negative)
         expected_total = reference.base_total + elapsed * (reference.full_total - reference.base_total)
@@ -316,6 +347,9 @@ def horizon_counts(memory: HourlyMemory, end: datetime, horizons: tuple[int, ...
                 reference.days,
                 memory.hour - HOUR * hours,
                 reference.degrees,
+                reference.own_day_to_day,
+                voices,
+                reference.base_voices + elapsed * (reference.full_voices - reference.base_voices),
             )
         )
     return found

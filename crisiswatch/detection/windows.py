@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from crisiswatch.contracts.schemas import SampleMention, ScoredMention, Sentiment
-from crisiswatch.themes.folding import fold_key
+from crisiswatch.themes.folding import RETWEET, fold_key
 
 MAX_SAMPLES = 5
 MAX_GAP_BUCKETS = 2016
@@ -51,6 +51,8 @@ class Bucket:
     total: int = 0
     negative: int = 0
     reach_negative: int = 0
+    negative_echoes: int = 0
+    """Negative mentions that were explicit retweets (``RT @author: ...``): one voice repeated."""
     samples: list[SampleMention] = field(default_factory=list)
     seen: set[int] = field(default_factory=set, repr=False)
     sample_keys: list[str] = field(default_factory=list, repr=False, compare=False)
@@ -181,6 +183,8 @@ def add_mention(
     if mention.label is Sentiment.NEGATIVE:
         bucket.negative += 1
         bucket.reach_negative += mention.reach
+        if RETWEET.match(mention.text):
+            bucket.negative_echoes += 1
         negative_score = round(mention.scores.negative, 4)
         _keep_sample(bucket, mention, negative_score)
     reached = created_at if now is None or created_at <= now else now

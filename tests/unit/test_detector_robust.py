@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,6 +11,7 @@ from crisiswatch.analysis.backtest import replay
 from crisiswatch.contracts.schemas import IncidentEventType, Severity
 from crisiswatch.detection.calibration import open_thresholds
 from crisiswatch.detection.config import DetectorConfig
+from crisiswatch.detection.count_laws import rise_evidence
 from crisiswatch.detection.lifecycle import step
 from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket
@@ -61,6 +63,45 @@ def test_a_young_brands_fourfold_rise_opens_a_warning_within_six_hours_and_says_
     assert caught[0].opened_at - (MONDAY + timedelta(minutes=onset)) <= timedelta(hours=6)
     assert caught[0].severity.rank >= Severity.WARNING.rank
     assert "short history: 3 days" in caught[0].rule
+
+
+def _young_rise(per_hour: float, ratio: float, seed: int, days: int = 3) -> tuple[list[int], int]:
+    """``days`` of a calm brand at ``per_hour`` on a daily rhythm, then from 09:00 ``ratio`` times it for 8 hours."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange((days + 1) * 24) % 24
+    rhythm = 1 + 0.4 * np.cos(2 * np.pi * (hours - 15) / 24)
+    per_bucket = np.repeat(per_hour * rhythm / 12, 12)
+    onset = (days * 24 + 9) * 12
+    per_bucket[onset : onset + 8 * 12] *= ratio
+    return rng.poisson(per_bucket[: onset + 8 * 12]).tolist(), onset
+
+
+def test_a_young_brands_doubling_opens_a_warning_within_six_hours_and_holds_while_it_lasts() -> None:
+    config = DetectorConfig(bucket=timedelta(minutes=5), rise_evidence=2.0)
+    counts, onset = _young_rise(per_hour=12, ratio=2.0, seed=4)
+    start = MONDAY + onset * config.bucket
+    state, opened = _run(counts, config)
+    assert [i for i in opened if i.opened_at < start] == [], "false alarm before the rise"
+    caught = [i for i in opened if i.opened_at >= start]
+    assert len(caught) == 1, "a doubling from 12 an hour after 3 days went unseen, or reopened"
+    assert caught[0].opened_at - start <= timedelta(hours=6)
+    assert caught[0].severity.rank >= Severity.WARNING.rank
+    assert "short history: 3 days" in caught[0].rule and "evidence for a rise" in caught[0].rule
+    assert state.incident is not None, "the incident resolved while the rise still held"
+
+
+def test_the_rise_rule_is_off_by_its_setting_and_for_brands_past_their_first_week() -> None:
+    counts, _ = _young_rise(per_hour=12, ratio=2.0, seed=4)
+    off = DetectorConfig(bucket=timedelta(minutes=5), rise_evidence=math.inf)
+    assert not [i for i in _run(counts, off)[1] if "evidence for a rise" in i.rule]
+    grown = DetectorConfig(bucket=timedelta(minutes=5), rise_evidence=2.0, young_days=3)
+    assert not [i for i in _run(counts, grown)[1] if "evidence for a rise" in i.rule]
+
+
+def test_rise_evidence_favours_the_rise_above_the_midpoint_and_weakens_with_the_brands_spread() -> None:
+    assert rise_evidence(60, 30.0, 2.0, 0.0) > 2 > rise_evidence(45, 30.0, 2.0, 0.0)
+    assert rise_evidence(30, 30.0, 2.0, 0.0) < 0
+    assert 0 < rise_evidence(60, 30.0, 2.0, 0.25) < rise_evidence(60, 30.0, 2.0, 0.01) < rise_evidence(60, 30.0, 2.0, 0)
 
 
 def _retweet_storm(retweets: bool) -> list:
