@@ -75,6 +75,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import normalize
+from threadpoolctl import threadpool_limits
 
 from .encoding import Encoder
 from .folding import HANDLE, LINK, RETWEET, fold_key
@@ -94,6 +95,10 @@ POSTS_PER_FLOOR_THEME = 25
 a small alert about two clear things gets two themes."""
 SILHOUETTE_SAMPLE = 1000
 """Most texts the silhouette is measured on (all of an alert's)."""
+ONE_THREAD_TEXTS = 1000
+"""Up to this many distinct texts (every alert) the words, the SVD and k-means run on one thread: on a few hundred
+texts the threads of OpenMP and BLAS wait on each other far longer than they compute, most of all on a busy
+machine (a 150-post grouping took five times as long with two threads on a shared 2-core machine)."""
 PHRASE_SHARE = 0.5
 """A two-word phrase names a theme instead of its word when at least this share of the word's posts say it."""
 TERM_MIN_SHARE = 0.05
@@ -455,11 +460,11 @@ def find_themes(
 
     hits = anchor_hits(cleaned, anchors)
     encoded = encoder(cleaned) if encoder is not None and len(distinct) > 1 else None
-    vectors = features(cleaned, encoded, lexical_weight=knobs.lexical_weight, seed=seed)
-    labels = _cluster(vectors, weights, threshold, max(1, max_themes), knobs, seed)
-
-    ids = sorted({int(i) for i in labels if i >= 0}, key=lambda i: (-weights[labels == i].sum(), i))
-    terms = theme_names(cleaned, weights, labels, ids)
+    with threadpool_limits(1 if len(distinct) <= ONE_THREAD_TEXTS else None):
+        vectors = features(cleaned, encoded, lexical_weight=knobs.lexical_weight, seed=seed)
+        labels = _cluster(vectors, weights, threshold, max(1, max_themes), knobs, seed)
+        ids = sorted({int(i) for i in labels if i >= 0}, key=lambda i: (-weights[labels == i].sum(), i))
+        terms = theme_names(cleaned, weights, labels, ids)
     themes: list[Theme] = []
     renumber = {-1: -1}
     for theme_id, (cluster, cluster_terms) in enumerate(zip(ids, terms, strict=True)):
