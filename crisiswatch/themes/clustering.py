@@ -114,6 +114,10 @@ class Knobs:
     fewest_themes: int = 6
     """The silhouette chooses the count of themes from this to ``max_themes`` (the silhouette alone prefers too
     few in large sets, where meaning varies smoothly); a small set may have fewer (:data:`POSTS_PER_FLOOR_THEME`)."""
+    centre: bool = True
+    """Take the mean of the grouped texts' encoder vectors off each before mixing: e5's vectors all lie within a
+    narrow cone (cosines of 0.7-0.9 between unrelated texts), so uncentred, their differences are drowned by the
+    word block's."""
 
 
 DEFAULT_KNOBS = Knobs()
@@ -278,6 +282,7 @@ def features(
     encoded: np.ndarray | None,
     *,
     lexical_weight: float = DEFAULT_KNOBS.lexical_weight,
+    centre: bool = DEFAULT_KNOBS.centre,
     seed: int = 0,
 ) -> np.ndarray:
     """Unit rows of the encoder's vectors and the lexical block side by side, mixed by ``lexical_weight``.
@@ -286,10 +291,13 @@ def features(
     squared length, so their cosines mix in that proportion.
 
     ``encoded`` None (no encoder) or ``lexical_weight`` 1: the lexical block
-    alone; ``lexical_weight`` 0: the encoder alone.
+    alone; ``lexical_weight`` 0: the encoder alone. ``centre``: the encoder's
+    vectors less their mean (see :attr:`Knobs.centre`).
     """
     if encoded is None or lexical_weight >= 1:
         return embed(cleaned, seed=seed)
+    if centre and len(encoded) > 1:
+        encoded = encoded - encoded.mean(axis=0)
     if lexical_weight <= 0:
         return normalize(encoded)
     lexical = embed(cleaned, seed=seed)
@@ -461,7 +469,7 @@ def find_themes(
     hits = anchor_hits(cleaned, anchors)
     encoded = encoder(cleaned) if encoder is not None and len(distinct) > 1 else None
     with threadpool_limits(1 if len(distinct) <= ONE_THREAD_TEXTS else None):
-        vectors = features(cleaned, encoded, lexical_weight=knobs.lexical_weight, seed=seed)
+        vectors = features(cleaned, encoded, lexical_weight=knobs.lexical_weight, centre=knobs.centre, seed=seed)
         labels = _cluster(vectors, weights, threshold, max(1, max_themes), knobs, seed)
         ids = sorted({int(i) for i in labels if i >= 0}, key=lambda i: (-weights[labels == i].sum(), i))
         terms = theme_names(cleaned, weights, labels, ids)
