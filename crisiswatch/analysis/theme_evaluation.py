@@ -333,7 +333,9 @@ def _timing_line(name: str, seconds: Sequence[tuple[float, float]]) -> str:
 
 
 def torch_threads() -> int:
-    """Threads torch computes with (its default: the cores it may use)."""
+    """Threads torch computes with (its default: the cores it may use); 0 without torch."""
+    if importlib.util.find_spec("torch") is None:
+        return 0
     import torch
 
     return int(torch.get_num_threads())
@@ -511,7 +513,9 @@ def eval_themes_command(
         bool, typer.Option(help="also the held-out figures: each set scored with knobs chosen on the other sets")
     ] = False,
     timing: Annotated[bool, typer.Option(help="also time a 150-post grouping, encoder included")] = True,
-    only_timing: Annotated[bool, typer.Option(help="only time 150-post groupings, fp32 and int8 encoder")] = False,
+    only_timing: Annotated[
+        bool, typer.Option(help="only time 150-post groupings: the encoder, MiniLM int8 and words only")
+    ] = False,
     table: Annotated[bool, typer.Option(help="the per-set table (--no-table: the grid or the timing alone)")] = True,
     cache: Annotated[
         Path | None, typer.Option(help=".npz of the encoder's vectors: read when present, written after the run")
@@ -533,9 +537,10 @@ def eval_themes_command(
     if only_timing:
         name, posts = max(found.items(), key=lambda item: len(item[1]) if "twitter" in item[0] else 0)
         console.print(f"timed on {name} posts")
-        console.print(_timing_line("fp32 encoder", time_alert_grouping(posts, anchors, loaded)))
-        int8 = MeanPooledEncoder(minilm_dir(), int8=True)
-        console.print(_timing_line("int8 encoder", time_alert_grouping(posts, anchors, int8)))
+        console.print(_timing_line(f"{encoder_name or 'shipped'} encoder", time_alert_grouping(posts, anchors, loaded)))
+        if "minilm" in installed_encoders():
+            int8 = MeanPooledEncoder(minilm_dir(), int8=True)
+            console.print(_timing_line("minilm int8 encoder", time_alert_grouping(posts, anchors, int8)))
         console.print(_timing_line("words only", time_alert_grouping(posts, anchors, None)))
         return
     if table:
@@ -584,7 +589,8 @@ def eval_themes_command(
     console.print(f"knobs: {DEFAULT_KNOBS}; k-means baseline: as many clusters as the method's themes")
     if timing:
         longest = max(found.values(), key=len)
-        console.print(_timing_line("fp32 encoder", time_alert_grouping(longest, anchors, loaded)))
+        timed = time_alert_grouping(longest, anchors, loaded)
+        console.print(_timing_line(f"{encoder_name or 'shipped'} encoder", timed))
     if held_out:
         _print_held_out(console, held_out_figures(found, anchors, encoder, samples), samples)
         if cache is not None:
