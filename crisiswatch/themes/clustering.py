@@ -1,17 +1,17 @@
 """Themes by meaning: group an incident's posts into a few themes and name them in the posts' own words.
 
 What a post is about is read by a sentence encoder (:mod:`.encoding`: texts
-to unit vectors, all-MiniLM-L6-v2 today), which knows that "bags",
+to unit vectors, multilingual-e5-small by default), which knows that "bags",
 "luggage" and "suitcase" are one complaint, beside lexical evidence: TF-IDF
 over words (uni- and bigrams) and over character n-grams within words (3 to
 5 characters, which match Hebrew words through their attached prefixes and
 English words through typos), reduced by latent semantic analysis. The
-lexical block keeps words the encoder does not know (Hebrew for an English
-encoder, product names) from being lost. The configured anchors' keywords
+lexical block keeps words the encoder does not know (product names, slang)
+from being lost. The configured anchors' keywords
 are not features: on long complaints nearly every post hits several of
 them, which pulled unrelated posts together (NMI on the CFPB narratives fell
-from 0.35 to 0.14 with them). Without an encoder (no model stack installed) the
-lexical block alone is used.
+from 0.35 to 0.14 with them). Without an encoder (none installed, or its load
+failed) the lexical block alone is used.
 
 The steps of :func:`find_themes`:
 
@@ -40,14 +40,17 @@ The steps of :func:`find_themes`:
    :data:`ANCHOR_MIN_SHARE`.
 
 The knobs, and how they were chosen: the stated ones are fixed by reasoning;
-the two in :class:`Knobs` are scored on the real labelled sets of
-:mod:`crisiswatch.analysis.real_themes` (``crisiswatch eval-themes --grid``),
-each set a fold, by the mean and the worst set's NMI at whole-set and at
-alert size (:data:`crisiswatch.analysis.theme_evaluation.GRID_RULE`), never on the
-generated set. That rule picks ``lexical_weight`` 0 (the worst set, tweets
-labelled by industry, gains 0.06); the default keeps 0.3, which adds
-0.03-0.08 on the other four sets and is what reads Hebrew while the encoder
-is English (``docs/alerts.md``, Themes on real complaints):
+two in :class:`Knobs` (``lexical_weight`` and ``centre``) are scored on the
+real labelled sets of :mod:`crisiswatch.analysis.real_themes` (``crisiswatch
+eval-themes --held-out``), each set a fold, by the mean and the worst set's
+NMI at whole-set and at alert size
+(:data:`crisiswatch.analysis.theme_evaluation.GRID_RULE`), never on the
+generated set. Leaving each set out in turn, four of the five folds choose
+``lexical_weight`` 0.3 and centring on the other four (the fifth, tweets
+labelled by industry, 0.3 uncentred), and so do all five sets together: those
+are the defaults (``docs/alerts.md``, Themes on real complaints).
+``fewest_themes`` is 6, the floor of the 6-12 themes the alerts aim at.
+The stated ones:
 
 * ``min_size`` = ``max(5, ceil(3% of the posts))``: a smaller group is an
   anecdote, not what an alert is about (stated: :data:`MIN_POSTS`,
@@ -56,7 +59,7 @@ is English (``docs/alerts.md``, Themes on real complaints):
   keywords occur in almost a third of its posts (stated).
 * LSA keeps at most 100 dimensions and a quarter of the distinct texts'
   count (stated).
-* :attr:`Knobs.lexical_weight` and :attr:`Knobs.fewest_themes`: see there.
+* :attr:`Knobs.lexical_weight`, :attr:`Knobs.centre` and :attr:`Knobs.fewest_themes`: see there.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ TERM_MIN_SHARE = 0.05
 
 @dataclass(frozen=True)
 class Knobs:
-    """The two settings chosen on the real labelled sets (see the module docstring and ``eval-themes --grid``)."""
+    """The settings chosen on the real labelled sets (see the module docstring and ``eval-themes --held-out``)."""
 
     lexical_weight: float = 0.3
     """Share of the lexical block (LSA of words and character n-grams) in the features; the encoder has the rest."""
