@@ -1,17 +1,17 @@
 """Themes by meaning: group an incident's posts into a few themes and name them in the posts' own words.
 
 What a post is about is read by a sentence encoder (:mod:`.encoding`: texts
-to unit vectors, all-MiniLM-L6-v2 today), which knows that "bags",
+to unit vectors, multilingual-e5-small by default), which knows that "bags",
 "luggage" and "suitcase" are one complaint, beside lexical evidence: TF-IDF
 over words (uni- and bigrams) and over character n-grams within words (3 to
 5 characters, which match Hebrew words through their attached prefixes and
 English words through typos), reduced by latent semantic analysis. The
-lexical block keeps words the encoder does not know (Hebrew for an English
-encoder, product names) from being lost. The configured anchors' keywords
+lexical block keeps words the encoder does not know (product names, slang)
+from being lost. The configured anchors' keywords
 are not features: on long complaints nearly every post hits several of
 them, which pulled unrelated posts together (NMI on the CFPB narratives fell
-from 0.35 to 0.14 with them). Without an encoder (no model stack installed) the
-lexical block alone is used.
+from 0.35 to 0.14 with them). Without an encoder (none installed, or its load
+failed) the lexical block alone is used.
 
 The steps of :func:`find_themes`:
 
@@ -40,14 +40,17 @@ The steps of :func:`find_themes`:
    :data:`ANCHOR_MIN_SHARE`.
 
 The knobs, and how they were chosen: the stated ones are fixed by reasoning;
-the two in :class:`Knobs` are scored on the real labelled sets of
-:mod:`crisiswatch.analysis.real_themes` (``crisiswatch eval-themes --grid``),
-each set a fold, by the mean and the worst set's NMI at whole-set and at
-alert size (:data:`crisiswatch.analysis.theme_evaluation.GRID_RULE`), never on the
-generated set. That rule picks ``lexical_weight`` 0 (the worst set, tweets
-labelled by industry, gains 0.06); the default keeps 0.3, which adds
-0.03-0.08 on the other four sets and is what reads Hebrew while the encoder
-is English (``docs/alerts.md``, Themes on real complaints):
+two in :class:`Knobs` (``lexical_weight`` and ``centre``) are scored on the
+real labelled sets of :mod:`crisiswatch.analysis.real_themes` (``crisiswatch
+eval-themes --held-out``), each set a fold, by the mean and the worst set's
+NMI at whole-set and at alert size
+(:data:`crisiswatch.analysis.theme_evaluation.GRID_RULE`), never on the
+generated set. Leaving each set out in turn, four of the five folds choose
+``lexical_weight`` 0.3 and centring on the other four (the fifth, tweets
+labelled by industry, 0.3 uncentred), and so do all five sets together: those
+are the defaults (``docs/alerts.md``, Themes on real complaints).
+``fewest_themes`` is 6, the floor of the 6-12 themes the alerts aim at.
+The stated ones:
 
 * ``min_size`` = ``max(5, ceil(3% of the posts))``: a smaller group is an
   anecdote, not what an alert is about (stated: :data:`MIN_POSTS`,
@@ -56,7 +59,7 @@ is English (``docs/alerts.md``, Themes on real complaints):
   keywords occur in almost a third of its posts (stated).
 * LSA keeps at most 100 dimensions and a quarter of the distinct texts'
   count (stated).
-* :attr:`Knobs.lexical_weight` and :attr:`Knobs.fewest_themes`: see there.
+* :attr:`Knobs.lexical_weight`, :attr:`Knobs.centre` and :attr:`Knobs.fewest_themes`: see there.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import normalize
+from threadpoolctl import threadpool_limits
 
 from .encoding import Encoder
 from .folding import HANDLE, LINK, RETWEET, fold_key
@@ -94,6 +98,10 @@ POSTS_PER_FLOOR_THEME = 25
 a small alert about two clear things gets two themes."""
 SILHOUETTE_SAMPLE = 1000
 """Most texts the silhouette is measured on (all of an alert's)."""
+ONE_THREAD_TEXTS = 1000
+"""Up to this many distinct texts (every alert) the words, the SVD and k-means run on one thread: on a few hundred
+texts the threads of OpenMP and BLAS wait on each other far longer than they compute, most of all on a busy
+machine (a 150-post grouping took five times as long with two threads on a shared 2-core machine)."""
 PHRASE_SHARE = 0.5
 """A two-word phrase names a theme instead of its word when at least this share of the word's posts say it."""
 TERM_MIN_SHARE = 0.05
@@ -102,13 +110,17 @@ TERM_MIN_SHARE = 0.05
 
 @dataclass(frozen=True)
 class Knobs:
-    """The two settings chosen on the real labelled sets (see the module docstring and ``eval-themes --grid``)."""
+    """The settings chosen on the real labelled sets (see the module docstring and ``eval-themes --held-out``)."""
 
     lexical_weight: float = 0.3
     """Share of the lexical block (LSA of words and character n-grams) in the features; the encoder has the rest."""
     fewest_themes: int = 6
     """The silhouette chooses the count of themes from this to ``max_themes`` (the silhouette alone prefers too
     few in large sets, where meaning varies smoothly); a small set may have fewer (:data:`POSTS_PER_FLOOR_THEME`)."""
+    centre: bool = True
+    """Take the mean of the grouped texts' encoder vectors off each before mixing: e5's vectors all lie within a
+    narrow cone (cosines of 0.7-0.9 between unrelated texts), so uncentred, their differences are drowned by the
+    word block's."""
 
 
 DEFAULT_KNOBS = Knobs()
@@ -273,6 +285,7 @@ def features(
     encoded: np.ndarray | None,
     *,
     lexical_weight: float = DEFAULT_KNOBS.lexical_weight,
+    centre: bool = DEFAULT_KNOBS.centre,
     seed: int = 0,
 ) -> np.ndarray:
     """Unit rows of the encoder's vectors and the lexical block side by side, mixed by ``lexical_weight``.
@@ -281,10 +294,13 @@ def features(
     squared length, so their cosines mix in that proportion.
 
     ``encoded`` None (no encoder) or ``lexical_weight`` 1: the lexical block
-    alone; ``lexical_weight`` 0: the encoder alone.
+    alone; ``lexical_weight`` 0: the encoder alone. ``centre``: the encoder's
+    vectors less their mean (see :attr:`Knobs.centre`).
     """
     if encoded is None or lexical_weight >= 1:
         return embed(cleaned, seed=seed)
+    if centre and len(encoded) > 1:
+        encoded = encoded - encoded.mean(axis=0)
     if lexical_weight <= 0:
         return normalize(encoded)
     lexical = embed(cleaned, seed=seed)
@@ -455,11 +471,11 @@ def find_themes(
 
     hits = anchor_hits(cleaned, anchors)
     encoded = encoder(cleaned) if encoder is not None and len(distinct) > 1 else None
-    vectors = features(cleaned, encoded, lexical_weight=knobs.lexical_weight, seed=seed)
-    labels = _cluster(vectors, weights, threshold, max(1, max_themes), knobs, seed)
-
-    ids = sorted({int(i) for i in labels if i >= 0}, key=lambda i: (-weights[labels == i].sum(), i))
-    terms = theme_names(cleaned, weights, labels, ids)
+    with threadpool_limits(1 if len(distinct) <= ONE_THREAD_TEXTS else None):
+        vectors = features(cleaned, encoded, lexical_weight=knobs.lexical_weight, centre=knobs.centre, seed=seed)
+        labels = _cluster(vectors, weights, threshold, max(1, max_themes), knobs, seed)
+        ids = sorted({int(i) for i in labels if i >= 0}, key=lambda i: (-weights[labels == i].sum(), i))
+        terms = theme_names(cleaned, weights, labels, ids)
     themes: list[Theme] = []
     renumber = {-1: -1}
     for theme_id, (cluster, cluster_terms) in enumerate(zip(ids, terms, strict=True)):

