@@ -382,6 +382,7 @@ def run_finetune(
     cache: Path | None = DEFAULT_CACHE,
     score_test: bool = True,
     with_dev: bool = True,
+    fit: bool = True,
     log: Log = _stderr,
 ) -> dict[str, Any]:
     """Choose by CV on train, check on dev, fit the winner on train + dev, write it under ``out``, score test once."""
@@ -403,10 +404,14 @@ def run_finetune(
     for line in cv_table(candidates, chosen):
         log(line)
     result: dict[str, Any] = {"chosen": chosen.label, "cross_validation": _figures(chosen)}
-    if chosen.kind == "n-grams":
-        (out / "CV.md").parent.mkdir(parents=True, exist_ok=True)
-        (out / "CV.md").write_text("\n".join(cv_table(candidates, chosen)) + "\n", encoding="utf-8")
-        log("the n-gram model wins CV: nothing to ship")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "CV.md").write_text("\n".join(cv_table(candidates, chosen)) + "\n", encoding="utf-8")
+    (out / "cv.json").write_text(
+        json.dumps({c.label: _figures(c) for c in candidates}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    if chosen.kind == "n-grams" or not fit:
+        log("the n-gram model wins CV: nothing to ship" if fit else "cross-validation only (--no-fit)")
         return result
 
     epochs = next(c.epochs for c in candidates_for(config) if c.label(config) == chosen.label)
@@ -469,10 +474,6 @@ def run_finetune(
     (out / "MODEL_CARD.md").write_text(
         model_card(config, candidates, chosen, folds, seed, dev_report, test_report), encoding="utf-8"
     )
-    (out / "cv.json").write_text(
-        json.dumps({c.label: _figures(c) for c in candidates}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
     return result
 
 
@@ -496,11 +497,18 @@ def finetune_e5(
     cache: Annotated[Path, typer.Option(help="where frozen-layer states and n-gram fold scores are kept")] = (
         DEFAULT_CACHE
     ),
-    test: Annotated[bool, typer.Option(help="score Hebrew test_gold.tsv once with the shipped model")] = True,
+    test: Annotated[
+        bool,
+        typer.Option(
+            help="score Hebrew test_gold.tsv once with the fitted model: only for the run whose model ships, after"
+            " its CV has beaten every other candidate (hebrew-e5's and the n-grams' tables included)"
+        ),
+    ] = False,
+    fit: Annotated[bool, typer.Option(help="fit and write the CV winner (--no-fit: cross-validation only)")] = True,
 ) -> None:
     """Fine-tune e5's top layers for Hebrew: candidates by 5-fold CV on train, the winner fitted on train + dev."""
     config = FinetuneConfig(
         split_layer=split_layer, max_length=max_length, epochs=epochs, learning_rate=learning_rate, bf16=bf16
     )
-    result = run_finetune(hebrew, out, config, folds, seed, cache, test)
+    result = run_finetune(hebrew, out, config, folds, seed, cache, test, fit=fit)
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

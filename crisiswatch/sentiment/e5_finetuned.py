@@ -79,8 +79,13 @@ def top_module(config: Any, split_layer: int, classes: int) -> torch.nn.Module:
     Called with the hidden states after layer ``split_layer`` and the 0/1
     attention mask; returns the class logits.
     """
+    import copy
+
     import torch
     from transformers.models.bert.modeling_bert import BertLayer
+
+    config = copy.deepcopy(config)
+    config._attn_implementation = "eager"  # what the layers were trained with (a plain additive mask)
 
     class FinetunedTop(torch.nn.Module):
         def __init__(self) -> None:
