@@ -21,6 +21,7 @@ from crisiswatch.runtime.logs import configure_logging
 from crisiswatch.sentiment.loading import ModelSettings, load_models
 from crisiswatch.sentiment.routing import LanguageModels
 
+from .e5_finetune import finetune_e5
 from .e5_training import train_e5
 from .ngram_training import train_ngram
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 model_cli = typer.Typer(help="Train and evaluate the sentiment models.", no_args_is_help=True)
 model_cli.command("train-ngram")(train_ngram)
 model_cli.command("train-e5")(train_e5)
+model_cli.command("finetune-e5")(finetune_e5)
 
 
 def _read_texts(handle: TextIO, fmt: str, column: str) -> Iterator[str]:

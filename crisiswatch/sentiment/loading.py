@@ -36,6 +36,9 @@ HEBREW_MODEL = "hebrew"
 HEBREW_BLEND_MODEL = "hebrew-e5"
 """In a mapping, the shipped Hebrew n-gram model blended with an e5 head: half a point better in CV, about
 a hundred times slower (docs/languages.md), so not the default."""
+HEBREW_FINETUNED_MODEL = "hebrew-e5-finetuned"
+"""In a mapping, multilingual-e5-small with its top layers fine-tuned on Hebrew, blended with the n-gram model
+as cross-validation chose (``crisiswatch model finetune-e5``; docs/languages.md)."""
 MULTILINGUAL_MODEL = "multilingual"
 """In a mapping, the shipped multilingual head over multilingual-e5-small (about 100 languages)."""
 DEFAULT_ROUTES = {
@@ -118,7 +121,7 @@ def load_models(settings: ModelSettings, languages: Collection[str] | None = Non
         if reference == CONFIGURED_MODEL:
             loaded[reference] = load_model(settings)
             continue
-        scorer = _load_ngram(reference) or _load_head(reference, settings)
+        scorer = _load_ngram(reference) or _load_head(reference, settings) or _load_finetuned(reference, settings)
         if scorer is None:
             from .model import SentimentModel, choose_runtime
 
@@ -167,6 +170,18 @@ def _load_head(reference: str, settings: ModelSettings) -> Scorer | None:
     if not is_head_artifact(directory):
         return None
     scorer = E5HeadScorer.load(directory, settings.threads, settings.dtype)
+    log.info("model loaded", extra=scorer.describe())
+    return scorer
+
+
+def _load_finetuned(reference: str, settings: ModelSettings) -> Scorer | None:
+    """The shipped fine-tuned Hebrew e5 (``hebrew-e5-finetuned``) or such a directory; ``None`` for anything else."""
+    from .e5_finetuned import HEBREW_FINETUNED_DIR, FinetunedE5Scorer, is_finetuned_artifact
+
+    directory = HEBREW_FINETUNED_DIR if reference == HEBREW_FINETUNED_MODEL else Path(reference)
+    if not is_finetuned_artifact(directory):
+        return None
+    scorer = FinetunedE5Scorer(directory, settings.threads)
     log.info("model loaded", extra=scorer.describe())
     return scorer
 
