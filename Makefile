@@ -26,9 +26,9 @@ test: setup
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
 
 # The quick loop: the unit tier (no broker, no services), nothing slow, a few dozen examples per property test,
-# on every core.
+# on every core; the tests that load torch and the models (xdist_group "models") share one worker.
 test-fast: setup
-	HYPOTHESIS_PROFILE=dev $(BIN)/pytest tests/unit -m "not slow" -n auto
+	HYPOTHESIS_PROFILE=dev $(BIN)/pytest tests/unit -m "not slow" -n auto --dist loadgroup
 
 # Style, then the import layers ([tool.importlinter] in pyproject.toml).
 lint: setup

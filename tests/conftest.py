@@ -49,6 +49,55 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _AUTO_PROFILE))
 
 
 PIPELINE_TIER = Path(__file__).resolve().parent / "pipeline"
+THREAD_POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, give each worker its share of the cores for torch, BLAS and OpenMP.
+
+    Every worker's libraries would otherwise start a thread per core, so two
+    workers on two cores run four busy-waiting pools against each other (the
+    theme evaluation took five times the CPU). This runs before any test
+    module imports numpy or torch, which read these variables when they load.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if "PYTEST_XDIST_WORKER" in os.environ and workers > 0:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        for variable in THREAD_POOL_VARIABLES:
+            os.environ.setdefault(variable, share)
+
+
+MODEL_MODULES = frozenset(
+    {
+        "test_backtest_mentions.py",
+        "test_classifier_units.py",
+        "test_compose.py",
+        "test_cross_validation.py",
+        "test_model.py",
+        "test_themes.py",
+    }
+)
+"""Unit modules whose tests load torch and the shipped models (they import them inside the tests, not at the top)."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadgroup`` (``make test-fast``): the tests of :data:`MODEL_MODULES` are one group, run by one worker.
+
+    Only that worker then pays for importing torch and loading the models
+    (seconds each). xdist's own ``xdist_group`` mark still groups as well,
+    where the pytest in use keeps the group xdist writes into the test id.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModelsOnOneWorker(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in MODEL_MODULES:
+                return "models"
+            return super()._split_scope(nodeid)
+
+    return ModelsOnOneWorker(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -31,8 +31,8 @@ from crisiswatch.detection.config import DetectorConfig
 from crisiswatch.detection.lifecycle import step
 from crisiswatch.detection.state import DetectorState
 from crisiswatch.detection.windows import Bucket, bucket_start
+from crisiswatch.evaluation_data.mention_texts import THEMES
 from crisiswatch.ingest.scenario import (
-    THEMES,
     BrandTraffic,
     Crisis,
     Scenario,

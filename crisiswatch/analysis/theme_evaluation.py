@@ -21,7 +21,7 @@ set's (each set's NMI the mean of its whole-set and alert-size NMI), and
 the rule is :data:`GRID_RULE`; leaving each set out in turn, the setting
 chosen on the others is scored on it, so the figure says how the choice
 carries to a set it has not seen. The generated set
-(:mod:`crisiswatch.analysis.theme_set`) tests code; it chooses nothing.
+(:mod:`crisiswatch.evaluation_data.theme_set`) tests code; it chooses nothing.
 """
 
 from __future__ import annotations

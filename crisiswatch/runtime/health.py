@@ -210,9 +210,15 @@ class BrokerWatch:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop after the question in flight (the thread is a daemon: it never holds up an exit)."""
+    def stop(self, wait_s: float | None = None) -> None:
+        """Stop after the question in flight (the thread is a daemon: it never holds up an exit).
+
+        With ``wait_s``, wait up to that long for the thread to end, so the
+        caller may then close what the question holds open.
+        """
         self._stop.set()
+        if wait_s is not None and self._thread.is_alive():
+            self._thread.join(wait_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -435,7 +435,11 @@ class MetadataQuestion:
                 )
             self._consumer.topics()
         except Exception:
-            if self._consumer is not None:
-                self._consumer.close()
-            self._consumer = None
+            self.close()
             raise
+
+    def close(self) -> None:
+        """Close the client and its connection (a broker shutting down waits for open connections to go)."""
+        if self._consumer is not None:
+            self._consumer.close()
+        self._consumer = None

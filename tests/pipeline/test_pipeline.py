@@ -11,7 +11,8 @@ import pytest
 from kafka import KafkaProducer
 
 from crisiswatch.contracts.schemas import DeadLetter, Incident, IncidentEventType
-from crisiswatch.ingest.scenario import HEBREW_THEMES, BrandTraffic, Crisis, Scenario, ViralPositive, generate
+from crisiswatch.evaluation_data.mention_texts import HEBREW_THEMES
+from crisiswatch.ingest.scenario import BrandTraffic, Crisis, Scenario, ViralPositive, generate
 from crisiswatch.metrics_catalogue import metric_entries
 from crisiswatch.sentiment.ngram import HEBREW_MODEL_DIR, NgramSentimentModel
 

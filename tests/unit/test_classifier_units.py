@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,8 +11,6 @@ from crisiswatch.contracts.schemas import Sentiment
 from crisiswatch.modeling.evaluation import classification_report
 from crisiswatch.sentiment.batching import BatchPolicy, plan_batches
 from crisiswatch.sentiment.labels import LabelMappingError, map_labels
-from crisiswatch.sentiment.model import choose_runtime
-from crisiswatch.sentiment.network import base_model_dir
 from crisiswatch.sentiment.textprep import decode_escapes, normalise_for_model, with_normalisation
 
 from ..conftest import examples
@@ -80,6 +80,8 @@ def test_batch_policy_flushes_on_size_or_latency_cap() -> None:
 
 
 def test_runtime_choice_is_overridable_and_refuses_the_impossible() -> None:
+    from crisiswatch.sentiment.model import choose_runtime  # torch loads here, not when the module is collected
+
     assert choose_runtime("cpu", "fp32").dtype == "fp32"
     assert choose_runtime("cpu", "auto").dtype in {"bf16", "fp32"}
     with pytest.raises(ValueError, match="unknown device"):
@@ -89,6 +91,8 @@ def test_runtime_choice_is_overridable_and_refuses_the_impossible() -> None:
 
 
 def test_the_engine_is_onnxruntime_for_int8_and_torch_otherwise_unless_asked() -> None:
+    from crisiswatch.sentiment.model import choose_runtime
+
     assert choose_runtime("cpu", "int8").engine == "onnxruntime"
     assert choose_runtime("cpu", "fp32").engine == "torch"
     assert choose_runtime("cpu", "bf16").engine == "torch"
@@ -107,8 +111,15 @@ def test_tweet_normalisation_matches_training() -> None:
     assert normalise_for_model("ok \\ud83d\\ude00 \\ud83d!") == "ok \U0001f600 \ufffd!"
 
 
-BASE_TOKENIZER = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
-TOKENIZER_NORMALISING = with_normalisation(BASE_TOKENIZER)
+@functools.cache
+def tokenizers() -> tuple[Tokenizer, Tokenizer]:
+    """The base tokenizer and the one normalising inside Rust (loaded on first use: the module imports torch)."""
+    from crisiswatch.sentiment.network import base_model_dir
+
+    base = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
+    return base, with_normalisation(base)
+
+
 TWEET_PIECES = st.one_of(
     st.sampled_from(["@", "_", "a", "Z", "9", " ", "\t", "\\u00e9", "http://", "www.", ".", "/"]),
     st.characters(codec="utf-8"),
@@ -121,8 +132,9 @@ TWEETISH = st.lists(TWEET_PIECES, max_size=40).map("".join)
 @given(TWEETISH)
 def test_the_tokenizer_normalises_exactly_like_the_python_reference(text: str) -> None:
     """Batches are normalised inside the Rust tokenizer; the ids must not depend on which side did it."""
-    expected = BASE_TOKENIZER.encode(normalise_for_model(text)).ids
-    assert TOKENIZER_NORMALISING.encode(decode_escapes(text)).ids == expected
+    base, normalising = tokenizers()
+    expected = base.encode(normalise_for_model(text)).ids
+    assert normalising.encode(decode_escapes(text)).ids == expected
 
 
 def test_macro_recall_weights_every_class_equally() -> None:

@@ -9,13 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment
 from crisiswatch.modeling.cli import model_cli
 from crisiswatch.modeling.labelled import LabelledText
-from crisiswatch.modeling.training import RECIPES, TrainConfig, cross_validate, held_out_split, recipe, stratified_folds
+
+# crisiswatch.modeling.training (torch, transformers) loads inside the tests, not when every pytest-xdist worker
+# collects this module (see MODEL_MODULES in conftest.py).
 
 ROWS = [
     LabelledText(f"text {i} " + ("awful" if i % 3 == 0 else "fine" if i % 3 == 1 else "great"), SENTIMENT_ORDER[i % 3])
@@ -24,6 +25,8 @@ ROWS = [
 
 
 def test_folds_hold_out_every_text_once_and_keep_each_class_share() -> None:
+    from crisiswatch.modeling.training import TrainConfig, held_out_split, stratified_folds
+
     assignment = stratified_folds(ROWS, 5, seed=2026)
     assert Counter(assignment) == {fold: 12 for fold in range(5)}
     for fold in range(5):
@@ -39,6 +42,8 @@ def test_folds_hold_out_every_text_once_and_keep_each_class_share() -> None:
 
 
 def test_a_recipe_changes_only_its_own_settings() -> None:
+    from crisiswatch.modeling.training import RECIPES, TrainConfig, recipe
+
     base = TrainConfig(data=Path("d"), output=Path("o"))
     plain = recipe(base, "plain")
     assert plain.learning_rate == 5e-5 and plain.epochs == 2 and plain.class_balance == 0.0
@@ -50,6 +55,10 @@ def test_a_recipe_changes_only_its_own_settings() -> None:
 
 @pytest.mark.slow
 def test_cross_validation_trains_a_run_per_recipe_and_fold_and_reports_mean_and_spread(tmp_path: Path) -> None:
+    import torch
+
+    from crisiswatch.modeling.training import TrainConfig, cross_validate
+
     data = tmp_path / "pool.tsv"
     data.write_text("text\tlabel\n" + "".join(f"{r.text}\t{SENTIMENT_ORDER.index(r.label)}\n" for r in ROWS[:30]))
     config = TrainConfig(data=data, output=tmp_path / "cv", folds=2, epochs=1, batch_size=8, bf16=False)

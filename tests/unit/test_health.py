@@ -151,12 +151,14 @@ def test_the_broker_watch_marks_answers_from_a_real_broker_and_none_from_a_close
     broker: EmbeddedBroker,
 ) -> None:
     answered = Health()
-    watch = BrokerWatch(answered, MetadataQuestion(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), "t"), 0.2)
+    asking = MetadataQuestion(KafkaSettings(bootstrap_servers=broker.bootstrap_servers), "t")
+    watch = BrokerWatch(answered, asking, 0.2)
     watch.start()
     try:
         wait_until(lambda: answered.last_broker_answer is not None, "a metadata answer from the broker")
     finally:
-        watch.stop()
+        watch.stop(wait_s=30)
+        asking.close()  # an open connection would hold up the session broker's shutdown by 5 s
     silent = Health()
     nobody = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_deadline_s=1)
     question = MetadataQuestion(nobody, "t")

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from crisiswatch.contracts.schemas import Sentiment
 from crisiswatch.modeling.evaluation import classification_report
 from crisiswatch.modeling.labelled import read_labelled
-from crisiswatch.modeling.training import stratified_split
-from crisiswatch.sentiment.model import SentimentModel, choose_runtime
-from crisiswatch.sentiment.network import base_model_dir
 
 from ..conftest import SHARED_DATA
+
+if TYPE_CHECKING:
+    from crisiswatch.sentiment.model import SentimentModel
+
+# torch and transformers load inside the tests and fixtures that run the models, not when the module is collected:
+# every pytest-xdist worker collects every module, and the import costs seconds (see MODEL_MODULES in conftest.py).
 
 SEMEVAL = SHARED_DATA / "sentiment" / "english" / "semeval_2013_2016_train.tsv"
 
 
 @pytest.fixture(scope="module")
 def default_model() -> SentimentModel:
+    from crisiswatch.sentiment.model import SentimentModel, choose_runtime
+
     return SentimentModel.load("default", choose_runtime("cpu", "fp32", engine="torch"))
 
 
 @pytest.fixture(scope="module")
 def exported_model() -> SentimentModel:
+    from crisiswatch.sentiment.model import SentimentModel, choose_runtime
+
     return SentimentModel.load("default", choose_runtime("cpu", "fp32", engine="onnxruntime"))
 
 
@@ -92,6 +98,12 @@ def test_the_onnxruntime_engine_scores_as_torch_does_whatever_the_padding(
 
 
 def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from crisiswatch.sentiment.model import SentimentModel, choose_runtime
+    from crisiswatch.sentiment.network import base_model_dir
+
     config = BertConfig(
         vocab_size=30522,
         hidden_size=32,
@@ -123,6 +135,8 @@ def test_any_hugging_face_checkpoint_loads_with_its_labels_mapped(tmp_path: Path
 @pytest.mark.slow
 @pytest.mark.skipif(not SEMEVAL.is_file(), reason="../shared/data is not present")
 def test_accuracy_floor_on_a_fixed_dev_sample(default_model: SentimentModel) -> None:
+    from crisiswatch.modeling.training import stratified_split
+
     _, dev = stratified_split(read_labelled(SEMEVAL), dev_fraction=0.1, seed=2026)
     sample = dev[::10]
     predicted = [s.label for s in default_model.predict([r.text for r in sample])]
@@ -133,6 +147,9 @@ def test_accuracy_floor_on_a_fixed_dev_sample(default_model: SentimentModel) -> 
 @pytest.mark.skipif(not SEMEVAL.is_file(), reason="../shared/data is not present")
 @pytest.mark.slow
 def test_int8_weights_cost_at_most_half_a_point_of_macro_recall(default_model: SentimentModel) -> None:
+    from crisiswatch.modeling.training import stratified_split
+    from crisiswatch.sentiment.model import SentimentModel, choose_runtime
+
     _, dev = stratified_split(read_labelled(SEMEVAL), dev_fraction=0.1, seed=2026)
     sample = dev[::2]
     truth = [r.label for r in sample]

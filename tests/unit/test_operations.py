@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import json
 import re
 import shutil
@@ -82,7 +84,9 @@ def kubectl() -> str:
     return found
 
 
-def built_overlay(overlay: str) -> list[dict[str, Any]]:
+@functools.cache
+def kustomized(overlay: str) -> tuple[dict[str, Any], ...]:
+    """``kubectl kustomize`` of the overlay, built and parsed once per overlay and test process."""
     output = subprocess.run(
         [kubectl(), "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
         check=True,
@@ -90,7 +94,12 @@ def built_overlay(overlay: str) -> list[dict[str, Any]]:
         text=True,
         timeout=60,
     ).stdout
-    return [document for document in yaml.safe_load_all(output) if document]
+    return tuple(document for document in yaml.safe_load_all(output) if document)
+
+
+def built_overlay(overlay: str) -> list[dict[str, Any]]:
+    """The overlay's resources, a fresh copy for each caller (a test may change what it gets)."""
+    return copy.deepcopy(list(kustomized(overlay)))
 
 
 def deployments(overlay: str) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from crisiswatch.analysis.theme_evaluation import (
     evaluate_themes,
     themes_command,
 )
-from crisiswatch.analysis.theme_set import REASONS, theme_rows
+from crisiswatch.evaluation_data.theme_set import REASONS, theme_rows
 from crisiswatch.themes.clustering import Anchor, Theme, Themes, anchors_from_templates, find_themes
 from crisiswatch.themes.encoding import Encoder, default_encoder
 from crisiswatch.themes.summary import summary_line
