@@ -74,6 +74,7 @@ MODEL_MODULES = frozenset(
         "test_compose.py",
         "test_cross_validation.py",
         "test_model.py",
+        "test_theme_encoders.py",
         "test_themes.py",
     }
 )

@@ -22,7 +22,7 @@ from crisiswatch.analysis.theme_evaluation import (
     grid_settings,
     held_out_figures,
 )
-from crisiswatch.analysis.theme_set import theme_rows
+from crisiswatch.evaluation_data.theme_set import theme_rows
 from crisiswatch.themes import encoding
 from crisiswatch.themes.clustering import anchors_from_templates
 from crisiswatch.themes.encoding import (
