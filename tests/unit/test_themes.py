@@ -282,6 +282,7 @@ def test_summary_line_when_spread_out_names_themes_by_their_own_words_and_handle
     assert summary_line(Themes([], [], []), 1.4) == "No clear theme yet; volume 1.4× normal"
 
 
+@pytest.mark.slow  # an evaluation: 300 posts through the encoder and four methods
 def test_evaluation_scores_the_method_and_the_baselines(encoder: Encoder) -> None:
     anchors = anchors_from_templates(default_templates())
     figures = evaluate_themes(theme_rows(1, 300, "dev"), anchors, encoder)
