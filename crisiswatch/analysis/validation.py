@@ -12,7 +12,8 @@ Each fold's score is on one scale, 100 for perfect, and for a real stream
 with labelled windows it is the mean of two parts: the stream replayed whole,
 and its **young-brand episodes**, each labelled window replayed from a fresh
 start ``YOUNG_HISTORY`` (three days) before it, as a brand that began to be
-watched three days before its crisis would live it (:func:`young_episodes`).
+watched three days before its crisis would live it
+(:func:`young_nab_episodes`, :func:`young_stream_episodes`).
 The parts are scored alike:
 
 - a NAB series: its NAB standard score (normalised: 0 never fires, 100 perfect);

@@ -19,7 +19,16 @@ from crisiswatch.analysis.streams import (
     run_streams,
     stream_mentions,
 )
-from crisiswatch.analysis.validation import DEADLINE, day_to_day_spread, grid_points, stream_fold
+from crisiswatch.analysis.validation import (
+    DEADLINE,
+    YOUNG_HISTORY,
+    FoldResult,
+    day_to_day_spread,
+    grid_points,
+    stream_fold,
+    with_young,
+    young_nab_episodes,
+)
 from crisiswatch.detection.config import DetectorConfig
 
 STREAMS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "streams"
@@ -71,3 +80,19 @@ def test_the_shipped_detector_keeps_the_apple_week_calm_and_opens_the_comcast_su
     assert outcomes["apple"].unwanted == ()
     (delay,) = outcomes["comcast"].delays
     assert delay is not None and delay <= timedelta(hours=6)
+
+
+def test_a_young_brand_episode_starts_three_days_before_its_window_and_charges_openings_outside_it() -> None:
+    start = datetime(2026, 3, 10, tzinfo=UTC)
+    buckets = [(start - YOUNG_HISTORY - timedelta(days=5) + timedelta(minutes=5 * i), 3) for i in range(12 * 24 * 10)]
+    window = (start, start + timedelta(hours=12))
+    storm = [
+        (at, 300 if window[0] + timedelta(hours=2) <= at < window[0] + timedelta(hours=3) else n) for at, n in buckets
+    ]
+    (caught,) = young_nab_episodes(storm, [window], DetectorConfig())
+    assert caught.caught and caught.unwanted == 0 and caught.delay is not None
+    (calm,) = young_nab_episodes(buckets, [window], DetectorConfig())
+    assert not calm.caught and calm.unwanted == 0
+    whole = FoldResult(80.0, "whole")
+    assert with_young(whole, [caught, calm]).score == (80.0 + 50.0) / 2
+    assert with_young(whole, []) == whole
