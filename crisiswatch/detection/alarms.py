@@ -187,6 +187,13 @@ def rise_alarm(
     if memory.negative_now + sum(memory.negative[-max(config.rise_hours, default=1) :]) < least:
         return None  # the common case, decided without building the counts
     midpoint = math.sqrt(config.rise_ratio)
+    shortest = min(config.rise_hours, default=1)
+    reference = (memory.references or {}).get(shortest)
+    if reference is None:
+        return None
+    latest_negative = memory.negative_now + sum(memory.negative[-shortest:])
+    if latest_negative < midpoint * max(reference.base_voices, config.floor_negative_per_hour * shortest):
+        return None  # even counting every retweet the latest hours are not nearer the rise: the common case, cheaply
     every = horizon_counts(memory, end, config.rise_hours)
     if not every:
         return None
