@@ -420,22 +420,19 @@ def _knobs_text(knobs: Knobs) -> str:
     return " ".join(f"{k}={getattr(knobs, k):g}" for k in GRID)
 
 
+FIGURE_COLUMNS = ("NMI", "named", "largest", "themes")
+
+
+def _figures_table(first: tuple[str, str], title: str) -> Table:
+    """A table of each method's figures, whole set then alert size, after two columns naming the row."""
+    return Table(*first, "method", *FIGURE_COLUMNS, "│", *FIGURE_COLUMNS, title=title)
+
+
 def _print_held_out(console: Console, result: HeldOutResult, samples: int) -> None:
     """The held-out table: per set, the knobs chosen without it and every method's figures on it; mean and worst."""
-    table = Table(
-        "held-out set",
-        "knobs (chosen on the others)",
-        "method",
-        "NMI",
-        "named",
-        "largest",
-        "themes",
-        "│",
-        "NMI",
-        "named",
-        "largest",
-        "themes",
-        title=f"held out, leave one set out: whole set │ alert size (mean of {samples} samples, 40-150 posts)",
+    table = _figures_table(
+        ("held-out set", "knobs (chosen on the others)"),
+        f"held out, leave one set out: whole set │ alert size (mean of {samples} samples, 40-150 posts)",
     )
     for name, (knobs, figures) in result.held_out.items():
         for position, method in enumerate(figures.whole):
@@ -544,20 +541,9 @@ def eval_themes_command(
         console.print(_timing_line("words only", time_alert_grouping(posts, anchors, None)))
         return
     if table:
-        per_set_table = Table(
-            "set",
-            "posts",
-            "method",
-            "NMI",
-            "named",
-            "largest",
-            "themes",
-            "│",
-            "NMI",
-            "named",
-            "largest",
-            "themes",
-            title=f"themes on real sets: whole set │ alert size (mean of {samples} samples, 40-150 posts)",
+        per_set_table = _figures_table(
+            ("set", "posts"),
+            f"themes on real sets: whole set │ alert size (mean of {samples} samples, 40-150 posts)",
         )
         per_set: dict[str, SetFigures] = {}
         for name, posts in found.items():
