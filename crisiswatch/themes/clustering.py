@@ -124,6 +124,8 @@ class Knobs:
 
 
 DEFAULT_KNOBS = Knobs()
+KNOBS_BY_ENCODER: dict[str, Knobs] = {"e5": DEFAULT_KNOBS, "minilm": DEFAULT_KNOBS}
+"""Each shipped encoder's knobs (by its name in :data:`.encoding.ENCODERS`), chosen on the real sets held out."""
 
 
 def _words(block: str) -> frozenset[str]:

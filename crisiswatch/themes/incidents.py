@@ -2,9 +2,11 @@
 
 The incident carries its sampled negative posts (a few per minute of the
 storm, copies folded: ``Incident.theme_posts``). They are grouped by meaning
-(:func:`.clustering.find_themes`) with the shipped sentence encoder when the
-model stack is installed (:func:`.encoding.default_encoder`, loaded once, on
-the first alert), by their words alone otherwise; each copy counts up to
+(:func:`.clustering.find_themes`) with a shipped sentence encoder, chosen by
+the posts' languages (:func:`.encoding.encoder_name_for`: English posts by the
+English encoder, any other or a mix by the multilingual one), with the knobs
+chosen for that encoder (:data:`.clustering.KNOBS_BY_ENCODER`); by their words
+alone when no encoder is installed; each copy counts up to
 :data:`COPIES_WEIGHT_CAP` times, with the brand's own names taken out first:
 they are in nearly every post, so they would name every theme.
 """
@@ -16,8 +18,8 @@ from collections.abc import Sequence
 
 from crisiswatch.contracts.schemas import Incident
 
-from .clustering import Anchor, Themes, find_themes
-from .encoding import Encoder, default_encoder
+from .clustering import DEFAULT_KNOBS, KNOBS_BY_ENCODER, Anchor, Knobs, Themes, find_themes
+from .encoding import Encoder, encoder_name_for, shipped_encoder
 from .summary import summary_line
 
 COPIES_WEIGHT_CAP = 20
@@ -26,17 +28,24 @@ MIN_THEME_POSTS = 6
 """Fewer sampled posts (distinct stories) than this say too little to group: no themes are shown."""
 
 
-def incident_themes(incident: Incident, anchors: Sequence[Anchor], encoder: Encoder | None = None) -> Themes | None:
+def incident_themes(
+    incident: Incident, anchors: Sequence[Anchor], encoder: Encoder | None = None, knobs: Knobs = DEFAULT_KNOBS
+) -> Themes | None:
     """The themes of an incident's sampled posts so far, with ``anchors`` beside them; None when there are too few.
 
-    ``encoder`` None: the shipped one when installed, else words alone.
+    ``encoder`` None: the shipped one for the posts' languages with its own
+    knobs (``knobs`` is then ignored), else words alone.
     """
     posts = incident.theme_posts
     if len(posts) < MIN_THEME_POSTS:
         return None
     brand = brand_words(incident)
     texts = [brand.sub(" ", post.text) for post in posts for _ in range(min(post.copies, COPIES_WEIGHT_CAP))]
-    found = find_themes(texts, anchors, encoder=encoder or default_encoder())
+    if encoder is None:
+        name = encoder_name_for([post.lang for post in posts])
+        encoder = shipped_encoder(name) if name else None
+        knobs = KNOBS_BY_ENCODER.get(name or "", DEFAULT_KNOBS)
+    found = find_themes(texts, anchors, encoder=encoder, knobs=knobs)
     return found if found.themes else None
 
 

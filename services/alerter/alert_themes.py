@@ -18,7 +18,7 @@ import threading
 
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 from crisiswatch.themes.clustering import Anchor, Themes, anchors_from_themes
-from crisiswatch.themes.encoding import warm_default_encoder
+from crisiswatch.themes.encoding import warm_encoders
 from crisiswatch.themes.incidents import incident_themes
 
 from .replies import Templates, load_templates
@@ -43,11 +43,11 @@ async def themes_for(incident: Incident, templates: Templates | None) -> Themes 
 
 
 def warm_encoder() -> threading.Thread:
-    """Load and warm the themes' sentence encoder in a daemon thread, started now; the thread, for tests to join.
+    """Load and warm the themes' sentence encoders in a daemon thread, started now; the thread, for tests to join.
 
     Never blocks start-up and never raises: a failed load is logged and the
-    themes fall back to words (:func:`crisiswatch.themes.encoding.warm_default_encoder`).
+    themes fall back to words (:func:`crisiswatch.themes.encoding.warm_encoders`).
     """
-    thread = threading.Thread(target=warm_default_encoder, name="themes-encoder-warm-up", daemon=True)
+    thread = threading.Thread(target=warm_encoders, name="themes-encoder-warm-up", daemon=True)
     thread.start()
     return thread

