@@ -373,6 +373,31 @@ def model_card(
     return "\n".join(lines)
 
 
+def finetuned_manifest(config: FinetuneConfig, share: float, training: dict[str, Any]) -> dict[str, Any]:
+    """What ``write_finetuned`` records beside a top trained with ``config``: how it reads, its blend, ``training``.
+
+    ``share`` is the fine-tuned model's share of a blend with the shipped Hebrew n-gram model (1.0: alone).
+    """
+    from crisiswatch.encoder.e5 import E5_NAME, QUERY_PREFIX
+    from crisiswatch.sentiment.e5_finetuned import ARTIFACT_KIND
+    from crisiswatch.sentiment.ngram import TEXT_NORMALISATION
+
+    return {
+        "kind": ARTIFACT_KIND,
+        "format_version": 1,
+        "name": "hebrew-e5-finetuned-1",
+        "classes": [s.value for s in SENTIMENT_ORDER],
+        "encoder": E5_NAME,
+        "split_layer": config.split_layer,
+        "prefix": QUERY_PREFIX,
+        "max_length": config.max_length,
+        "text_normalisation": TEXT_NORMALISATION,
+        "blend_with": "hebrew" if share < 1.0 else None,
+        "model_weight": share,
+        "training": training,
+    }
+
+
 def run_finetune(
     hebrew_dir: Path,
     out: Path,
@@ -386,9 +411,7 @@ def run_finetune(
     log: Log = _stderr,
 ) -> dict[str, Any]:
     """Choose by CV on train, check on dev, fit the winner on train + dev, write it under ``out``, score test once."""
-    from crisiswatch.encoder.e5 import E5_NAME, QUERY_PREFIX
-    from crisiswatch.sentiment.e5_finetuned import ARTIFACT_KIND, FinetunedE5Scorer, FrozenBottom, write_finetuned
-    from crisiswatch.sentiment.ngram import TEXT_NORMALISATION
+    from crisiswatch.sentiment.e5_finetuned import FinetunedE5Scorer, FrozenBottom, write_finetuned
     from crisiswatch.sentiment.textprep import normalise_for_model
 
     from .labelled import read_labelled
@@ -430,20 +453,10 @@ def run_finetune(
     data = {"hebrew_train": _data_record(train_path, train)}
     if with_dev:
         data["hebrew_dev"] = _data_record(dev_path, dev)
-    share = chosen.head_weight
-    manifest: dict[str, Any] = {
-        "kind": ARTIFACT_KIND,
-        "format_version": 1,
-        "name": "hebrew-e5-finetuned-1",
-        "classes": [s.value for s in SENTIMENT_ORDER],
-        "encoder": E5_NAME,
-        "split_layer": config.split_layer,
-        "prefix": QUERY_PREFIX,
-        "max_length": config.max_length,
-        "text_normalisation": TEXT_NORMALISATION,
-        "blend_with": "hebrew" if share < 1.0 else None,
-        "model_weight": share,
-        "training": {
+    manifest = finetuned_manifest(
+        config,
+        chosen.head_weight,
+        {
             "data": data,
             "setting": asdict(final),
             "protocol": {
@@ -455,7 +468,7 @@ def run_finetune(
             "chosen": chosen.label,
             "cross_validation": _figures(chosen),
         },
-    }
+    )
     write_finetuned(out, top, manifest)
     test_report = None
     if score_test:

