@@ -195,6 +195,9 @@ def main(
     output: Annotated[Path | None, typer.Option(help="write the figures as JSON here")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="score the sample this many times (for fast devices)")] = 1,
     multilingual: Annotated[bool, typer.Option(help="also measure the e5 models (multilingual, Hebrew)")] = True,
+    hebrew_models: Annotated[
+        str, typer.Option(help="comma-separated Hebrew e5 models, names or folders (one from finetune-e5)")
+    ] = "hebrew-e5",
 ) -> None:
     """Run the classifier benchmark and print a table."""
     source, rows = labelled_sample(size)
@@ -254,7 +257,7 @@ def main(
     if multilingual:
         from .multilingual import bench_multilingual
 
-        e5 = bench_multilingual(rows, batch_size)
+        e5 = bench_multilingual(rows, batch_size, hebrew_models.split(","))
         console.print({"multilingual path (one fresh process, CLASSIFIER_* defaults)": e5})
     if output:
         output.write_text(json.dumps({"header": header, "results": results, "multilingual": e5}, indent=2) + "\n")

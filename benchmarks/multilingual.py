@@ -6,8 +6,9 @@ Hebrew e5 model and the multilingual head), so its peak RSS is a classifier's,
 not the benchmark's with every precision of the English model loaded before it. It scores the same English
 sample as the rest of the benchmark with the multilingual head (every
 language without its own model goes there), then the Hebrew dev set with the
-Hebrew model: the blend ``hebrew-e5`` (n-grams averaged with a frozen-e5 head), then, in a second
-process, ``hebrew-e5-finetuned`` (fine-tuned top layers blended with the n-grams).
+Hebrew model: by default the blend ``hebrew-e5`` (n-grams averaged with a frozen-e5 head). ``--hebrew-models``
+names others, each measured in its own fresh process: e.g. the folder ``crisiswatch model finetune-e5 --out``
+wrote (fine-tuned top layers blended with the n-grams).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def _rate(scorer: object, rows: Sequence[LabelledText], batch_size: int) -> dict
     }
 
 
-HEBREW_E5_MODELS = ("hebrew-e5", "hebrew-e5-finetuned")
-"""The e5-based Hebrew models measured, each in its own fresh process beside MiniLM and the multilingual head."""
+HEBREW_E5_MODELS = ("hebrew-e5",)
+"""The e5-based Hebrew models measured by default, each in its own fresh process beside MiniLM and the
+multilingual head."""
 
 
 def _measure(rows: Sequence[LabelledText], batch_size: int, queue: multiprocessing.Queue, hebrew_model: str) -> None:
@@ -66,11 +68,13 @@ def _measure(rows: Sequence[LabelledText], batch_size: int, queue: multiprocessi
     queue.put(figures)
 
 
-def bench_multilingual(rows: Sequence[LabelledText], batch_size: int = 64) -> dict[str, object]:
-    """The multilingual and Hebrew models' figures, each Hebrew e5 model measured in its own fresh process."""
+def bench_multilingual(
+    rows: Sequence[LabelledText], batch_size: int = 64, hebrew_models: Sequence[str] = HEBREW_E5_MODELS
+) -> dict[str, object]:
+    """The multilingual and Hebrew models' figures, each Hebrew model (name or folder) in its own fresh process."""
     context = multiprocessing.get_context("spawn")
     figures: dict[str, object] = {}
-    for hebrew_model in HEBREW_E5_MODELS:
+    for hebrew_model in hebrew_models:
         queue: multiprocessing.Queue = context.Queue()
         child = context.Process(target=_measure, args=(list(rows), batch_size, queue, hebrew_model))
         child.start()

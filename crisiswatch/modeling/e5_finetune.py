@@ -35,6 +35,7 @@ from crisiswatch.contracts.schemas import SENTIMENT_ORDER
 
 from .e5_training import Candidate, _data_record, _report, cv_table, ngram_out_of_fold
 from .evaluation import ClassificationReport
+from .folds import HEBREW_FOLDS, Folds
 from .labelled import LabelledText
 from .ngram_training import selection_score
 
@@ -260,23 +261,18 @@ def cross_validate_finetune(
     rows: Sequence[LabelledText],
     states: Sequence[np.ndarray],
     config: FinetuneConfig,
-    folds: int = 5,
-    seed: int = 2026,
+    folds: Folds = HEBREW_FOLDS,
     ngram_cache: Path | None = None,
     shares: Sequence[float] = BLEND_SHARES,
     log: Log = _stderr,
 ) -> list[Candidate]:
     """Each candidate's reports on the ``hebrew-ngram-1`` folds (top and n-grams refitted per fold)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    targets = np.array([row.label.value for row in rows])
     indices = np.array([SENTIMENT_ORDER.index(row.label) for row in rows])
-    ngram = ngram_out_of_fold(rows, folds, seed, ngram_cache)
+    ngram = ngram_out_of_fold(rows, folds, ngram_cache)
     wanted = candidates_for(config, shares)
     reports: dict[FinetuneCandidate, list[ClassificationReport]] = {c: [] for c in wanted}
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fold, (fit_part, held_out) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
-        log(f"fold {fold + 1}/{folds}: training on {len(fit_part)} texts")
+    for fold, (fit_part, held_out) in enumerate(folds.split(rows)):
+        log(f"fold {fold + 1}/{folds.count}: training on {len(fit_part)} texts")
         _, per_epoch = train_top(
             bottom, [states[i] for i in fit_part], indices[fit_part], config, [states[i] for i in held_out], log
         )
@@ -307,8 +303,7 @@ def model_card(
     config: FinetuneConfig,
     candidates: Sequence[Candidate],
     chosen: Candidate,
-    folds: int,
-    seed: int,
+    folds: Folds,
     dev: ClassificationReport | None,
     test: ClassificationReport | None,
 ) -> str:
@@ -340,8 +335,8 @@ def model_card(
         "",
         "## Chosen by cross-validation",
         "",
-        f"{folds}-fold stratified cross-validation on `train.tsv` only (`StratifiedKFold(shuffle=True,"
-        f" random_state={seed})`, the folds `hebrew-ngram-1` and `hebrew-e5` were chosen on): the top is"
+        f"{folds.count}-fold stratified cross-validation on `train.tsv` only (`StratifiedKFold(shuffle=True,"
+        f" random_state={folds.seed})`, the folds `hebrew-ngram-1` and `hebrew-e5` were chosen on): the top is"
         " trained on each fold's training part and read after each epoch; the n-gram model is refitted per fold"
         " with its shipped setting. Criterion: mean of accuracy and pos/neg macro recall. Each figure is"
         " mean ± sd (worst fold), in percent.",
@@ -373,12 +368,36 @@ def model_card(
     return "\n".join(lines)
 
 
+def finetuned_manifest(config: FinetuneConfig, share: float, training: dict[str, Any]) -> dict[str, Any]:
+    """What ``write_finetuned`` records beside a top trained with ``config``: how it reads, its blend, ``training``.
+
+    ``share`` is the fine-tuned model's share of a blend with the shipped Hebrew n-gram model (1.0: alone).
+    """
+    from crisiswatch.encoder.e5 import E5_NAME, QUERY_PREFIX
+    from crisiswatch.sentiment.e5_finetuned import ARTIFACT_KIND
+    from crisiswatch.sentiment.ngram import TEXT_NORMALISATION
+
+    return {
+        "kind": ARTIFACT_KIND,
+        "format_version": 1,
+        "name": "hebrew-e5-finetuned-1",
+        "classes": [s.value for s in SENTIMENT_ORDER],
+        "encoder": E5_NAME,
+        "split_layer": config.split_layer,
+        "prefix": QUERY_PREFIX,
+        "max_length": config.max_length,
+        "text_normalisation": TEXT_NORMALISATION,
+        "blend_with": "hebrew" if share < 1.0 else None,
+        "model_weight": share,
+        "training": training,
+    }
+
+
 def run_finetune(
     hebrew_dir: Path,
     out: Path,
     config: FinetuneConfig,
-    folds: int = 5,
-    seed: int = 2026,
+    folds: Folds = HEBREW_FOLDS,
     cache: Path | None = DEFAULT_CACHE,
     score_test: bool = True,
     with_dev: bool = True,
@@ -386,9 +405,7 @@ def run_finetune(
     log: Log = _stderr,
 ) -> dict[str, Any]:
     """Choose by CV on train, check on dev, fit the winner on train + dev, write it under ``out``, score test once."""
-    from crisiswatch.encoder.e5 import E5_NAME, QUERY_PREFIX
-    from crisiswatch.sentiment.e5_finetuned import ARTIFACT_KIND, FinetunedE5Scorer, FrozenBottom, write_finetuned
-    from crisiswatch.sentiment.ngram import TEXT_NORMALISATION
+    from crisiswatch.sentiment.e5_finetuned import FinetunedE5Scorer, FrozenBottom, write_finetuned
     from crisiswatch.sentiment.textprep import normalise_for_model
 
     from .labelled import read_labelled
@@ -398,7 +415,7 @@ def run_finetune(
     bottom = FrozenBottom(config.split_layer, config.max_length)
     log(f"setting: {config.knobs()}; torch threads {bottom.encoder.threads}")
     train_states = bottom_states(bottom, [normalise_for_model(r.text) for r in train], cache, log=log)
-    candidates = cross_validate_finetune(bottom, train, train_states, config, folds, seed, cache, log=log)
+    candidates = cross_validate_finetune(bottom, train, train_states, config, folds, cache, log=log)
     chosen = max(candidates, key=lambda c: c.summary()["selection"][0])
     log(f"chosen: {chosen.label}")
     for line in cv_table(candidates, chosen):
@@ -430,24 +447,15 @@ def run_finetune(
     data = {"hebrew_train": _data_record(train_path, train)}
     if with_dev:
         data["hebrew_dev"] = _data_record(dev_path, dev)
-    share = chosen.head_weight
-    manifest: dict[str, Any] = {
-        "kind": ARTIFACT_KIND,
-        "format_version": 1,
-        "name": "hebrew-e5-finetuned-1",
-        "classes": [s.value for s in SENTIMENT_ORDER],
-        "encoder": E5_NAME,
-        "split_layer": config.split_layer,
-        "prefix": QUERY_PREFIX,
-        "max_length": config.max_length,
-        "text_normalisation": TEXT_NORMALISATION,
-        "blend_with": "hebrew" if share < 1.0 else None,
-        "model_weight": share,
-        "training": {
+    manifest = finetuned_manifest(
+        config,
+        chosen.head_weight,
+        {
             "data": data,
             "setting": asdict(final),
             "protocol": {
-                "selection": f"{folds}-fold stratified cross-validation on Hebrew train only, seed {seed},"
+                "selection": f"{folds.count}-fold stratified cross-validation on Hebrew train only,"
+                f" seed {folds.seed},"
                 " the folds hebrew-ngram-1 was chosen on",
                 "criterion": "mean of accuracy and positive/negative macro recall",
                 "candidates": [c.label for c in candidates],
@@ -455,7 +463,7 @@ def run_finetune(
             "chosen": chosen.label,
             "cross_validation": _figures(chosen),
         },
-    }
+    )
     write_finetuned(out, top, manifest)
     test_report = None
     if score_test:
@@ -472,7 +480,7 @@ def run_finetune(
             f" {100 * test_report.polar_macro_recall:.2f}, macro recall {100 * test_report.macro_recall:.2f}"
         )
     (out / "MODEL_CARD.md").write_text(
-        model_card(config, candidates, chosen, folds, seed, dev_report, test_report), encoding="utf-8"
+        model_card(config, candidates, chosen, folds, dev_report, test_report), encoding="utf-8"
     )
     return result
 
@@ -510,5 +518,5 @@ def finetune_e5(
     config = FinetuneConfig(
         split_layer=split_layer, max_length=max_length, epochs=epochs, learning_rate=learning_rate, bf16=bf16
     )
-    result = run_finetune(hebrew, out, config, folds, seed, cache, test, fit=fit)
+    result = run_finetune(hebrew, out, config, Folds(folds, seed), cache, test, fit=fit)
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

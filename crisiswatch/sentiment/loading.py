@@ -37,8 +37,8 @@ HEBREW_BLEND_MODEL = "hebrew-e5"
 """In a mapping, the shipped Hebrew n-gram model blended with an e5 head: half a point better in CV, about
 a hundred times slower (docs/languages.md), so not the default."""
 HEBREW_FINETUNED_MODEL = "hebrew-e5-finetuned"
-"""In a mapping, multilingual-e5-small with its top layers fine-tuned on Hebrew, blended with the n-gram model
-as cross-validation chose (``crisiswatch model finetune-e5``; docs/languages.md)."""
+"""Not shipped: e5 with its top layers fine-tuned on Hebrew came second in cross-validation (docs/languages.md),
+so a mapping names the folder ``crisiswatch model finetune-e5 --out DIR`` writes; this name only says so."""
 MULTILINGUAL_MODEL = "multilingual"
 """In a mapping, the shipped multilingual head over multilingual-e5-small (about 100 languages)."""
 DEFAULT_ROUTES = {
@@ -175,11 +175,19 @@ def _load_head(reference: str, settings: ModelSettings) -> Scorer | None:
 
 
 def _load_finetuned(reference: str, settings: ModelSettings) -> Scorer | None:
-    """The shipped fine-tuned Hebrew e5 (``hebrew-e5-finetuned``) or such a directory; ``None`` for anything else."""
-    from .e5_finetuned import HEBREW_FINETUNED_DIR, FinetunedE5Scorer, is_finetuned_artifact
+    """A fine-tuned e5 directory from ``crisiswatch model finetune-e5``; ``None`` for any other reference.
 
-    directory = HEBREW_FINETUNED_DIR if reference == HEBREW_FINETUNED_MODEL else Path(reference)
+    Raises ``ValueError`` for ``hebrew-e5-finetuned``, which is not shipped, saying how to build it.
+    """
+    from .e5_finetuned import FinetunedE5Scorer, is_finetuned_artifact
+
+    directory = Path(reference)
     if not is_finetuned_artifact(directory):
+        if reference == HEBREW_FINETUNED_MODEL:
+            raise ValueError(
+                f"{HEBREW_FINETUNED_MODEL!r} is not shipped: build it with `crisiswatch model finetune-e5 --out DIR`"
+                " and map the language to DIR (docs/languages.md, 'Fine-tuning e5 for Hebrew')"
+            )
         return None
     scorer = FinetunedE5Scorer(directory, settings.threads)
     log.info("model loaded", extra=scorer.describe())

@@ -124,13 +124,19 @@ class NgramManifest(BaseModel):
         return self
 
 
-def is_ngram_artifact(directory: Path) -> bool:
-    """Whether ``directory`` holds a manifest that declares an n-gram artifact (its contents are checked by load)."""
+def declared_kind(directory: Path) -> str | None:
+    """The ``kind`` that ``directory``'s ``manifest.json`` declares; ``None`` without a readable one."""
     try:
         document = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("kind") == ARTIFACT_KIND
+        return None
+    kind = document.get("kind") if isinstance(document, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def is_ngram_artifact(directory: Path) -> bool:
+    """Whether ``directory`` holds a manifest that declares an n-gram artifact (its contents are checked by load)."""
+    return declared_kind(directory) == ARTIFACT_KIND
 
 
 def file_sha256(path: Path) -> str:

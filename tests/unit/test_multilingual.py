@@ -6,6 +6,8 @@ choose nothing (the heads were chosen by cross-validation on the shared sets).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from crisiswatch.contracts.schemas import Sentiment
@@ -84,3 +86,25 @@ def test_a_head_folds_its_standardisation_into_its_weights() -> None:
     assert np.allclose(
         head_probabilities(coef, intercept, embeddings), reference.predict_proba(embeddings)[:, columns], atol=1e-4
     )
+
+
+def test_a_head_is_written_and_read_back_and_a_broken_one_is_refused(tmp_path: Path) -> None:
+    """The shipped head's weights and manifest survive a rewrite; a non-finite weight or a wrong checksum do not."""
+    import numpy as np
+
+    from crisiswatch.sentiment.e5_head import HEBREW_HEAD_DIR, read_head, write_head
+    from crisiswatch.sentiment.ngram import NgramArtifactError
+
+    manifest, coef, intercept = read_head(HEBREW_HEAD_DIR)
+    write_head(tmp_path / "copy", coef, intercept, manifest.model_dump(mode="json", exclude={"weights"}))
+    again, coef_again, intercept_again = read_head(tmp_path / "copy")
+    assert again == manifest and again.blend_share == manifest.head_weight
+    assert np.array_equal(coef_again, coef) and np.array_equal(intercept_again, intercept)
+    broken = coef.copy()
+    broken[0, 0] = np.nan
+    write_head(tmp_path / "nan", broken, intercept, manifest.model_dump(mode="json", exclude={"weights"}))
+    with pytest.raises(NgramArtifactError, match="not a finite number"):
+        read_head(tmp_path / "nan")
+    (tmp_path / "copy" / "weights.npz").write_bytes(b"not the weights")
+    with pytest.raises(NgramArtifactError, match="SHA-256"):
+        read_head(tmp_path / "copy")
