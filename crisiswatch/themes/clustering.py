@@ -124,8 +124,9 @@ class Knobs:
 
 
 DEFAULT_KNOBS = Knobs()
-KNOBS_BY_ENCODER: dict[str, Knobs] = {"e5": DEFAULT_KNOBS, "minilm": DEFAULT_KNOBS}
-"""Each shipped encoder's knobs (by its name in :data:`.encoding.ENCODERS`), chosen on the real sets held out."""
+KNOBS_BY_ENCODER: dict[str, Knobs] = {"e5": DEFAULT_KNOBS, "minilm": Knobs(lexical_weight=0.0, centre=True)}
+"""Each shipped encoder's knobs (by its name in :data:`.encoding.ENCODERS`), chosen on the five real sets by
+``crisiswatch eval-themes --encoder NAME --held-out`` (``docs/alerts.md``): MiniLM's vectors need no word block."""
 
 
 def _words(block: str) -> frozenset[str]:
