@@ -378,7 +378,8 @@ def theme_names(
     whose posts in the theme say one two-word phrase is named by the phrase
     ("lost luggage", "hold times"); phrases sharing a word are not both kept.
     A phrase must occur in two of the theme's texts and :data:`TERM_MIN_SHARE`
-    of its posts, unless no phrase does.
+    of its posts, unless no phrase does. A theme that holds every post is
+    named by its commonest phrases instead, as none is distinctive.
     """
     vectorizer = CountVectorizer(
         token_pattern=_WORD_TOKEN, ngram_range=(1, 2), stop_words=sorted(STOP_WORDS), binary=True
@@ -404,7 +405,10 @@ def theme_names(
         usable = (texts >= 2) & (share >= TERM_MIN_SHARE)
         if not usable.any():  # posts that share no phrase: named by their most distinctive words all the same
             usable = texts >= 1
-        score = np.where(usable, share * np.log(np.maximum(share, 1e-12) / np.maximum(overall, 1e-12)), -np.inf)
+        if members.all():  # one theme holds every post: nothing is distinctive, so its commonest phrases name it
+            score = np.where(usable, share, -np.inf)
+        else:
+            score = np.where(usable, share * np.log(np.maximum(share, 1e-12) / np.maximum(overall, 1e-12)), -np.inf)
         chosen: list[str] = []
         used: set[str] = set()
         for index in np.lexsort((vocabulary, -score)):

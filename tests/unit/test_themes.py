@@ -131,6 +131,21 @@ def test_without_an_encoder_the_words_still_keep_two_clear_types_apart() -> None
     assert luggage_posts >= 2 * len(LUGGAGE) / 3 and cancelled_posts >= 2 * len(CANCELLED) / 3
 
 
+def test_a_theme_holding_every_post_is_named_by_its_commonest_words_not_a_number() -> None:
+    texts = [
+        "the app is down again",
+        "app down, cannot log in",
+        "is the app down for everyone",
+        "app down all day",
+        "still down, the app will not open",
+        "the app went down mid payment",
+    ]
+    found = find_themes(texts, ANCHORS, max_themes=1)
+
+    assert len(found.themes) == 1 and found.themes[0].share == 1.0
+    assert "down" in found.themes[0].label and not found.themes[0].label.startswith("theme ")
+
+
 def test_two_clear_complaint_types_come_out_as_two_themes_named_in_their_own_words(encoder: Encoder) -> None:
     texts = [post for pair in zip(LUGGAGE, CANCELLED, strict=True) for post in pair]
     found = find_themes(texts, ANCHORS, encoder=encoder)
