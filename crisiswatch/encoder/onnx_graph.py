@@ -19,10 +19,12 @@ expanded), and ``attention_mask`` (batch, width) int64. Output: ``pooled``
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,12 +218,16 @@ def available_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def int8_session(weights: Mapping[str, np.ndarray], shape: BertShape, threads: int = 0) -> Any:
-    """An ONNX Runtime session of :func:`encoder_graph` with int8 weights (one scale per output channel).
+def int8_session(build_graph: Callable[[], Any], threads: int = 0) -> Any:
+    """An ONNX Runtime session of the float32 graph ``build_graph`` returns, with int8 weights.
 
-    Built once per load in a temporary directory (about two seconds); the
-    session keeps the quantised graph in memory, so nothing stays on disk.
-    ``threads`` 0 means :func:`available_threads`.
+    Each weight matrix gets one scale per output channel. Built once per load
+    in a temporary directory (about two seconds); the session keeps the
+    quantised graph in memory, so nothing stays on disk. The float32 weights
+    and graph (built by ``build_graph``, usually :func:`encoder_graph`) are
+    dropped once written, before quantisation, and the heap the build used
+    is handed back to the system: the alerter holds two encoders within its
+    memory limit. ``threads`` 0 means :func:`available_threads`.
     """
     import onnx
     import onnxruntime
@@ -229,9 +235,18 @@ def int8_session(weights: Mapping[str, np.ndarray], shape: BertShape, threads: i
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads if threads > 0 else available_threads()
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False  # batches vary in shape: an arena keeps the largest one's memory for ever
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory(prefix="crisiswatch-e5-") as scratch:
-        graph, quantised = Path(scratch, "e5.onnx"), Path(scratch, "e5-int8.onnx")
-        onnx.save(encoder_graph(weights, shape), graph)
+        graph, quantised = Path(scratch, "encoder.onnx"), Path(scratch, "encoder-int8.onnx")
+        onnx.save(build_graph(), graph)
         quantise_weights(graph, quantised)
-        return onnxruntime.InferenceSession(str(quantised), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(quantised), options, providers=["CPUExecutionProvider"])
+    _return_free_heap()
+    return session
+
+
+def _return_free_heap() -> None:
+    """Ask glibc to give freed heap pages back to the system (no-op elsewhere)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

