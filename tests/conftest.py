@@ -80,13 +80,18 @@ MODEL_MODULES = frozenset(
 )
 """Unit modules whose tests load torch and the shipped models (they import them inside the tests, not at the top)."""
 
+ONE_WORKER_MODULES = frozenset({"test_detector_day_scale.py", "test_operations.py"})
+"""Unit modules whose tests share a per-process cache (calm weeks learnt, overlays built): each runs on one worker."""
+
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """``--dist loadgroup`` (``make test-fast``): the tests of :data:`MODEL_MODULES` are one group, run by one worker.
 
     Only that worker then pays for importing torch and loading the models
-    (seconds each). xdist's own ``xdist_group`` mark still groups as well,
-    where the pytest in use keeps the group xdist writes into the test id.
+    (seconds each). Each of :data:`ONE_WORKER_MODULES` is a group of its own,
+    so one worker builds its cache. xdist's own ``xdist_group`` mark still
+    groups as well, where the pytest in use keeps the group xdist writes into
+    the test id.
     """
     if config.getvalue("dist") != "loadgroup":
         return None
@@ -94,8 +99,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     class ModelsOnOneWorker(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in MODEL_MODULES:
+            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            if module in MODEL_MODULES:
                 return "models"
+            if module in ONE_WORKER_MODULES:
+                return module
             return super()._split_scope(nodeid)
 
     return ModelsOnOneWorker(config, log)
