@@ -26,9 +26,12 @@ test: setup
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
 
 # The quick loop: the unit tier (no broker, no services), nothing slow, a few dozen examples per property test,
-# on every core; the tests that load torch and the models (xdist_group "models") share one worker.
+# on every core; the tests that load torch and the models (xdist_group "models") share one worker. Each worker
+# imports the project and every test module: bytecode is cached even where the environment turns that off
+# (about 2 s a worker), and schemathesis's pytest plugin, which only the pipeline tier uses, is left out.
 test-fast: setup
-	HYPOTHESIS_PROFILE=dev $(BIN)/pytest tests/unit -m "not slow" -n auto --dist loadgroup
+	PYTHONDONTWRITEBYTECODE= HYPOTHESIS_PROFILE=dev $(BIN)/pytest tests/unit -m "not slow" -n auto --dist loadgroup \
+		-p no:schemathesis
 
 # Style, then the import layers ([tool.importlinter] in pyproject.toml).
 lint: setup

@@ -19,20 +19,22 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from crisiswatch.contracts.schemas import Incident, Mention
 from crisiswatch.contracts.topics import Topics
-from crisiswatch.runtime.broker import EmbeddedBroker, free_port
-from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
 
 from .factories import scored_traffic as scored_traffic  # still importable from here (tests/pipeline/test_seed.py)
 from .factories import storm_then_calm as storm_then_calm
-from .slack_stub import SlackStub
+
+if TYPE_CHECKING:  # kafka, the broker and the Slack stub (aiohttp) load in the fixtures that use them, so the
+    # pytest-xdist controller, which only schedules, does not import them before it starts the workers
+    from crisiswatch.runtime.broker import EmbeddedBroker
+
+    from .slack_stub import SlackStub
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 T = TypeVar("T")
@@ -80,13 +82,18 @@ MODEL_MODULES = frozenset(
 )
 """Unit modules whose tests load torch and the shipped models (they import them inside the tests, not at the top)."""
 
+ONE_WORKER_MODULES = frozenset({"test_detector_day_scale.py", "test_operations.py"})
+"""Unit modules whose tests share a per-process cache (calm weeks learnt, overlays built): each runs on one worker."""
+
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """``--dist loadgroup`` (``make test-fast``): the tests of :data:`MODEL_MODULES` are one group, run by one worker.
 
     Only that worker then pays for importing torch and loading the models
-    (seconds each). xdist's own ``xdist_group`` mark still groups as well,
-    where the pytest in use keeps the group xdist writes into the test id.
+    (seconds each). Each of :data:`ONE_WORKER_MODULES` is a group of its own,
+    so one worker builds its cache. xdist's own ``xdist_group`` mark still
+    groups as well, where the pytest in use keeps the group xdist writes into
+    the test id.
     """
     if config.getvalue("dist") != "loadgroup":
         return None
@@ -94,8 +101,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     class ModelsOnOneWorker(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in MODEL_MODULES:
+            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            if module in MODEL_MODULES:
                 return "models"
+            if module in ONE_WORKER_MODULES:
+                return module
             return super()._split_scope(nodeid)
 
     return ModelsOnOneWorker(config, log)
@@ -129,6 +139,8 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = 60, every
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    from crisiswatch.runtime.broker import EmbeddedBroker, free_port
+
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     with EmbeddedBroker(port=free_port(), partitions=2, log_file=log) as running:
         yield running
@@ -136,6 +148,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 def read_topic(bootstrap_servers: str, topic: str, at_least: int = 0, timeout: float = 60) -> list[bytes]:
     """Every value on ``topic`` from the start: until ``at_least`` arrived, or until it stays quiet for 3 s."""
+    from kafka import KafkaConsumer
+
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
@@ -159,6 +173,8 @@ def read_topic(bootstrap_servers: str, topic: str, at_least: int = 0, timeout: f
 
 def topic_size(bootstrap_servers: str, topic: str) -> int:
     """How many records ``topic`` holds: the sum of its partitions' end offsets."""
+    from kafka import KafkaConsumer, TopicPartition
+
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -169,6 +185,8 @@ def topic_size(bootstrap_servers: str, topic: str) -> int:
 
 @pytest.fixture(scope="module")
 def slack() -> Iterator[SlackStub]:
+    from .slack_stub import SlackStub
+
     stub = SlackStub().start()
     yield stub
     stub.stop()
@@ -262,6 +280,8 @@ class Pipeline:
 
 def produce(pipeline: Pipeline, topic: str, records: Iterable[Mention | Incident]) -> None:
     """Write mentions (raw or scored) or incident events to ``topic`` keyed by brand, as the services do."""
+    from kafka import KafkaProducer
+
     producer = KafkaProducer(bootstrap_servers=pipeline.broker.bootstrap_servers)
     for record in records:
         producer.send(topic, key=record.brand.encode(), value=record.to_bytes())
@@ -271,6 +291,9 @@ def produce(pipeline: Pipeline, topic: str, records: Iterable[Mention | Incident
 
 @pytest.fixture(scope="module")
 def pipeline_factory(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from crisiswatch.runtime.broker import free_port
+    from crisiswatch.runtime.kafka import KafkaSettings, ensure_topics
+
     started: list[Pipeline] = []
 
     session_broker = broker

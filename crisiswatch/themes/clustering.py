@@ -73,11 +73,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
-from sklearn.cluster import KMeans
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.metrics import silhouette_score
-from sklearn.preprocessing import normalize
 from threadpoolctl import threadpool_limits
 
 from .encoding import Encoder
@@ -261,6 +256,10 @@ def embed(
     count in dimensions, so small sets are reduced too; with too few texts
     or features for an SVD the TF-IDF rows themselves are returned (dense).
     """
+    from sklearn.decomposition import TruncatedSVD  # scikit-learn loads on first use, not with the alerter's imports
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
     common = {"sublinear_tf": True, "dtype": np.float32}
     blocks = []
     word = TfidfVectorizer(token_pattern=_WORD_TOKEN, ngram_range=(1, 2), stop_words=sorted(STOP_WORDS), **common)
@@ -300,6 +299,8 @@ def features(
     alone; ``lexical_weight`` 0: the encoder alone. ``centre``: the encoder's
     vectors less their mean (see :attr:`Knobs.centre`).
     """
+    from sklearn.preprocessing import normalize
+
     if encoded is None or lexical_weight >= 1:
         return embed(cleaned, seed=seed)
     if centre and len(encoded) > 1:
@@ -318,6 +319,8 @@ def _means(vectors: np.ndarray, labels: np.ndarray, weights: np.ndarray, ids: Se
 
 
 def _kmeans(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
     # Each distinct text once: a text copied 200 times is one thing said, not a centre of its own.
     return KMeans(n_clusters=count, n_init=3, random_state=seed).fit_predict(vectors)
 
@@ -330,6 +333,8 @@ def _cluster(
     The silhouette is measured on at most :data:`SILHOUETTE_SAMPLE` texts, so
     a whole export costs seconds, not minutes.
     """
+    from sklearn.metrics import silhouette_score
+
     count = len(vectors)
     most = min(max_themes, int(weights.sum() // max(min_size, 1)), count - 1)
     distinct_rows = len(np.unique(vectors.round(6), axis=0))
@@ -381,6 +386,8 @@ def theme_names(
     of its posts, unless no phrase does. A theme that holds every post is
     named by its commonest phrases instead, as none is distinctive.
     """
+    from sklearn.feature_extraction.text import CountVectorizer
+
     vectorizer = CountVectorizer(
         token_pattern=_WORD_TOKEN, ngram_range=(1, 2), stop_words=sorted(STOP_WORDS), binary=True
     )

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import io
 
-import matplotlib.dates as mdates
-from matplotlib.figure import Figure
-
 from crisiswatch.contracts.schemas import Incident, IncidentEventType
 
 
@@ -22,6 +19,9 @@ def incident_chart(incident: Incident) -> bytes | None:
     history = incident.history
     if len(history) < 2:
         return None
+    import matplotlib.dates as mdates  # matplotlib loads with the first chart, not with the alerter's imports
+    from matplotlib.figure import Figure
+
     width = history[1].start - history[0].start
     starts = [point.start for point in history]
     figure = Figure(figsize=(7.5, 2.8), layout="constrained")

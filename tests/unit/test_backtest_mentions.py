@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from scipy import stats
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from crisiswatch.analysis.backtest import lazy_model_scorer, load_mentions, one_hot, replay
 from crisiswatch.analysis.compare import load_settings
@@ -51,19 +51,34 @@ def write_scenario(path: Path, labelled: bool = True) -> int:
     return rows
 
 
-def test_a_labelled_file_yields_one_incident_for_the_crisis_and_a_report(tmp_path: Path) -> None:
-    source = tmp_path / "mentions.jsonl"
-    rows = write_scenario(source)
-    result = CliRunner().invoke(app, ["backtest", str(source), "--output", str(tmp_path / "out")])
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The labelled scenario written once for the module (the tests only read it), and its row count."""
+    source = tmp_path_factory.mktemp("scenario") / "mentions.jsonl"
+    return source, write_scenario(source)
+
+
+@pytest.fixture(scope="module")
+def plain_backtest(scenario_file: tuple[Path, int], tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Path]:
+    """``crisiswatch backtest`` of the scenario with default settings, run once: its result and output folder."""
+    out = tmp_path_factory.mktemp("plain") / "out"
+    return CliRunner().invoke(app, ["backtest", str(scenario_file[0]), "--output", str(out)]), out
+
+
+def test_a_labelled_file_yields_one_incident_for_the_crisis_and_a_report(
+    scenario_file: tuple[Path, int], plain_backtest: tuple[Result, Path]
+) -> None:
+    rows = scenario_file[1]
+    result, out = plain_backtest
     assert result.exit_code == 0, result.output
-    events = [Incident.model_validate(e) for e in json.loads((tmp_path / "out" / "incidents.json").read_text())]
+    events = [Incident.model_validate(e) for e in json.loads((out / "incidents.json").read_text())]
     opened = [e for e in events if e.event is IncidentEventType.OPENED]
     assert [e.brand for e in opened] == ["voltcell"]
     assert ONSET < opened[0].opened_at <= ONSET + timedelta(minutes=30)
     assert opened[0].observed_negative > 3 * opened[0].expected_negative
     assert events[-1].event is IncidentEventType.RESOLVED
 
-    report = (tmp_path / "out" / "report.html").read_text()
+    report = (out / "report.html").read_text()
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", report)
     assert len(images) == 2
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
@@ -73,7 +88,7 @@ def test_a_labelled_file_yields_one_incident_for_the_crisis_and_a_report(tmp_pat
     assert "theme " not in summary.group(1), "named in the posts' own words"
     assert "(×" in report, "copies of a post are shown once, with their count"
 
-    with (tmp_path / "out" / "buckets.csv").open() as handle:
+    with (out / "buckets.csv").open() as handle:
         buckets = list(csv.DictReader(handle))
     assert {row["brand"] for row in buckets} == {"acme-air", "voltcell"}
     assert sum(int(row["total"]) for row in buckets) == rows
@@ -174,9 +189,8 @@ def test_the_expected_band_is_the_central_interval_of_the_count_law() -> None:
     assert expected_band(0.0, 0.1) == (0, 0)
 
 
-def test_two_settings_are_compared_against_known_incidents(tmp_path: Path) -> None:
-    source = tmp_path / "mentions.jsonl"
-    write_scenario(source)
+def test_two_settings_are_compared_against_known_incidents(tmp_path: Path, scenario_file: tuple[Path, int]) -> None:
+    source = scenario_file[0]
     (tmp_path / "balanced.toml").write_text('sensitivity = "balanced"\n')
     deaf = 'name = "deaf"\n[detector]\nopen_surprise = 1000\nopen_surprise_floor = 1000\n'
     deaf += "learning_alert_negative = 10000\n"
@@ -220,8 +234,8 @@ def test_settings_files_take_detector_durations_in_minutes(tmp_path: Path) -> No
         load_settings(widths)
 
 
-def _history(path: Path, days: int = 3) -> None:
-    """Calm, labelled history of both scenario brands that ends where the scenario starts."""
+def _history(path: Path, days: int = 2) -> None:
+    """Calm, labelled history of both scenario brands that ends where the scenario starts (longer than learning)."""
     history = Scenario(
         name="history",
         start=START - timedelta(days=days),
@@ -235,11 +249,12 @@ def _history(path: Path, days: int = 3) -> None:
             handle.write(json.dumps(record) + "\n")
 
 
-def test_a_backtest_seeded_from_history_starts_warm_and_says_so(tmp_path: Path) -> None:
-    source, history = tmp_path / "mentions.jsonl", tmp_path / "history.jsonl"
-    write_scenario(source)
+def test_a_backtest_seeded_from_history_starts_warm_and_says_so(
+    tmp_path: Path, scenario_file: tuple[Path, int], plain_backtest: tuple[Result, Path]
+) -> None:
+    source, history = scenario_file[0], tmp_path / "history.jsonl"
     _history(history)
-    cold = CliRunner().invoke(app, ["backtest", str(source), "--output", str(tmp_path / "cold")])
+    cold = plain_backtest[0]
     warm = CliRunner().invoke(
         app, ["backtest", str(source), "--seed", str(history), "--output", str(tmp_path / "warm")]
     )
@@ -255,9 +270,10 @@ def test_a_backtest_seeded_from_history_starts_warm_and_says_so(tmp_path: Path) 
     assert "still learning" not in opened[0].rule
 
 
-def test_team_verdicts_replay_not_a_crisis_on_the_incident_open_at_that_time(tmp_path: Path) -> None:
-    source = tmp_path / "mentions.jsonl"
-    write_scenario(source)
+def test_team_verdicts_replay_not_a_crisis_on_the_incident_open_at_that_time(
+    tmp_path: Path, scenario_file: tuple[Path, int]
+) -> None:
+    source = scenario_file[0]
     verdicts = tmp_path / "verdicts.csv"
     verdicts.write_text(f"brand,at,verdict\nvoltcell,{(ONSET + timedelta(minutes=40)).isoformat()},not_a_crisis\n")
     result = CliRunner().invoke(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from slack_sdk.web.async_client import AsyncWebClient
 
 from crisiswatch.alerter.charts import incident_chart
 from crisiswatch.alerter.delivery import (
@@ -150,9 +151,11 @@ class DeadLetters(list[str]):
         self.append(reason)
 
 
-def _chain(slack: SlackStub, tmp_path: Path, critical: str, fallback: str = "C0FALLBACK") -> SlackBotNotifier:
+def _chain(
+    slack: SlackStub, tmp_path: Path, critical: str, fallback: str = "C0FALLBACK", client: AsyncWebClient | None = None
+) -> SlackBotNotifier:
     """Critical alerts routed to ``critical``, others to C0ALERTS; falling back to ``fallback``, then the console."""
-    client = bot_client("xoxb-test", slack.api_url)
+    client = client or bot_client("xoxb-test", slack.api_url)
     console = ConsoleNotifier(tmp_path / "alerts.jsonl")
     spare = SlackBotNotifier(client, fallback, fallback=console, channel="slack-fallback")
     routes = Routes(default="C0ALERTS", by_severity={Severity.CRITICAL: critical})
@@ -273,19 +276,27 @@ def test_the_oldest_undelivered_alert_ages_while_slack_is_down_and_clears_once_i
     def age() -> float:
         return _sample("crisiswatch_alerter_undelivered_alert_age_seconds")
 
-    notifier = _chain(slack, tmp_path, critical="C0DOWN")
+    # Without slack_sdk's own retries (seconds apart; the 429-then-503 test covers them), each 503 reaches
+    # deliver_alert, which retries 0.1 s apart: an age of 0.5 s then spans several failed attempts.
+    bare_client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url, retry_handlers=[], timeout=10)
+    notifier = _chain(slack, tmp_path, critical="C0DOWN", client=bare_client)
     letters = DeadLetters()
     threads: list[str | None] = []
     stuck = _incident().model_copy(update={"incident_id": "down-1"})
     slack.outage(600)
 
-    def deliver() -> None:
-        threads.append(asyncio.run(deliver_alert(notifier, composed(stuck), None, letters, max_backoff_s=1)))
+    def failed() -> float:
+        return _sample("crisiswatch_alerter_deliveries_total", channel="slack", outcome="failed")
 
+    def deliver() -> None:
+        threads.append(asyncio.run(deliver_alert(notifier, composed(stuck), None, letters, max_backoff_s=0.1)))
+
+    failed_before = failed()
     worker = threading.Thread(target=deliver)
     try:
         worker.start()
-        wait_until(lambda: age() >= 2, "the undelivered alert's age to grow during the outage")
+        wait_until(lambda: age() >= 0.5, "the undelivered alert's age to grow during the outage", every=0.02)
+        assert failed() >= failed_before + 2, "the age grew across retries while Slack was down"
     finally:
         slack.down_until = 0.0
     worker.join(60)

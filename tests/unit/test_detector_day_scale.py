@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -40,28 +41,50 @@ def _run(negatives: np.ndarray, state: DetectorState | None = None, start: datet
     return state, opened
 
 
-def test_a_sustained_doubling_over_twelve_hours_is_caught_by_a_day_scale_horizon() -> None:
-    rng = np.random.default_rng(4)
+RISE_ONSET = 21 * 24 * PER_HOUR + 8 * PER_HOUR
+"""Three weeks of a daily rhythm, then a rise at 08:00 on the fourth Monday (bucket index)."""
+
+
+def _rise(factor: np.ndarray) -> np.ndarray:
+    """Negatives per bucket: the calm three weeks, then 12 hours at ``factor`` times the usual rate."""
     rates = _rates(22, per_hour=20)
-    onset = 21 * 24 * PER_HOUR + 8 * PER_HOUR
-    rates[onset : onset + 12 * PER_HOUR] *= 2
-    _, opened = _run(rng.poisson(rates[: onset + 12 * PER_HOUR]))
-    caught = [d for d in opened if d.opened_at >= MONDAY + onset * CONFIG.bucket]
+    rates[RISE_ONSET : RISE_ONSET + 12 * PER_HOUR] *= factor
+    return np.random.default_rng(4).poisson(rates[: RISE_ONSET + 12 * PER_HOUR])
+
+
+@functools.cache
+def _learnt_before_the_rise() -> tuple[DetectorState, tuple]:
+    """The state (and incidents) after the calm weeks both rise tests share, stepped through once per process.
+
+    Each rise draws the same counts up to its onset (the generator draws bucket by bucket), so a test
+    continues from this state exactly as a run over the whole series would.
+    """
+    state, opened = _run(_rise(np.ones(12 * PER_HOUR))[:RISE_ONSET])
+    return state, tuple(opened)
+
+
+def _run_rise(counts: np.ndarray) -> list:
+    """The incidents opened over a rise series: the shared calm weeks, then this series' last 12 hours."""
+    state, before = _learnt_before_the_rise()
+    _, after = _run(counts[RISE_ONSET:], state=state, start=MONDAY + RISE_ONSET * CONFIG.bucket)
+    return [*before, *after]
+
+
+def test_a_sustained_doubling_over_twelve_hours_is_caught_by_a_day_scale_horizon() -> None:
+    counts = _rise(np.full(12 * PER_HOUR, 2.0))
+    opened = _run_rise(counts)
+    caught = [d for d in opened if d.opened_at >= MONDAY + RISE_ONSET * CONFIG.bucket]
     assert caught, "a 12-hour doubling went unseen"
     assert caught[0].horizon.endswith(" h") and "normal for a" in caught[0].rule
-    assert [d for d in opened if d.opened_at < MONDAY + onset * CONFIG.bucket] == [], "false alarm before the rise"
+    assert [d for d in opened if d.opened_at < MONDAY + RISE_ONSET * CONFIG.bucket] == [], "false alarm before the rise"
 
 
 def test_a_slowly_building_doubling_is_caught_by_a_horizon_hours_before_the_fast_windows() -> None:
-    rng = np.random.default_rng(4)
-    rates = _rates(22, per_hour=20)
-    onset = 21 * 24 * PER_HOUR + 8 * PER_HOUR
     ramp = np.clip(np.arange(12 * PER_HOUR) / (6 * PER_HOUR), 0, 1)
-    rates[onset : onset + 12 * PER_HOUR] *= 1 + ramp
-    counts = rng.poisson(rates[: onset + 12 * PER_HOUR])
+    counts = _rise(1 + ramp)
     fast_only = dataclasses.replace(CONFIG, memory=dataclasses.replace(CONFIG.memory, horizons=()))
     _, fast = _run(counts, config=fast_only)
-    _, both = _run(counts)
+    both = _run_rise(counts)
     assert both and both[0].horizon.endswith(" h") and "normal for a" in both[0].rule
     if fast:
         assert both[0].opened_at <= fast[0].opened_at - timedelta(hours=2)
@@ -161,13 +184,17 @@ def test_a_state_saved_before_the_hourly_memory_existed_still_loads_and_steps() 
 
 
 def test_the_hourly_memory_survives_a_changelog_round_trip_and_stays_bounded() -> None:
+    # A week's memory (four by default) fills and bounds the same way in a third of the steps.
+    week = dataclasses.replace(CONFIG, memory=dataclasses.replace(CONFIG.memory, memory_days=7))
+    days = 10
+    assert days * 24 > week.memory.keep_hours
     rng = np.random.default_rng(3)
-    state, _ = _run(rng.poisson(_rates(32, per_hour=2)))
-    assert state.memory.hours_known == CONFIG.memory.keep_hours
+    state, _ = _run(rng.poisson(_rates(days, per_hour=2)), config=week)
+    assert state.memory.hours_known == week.memory.keep_hours
     restored = DetectorState.model_validate_json(state.model_dump_json())
     assert restored.memory.negative == state.memory.negative
     assert restored.memory.weekly is None, "derived factors are not stored"
-    again, _ = step(restored, Bucket(start=MONDAY + timedelta(days=32), negative=0, total=5), CONFIG)
+    again, _ = step(restored, Bucket(start=MONDAY + timedelta(days=days), negative=0, total=5), week)
     assert again.memory.weekly is not None
 
 

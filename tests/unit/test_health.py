@@ -160,7 +160,7 @@ def test_the_broker_watch_marks_answers_from_a_real_broker_and_none_from_a_close
         watch.stop(wait_s=30)
         asking.close()  # an open connection would hold up the session broker's shutdown by 5 s
     silent = Health()
-    nobody = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_deadline_s=1)
+    nobody = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_deadline_s=0.2)
     question = MetadataQuestion(nobody, "t")
     watch = BrokerWatch(silent, question, 0.2).start()
     try:
