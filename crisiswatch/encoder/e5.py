@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .e5file import E5File, dequantise, read_e5_file
-from .onnx_graph import BertShape, available_threads, encoder_graph, int8_session, padded
+from .onnx_graph import BertShape, available_threads, int8_session, padded
 
 if TYPE_CHECKING:
     import torch
@@ -252,9 +252,8 @@ class E5Encoder:
             self._pooled = _MeanPooled(build_bert_model(self.file, word_embeddings=False))
         else:  # built from the file with numpy alone: no torch needed (the alerter image has none)
             self.threads = threads if threads > 0 else available_threads()
-            file = self.file
             self._session = int8_session(
-                lambda: encoder_graph(bert_weights(file, word_embeddings=False), bert_shape(file)), self.threads
+                bert_weights(self.file, word_embeddings=False), bert_shape(self.file), self.threads
             )
 
     def normalise(self, text: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_graph import BertShape, available_threads, encoder_graph, int8_session, padded
+from .onnx_graph import BertShape, available_threads, int8_session, padded
 
 MINILM_NAME = "all-MiniLM-L6-v2-int8"
 _WORD_TABLE = "embeddings.word_embeddings.weight"
@@ -77,7 +77,7 @@ class MiniLMEncoder:
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_length)
         self._pad = self._tokenizer.token_to_id("[PAD]") or 0
-        self._session: Any = int8_session(lambda: encoder_graph(_layer_weights(weights_file), shape), self.threads)
+        self._session: Any = int8_session(_layer_weights(weights_file), shape, self.threads)
 
     def tokenise(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text: ``[CLS]``, the word pieces (cut to ``max_length``), ``[SEP]``."""

