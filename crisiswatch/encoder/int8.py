@@ -1,4 +1,7 @@
-"""Dynamic int8 quantisation of an ONNX graph, shared by the encoder and the sentiment models' ONNX engine."""
+"""Dynamic int8 quantisation of an exported ONNX graph, for the sentiment models' ONNX engine.
+
+The encoder's own graphs are written already quantised (:mod:`.onnx_graph`).
+"""
 
 from __future__ import annotations
 
