@@ -119,7 +119,7 @@ class Knobs:
 
 
 DEFAULT_KNOBS = Knobs()
-KNOBS_BY_ENCODER: dict[str, Knobs] = {"e5": DEFAULT_KNOBS, "minilm": Knobs(lexical_weight=0.0, centre=True)}
+KNOBS_BY_ENCODER: dict[str, Knobs] = {"e5": DEFAULT_KNOBS, "minilm": Knobs(lexical_weight=0.0, centre=False)}
 """Each shipped encoder's knobs (by its name in :data:`.encoding.ENCODERS`), chosen on the five real sets by
 ``crisiswatch eval-themes --encoder NAME --held-out`` (``docs/alerts.md``): MiniLM's vectors need no word block."""
 
