@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .e5file import E5File, dequantise, read_e5_file
-from .onnx_graph import BertShape, available_threads, int8_session, padded
+from .onnx_graph import BertShape, available_threads, embed_in_length_order, int8_session, padded
 
 if TYPE_CHECKING:
     import torch
@@ -277,18 +277,8 @@ class E5Encoder:
         Texts are sorted by token length and cut into batches of at most
         ``batch_size``, so a batch pads little.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        if not texts:
-            return out
-        encoded = self.tokenise(texts)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            out[rows] = self._pooled_batch([encoded[i] for i in rows])
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        encoded = self.tokenise(texts) if texts else []
+        return embed_in_length_order(encoded, batch_size, self.dimension, self._pooled_batch)
 
     def _pooled_batch(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:
         """Mean-pooled (unnormalised) embeddings of one batch of token ids."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_graph import BertShape, available_threads, int8_session, padded
+from .onnx_graph import BertShape, available_threads, embed_in_length_order, int8_session, padded
 
 MINILM_NAME = "all-MiniLM-L6-v2-int8"
 _WORD_TABLE = "embeddings.word_embeddings.weight"
@@ -85,17 +85,16 @@ class MiniLMEncoder:
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised embeddings, shape (len(texts), 384), float32, in input order (length-sorted batches)."""
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        encoded = self.tokenise(texts)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            input_ids, mask = padded([encoded[i] for i in rows], self._pad)
-            (pooled,) = self._session.run(
-                ["pooled"], {"inputs_embeds": self._word_table[input_ids], "attention_mask": mask}
-            )
-            out[rows] = pooled
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        encoded = self.tokenise(texts) if texts else []
+        return embed_in_length_order(encoded, batch_size, self.dimension, self._pooled_batch)
+
+    def _pooled_batch(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:
+        """Mean-pooled (unnormalised) embeddings of one batch of token ids."""
+        input_ids, mask = padded(encoded, self._pad)
+        (pooled,) = self._session.run(
+            ["pooled"], {"inputs_embeds": self._word_table[input_ids], "attention_mask": mask}
+        )
+        return pooled
 
     def describe(self) -> dict[str, str]:
         """What runs the encoder, for logs."""

@@ -23,7 +23,7 @@ import contextlib
 import ctypes
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +227,28 @@ def _erf_gelu(g: _GraphWriter, x: str, hint: str) -> str:
     plus_one = g.node("Add", [erf, g.weight(f"{hint}.one", np.array(1.0, dtype=np.float32))], f"{hint}.plus_one")
     product = g.node("Mul", [x, plus_one], f"{hint}.product")
     return g.node("Mul", [product, g.weight(f"{hint}.half", np.array(0.5, dtype=np.float32))], hint)
+
+
+def embed_in_length_order(
+    encoded: Sequence[Sequence[int]],
+    batch_size: int,
+    dimension: int,
+    pooled_batch: Callable[[Sequence[Sequence[int]]], np.ndarray],
+) -> np.ndarray:
+    """L2-normalised embeddings of token id lists, in input order, computed in batches of similar length.
+
+    The lists are sorted by length and cut into batches of at most
+    ``batch_size``, so a batch pads little; ``pooled_batch`` turns one batch
+    into its (unnormalised) pooled vectors.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    out = np.zeros((len(encoded), dimension), dtype=np.float32)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        out[rows] = pooled_batch([encoded[i] for i in rows])
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def padded(encoded: Sequence[Sequence[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
